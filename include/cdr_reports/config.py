@@ -1,0 +1,226 @@
+"""Settings of the report pipeline, read from environment variables (all optional).
+
+Defaults reproduce the original Hangfire system. Reading settings touches no network, no
+Airflow Variable and no Connection, so DAG files can call `load_settings()` while parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdr_reports.errors import PermanentError
+
+DEFAULT_GLOBAL_FILTER: dict[str, Any] = {"IsDeleted": {"$ne": True}}
+
+# A call longer than the longest report period cannot be real: such durations (and NaN or
+# infinite ones) are rejected and counted instead of being summed.
+DEFAULT_MAX_CALL_DURATION_SECONDS = 31 * 24 * 3600
+
+
+class ConfigError(PermanentError, ValueError):
+    """A setting has a value the pipeline cannot use (a permanent error: retrying cannot help)."""
+
+
+@dataclass(frozen=True)
+class DueTimes:
+    """Local wall-clock hour at which each report is due after its period ends."""
+
+    daily_hour: int = 2
+    weekly_hour: int = 3
+    monthly_hour: int = 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    time_zone: str = "Europe/Istanbul"
+    mongo_conn_id: str = "cdr_mongo"
+    mongo_database: str | None = None  # None: the connection's schema
+    collection: str = "CdrRecords"
+    sql_conn_id: str = "cdr_reports_db"
+    sql_schema: str | None = None
+    global_filter: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_GLOBAL_FILTER))
+    extract_slices: int = 1
+    max_call_duration_seconds: float = DEFAULT_MAX_CALL_DURATION_SECONDS
+    mongo_timeout_ms: int = 10_000
+    week_start: int = 0  # Monday
+    due: DueTimes = field(default_factory=DueTimes)
+    # Airflow run policy (see the README for how these match the original system).
+    owner: str = "cdr-reports"
+    catchup: bool = False
+    retries: int = 3
+    retry_delay_seconds: int = 60
+    max_retry_delay_seconds: int = 600
+    execution_timeout_minutes: int = 60
+    dagrun_timeout_hours: int = 6
+
+
+# Environment variable -> Settings field. One table so the README, .env.example and the
+# tests can all be checked against it.
+ENV_VARS: dict[str, str] = {
+    "CDR_TIMEZONE": "time_zone",
+    "CDR_MONGO_CONN_ID": "mongo_conn_id",
+    "CDR_MONGO_DATABASE": "mongo_database",
+    "CDR_MONGO_COLLECTION": "collection",
+    "CDR_SQL_CONN_ID": "sql_conn_id",
+    "CDR_SQL_SCHEMA": "sql_schema",
+    "CDR_GLOBAL_FILTER": "global_filter",
+    "CDR_EXTRACT_SLICES": "extract_slices",
+    "CDR_MAX_CALL_DURATION_SECONDS": "max_call_duration_seconds",
+    "CDR_MONGO_TIMEOUT_MS": "mongo_timeout_ms",
+    "CDR_WEEK_START": "week_start",
+    "CDR_DAILY_DUE_HOUR": "due.daily_hour",
+    "CDR_WEEKLY_DUE_HOUR": "due.weekly_hour",
+    "CDR_MONTHLY_DUE_HOUR": "due.monthly_hour",
+    "CDR_OWNER": "owner",
+    "CDR_CATCHUP": "catchup",
+    "CDR_RETRIES": "retries",
+    "CDR_RETRY_DELAY_SECONDS": "retry_delay_seconds",
+    "CDR_MAX_RETRY_DELAY_SECONDS": "max_retry_delay_seconds",
+    "CDR_EXECUTION_TIMEOUT_MINUTES": "execution_timeout_minutes",
+    "CDR_DAGRUN_TIMEOUT_HOURS": "dagrun_timeout_hours",
+}
+
+WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+
+def _int(var: str, raw: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a whole number") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{var}={raw!r} must be {bound}")
+    return value
+
+
+def _bool(var: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{var}={raw!r} is not a boolean (true/false)")
+
+
+def _weekday(var: str, raw: str) -> int:
+    text = raw.strip().upper()
+    if text in WEEKDAYS:
+        return WEEKDAYS.index(text)
+    return _int(var, raw, 0, 6)
+
+
+def parse_global_filter(raw: str | Mapping[str, Any], source: str = "CDR_GLOBAL_FILTER") -> dict[str, Any]:
+    """Parse and check a MongoDB query document (MongoDB Extended JSON allowed in strings)."""
+    if isinstance(raw, Mapping):
+        parsed: Any = dict(raw)
+    else:
+        from bson import json_util  # pymongo's; lets filters carry dates ({"$date": ...})
+
+        try:
+            parsed = json_util.loads(raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{source} must be a JSON object (a MongoDB query document), got {type(parsed).__name__}")
+    _check_query_document(parsed, source)
+    return parsed
+
+
+# Operators a query document may use at its top level; anything else starting with "$"
+# is a typo that MongoDB would reject at run time, so reject it while parsing instead.
+_TOP_LEVEL_OPERATORS = {"$and", "$or", "$nor", "$expr", "$comment", "$jsonSchema", "$where", "$text"}
+
+
+def _check_query_document(query: Mapping[str, Any], source: str) -> None:
+    for key, value in query.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{source}: empty or non-string field name {key!r}")
+        if key.startswith("$"):
+            if key not in _TOP_LEVEL_OPERATORS:
+                raise ConfigError(f"{source}: unknown top-level operator {key!r}")
+            if key in ("$and", "$or", "$nor"):
+                if not isinstance(value, list) or not value:
+                    raise ConfigError(f"{source}: {key} needs a non-empty array of query documents")
+                for sub in value:
+                    if not isinstance(sub, dict):
+                        raise ConfigError(f"{source}: every item of {key} must be a query document")
+                    _check_query_document(sub, source)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment; raises ConfigError naming the bad variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    due: dict[str, int] = {}
+
+    def get(var: str) -> str | None:
+        raw = env.get(var)
+        return raw if raw is not None and raw.strip() != "" else None
+
+    if (raw := get("CDR_TIMEZONE")) is not None:
+        from cdr_reports.periods import PeriodError, load_zone
+
+        try:
+            load_zone(raw.strip())
+        except PeriodError as exc:
+            raise ConfigError(f"CDR_TIMEZONE: {exc}") from None
+        values["time_zone"] = raw.strip()
+    for var, name in (
+        ("CDR_MONGO_CONN_ID", "mongo_conn_id"),
+        ("CDR_MONGO_DATABASE", "mongo_database"),
+        ("CDR_MONGO_COLLECTION", "collection"),
+        ("CDR_SQL_CONN_ID", "sql_conn_id"),
+        ("CDR_SQL_SCHEMA", "sql_schema"),
+        ("CDR_OWNER", "owner"),
+    ):
+        if (raw := get(var)) is not None:
+            values[name] = raw.strip()
+    if (raw := get("CDR_GLOBAL_FILTER")) is not None:
+        values["global_filter"] = parse_global_filter(raw)
+    if (raw := get("CDR_EXTRACT_SLICES")) is not None:
+        values["extract_slices"] = _int("CDR_EXTRACT_SLICES", raw, 1, 1000)
+    if (raw := get("CDR_MAX_CALL_DURATION_SECONDS")) is not None:
+        values["max_call_duration_seconds"] = _int("CDR_MAX_CALL_DURATION_SECONDS", raw, 1)
+    if (raw := get("CDR_MONGO_TIMEOUT_MS")) is not None:
+        values["mongo_timeout_ms"] = _int("CDR_MONGO_TIMEOUT_MS", raw, 100)
+    if (raw := get("CDR_WEEK_START")) is not None:
+        values["week_start"] = _weekday("CDR_WEEK_START", raw)
+    for var, key in (
+        ("CDR_DAILY_DUE_HOUR", "daily_hour"),
+        ("CDR_WEEKLY_DUE_HOUR", "weekly_hour"),
+        ("CDR_MONTHLY_DUE_HOUR", "monthly_hour"),
+    ):
+        if (raw := get(var)) is not None:
+            due[key] = _int(var, raw, 0, 23)
+    if due:
+        values["due"] = DueTimes(**due)
+    if (raw := get("CDR_CATCHUP")) is not None:
+        values["catchup"] = _bool("CDR_CATCHUP", raw)
+    for var, name, low in (
+        ("CDR_RETRIES", "retries", 0),
+        ("CDR_RETRY_DELAY_SECONDS", "retry_delay_seconds", 1),
+        ("CDR_MAX_RETRY_DELAY_SECONDS", "max_retry_delay_seconds", 1),
+        ("CDR_EXECUTION_TIMEOUT_MINUTES", "execution_timeout_minutes", 1),
+        ("CDR_DAGRUN_TIMEOUT_HOURS", "dagrun_timeout_hours", 1),
+    ):
+        if (raw := get(var)) is not None:
+            values[name] = _int(var, raw, low)
+    settings = Settings(**values)
+    if settings.max_retry_delay_seconds < settings.retry_delay_seconds:
+        raise ConfigError(
+            "CDR_MAX_RETRY_DELAY_SECONDS must be >= CDR_RETRY_DELAY_SECONDS "
+            f"({settings.max_retry_delay_seconds} < {settings.retry_delay_seconds})"
+        )
+    return settings
+
+
+def settings_as_json(settings: Settings) -> str:
+    """A log-friendly dump (no secrets live in Settings: connections hold them)."""
+    from dataclasses import asdict
+
+    return json.dumps(asdict(settings), default=str, sort_keys=True)

@@ -1,0 +1,168 @@
+"""Store a report idempotently: one transaction replaces its (report_type, period_start).
+
+The tables are defined once with SQLAlchemy Core, which generates each dialect's DDL and
+DML (SQL Server in production, PostgreSQL and SQLite supported). Values are always bound
+parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
+
+from cdr_reports.aggregate import Report
+from cdr_reports.errors import classify_sql_error
+
+log = logging.getLogger(__name__)
+
+OPERATOR_TABLE = "cdr_operator_report"
+RUN_TABLE = "cdr_report_run"
+
+# Naive UTC everywhere; DATETIME2 on SQL Server (its DATETIME rounds to 1/300 s).
+UTC_TIMESTAMP = sa.DateTime(timezone=False).with_variant(mssql.DATETIME2(), "mssql")
+
+
+@dataclass(frozen=True)
+class ReportTables:
+    metadata: sa.MetaData
+    operator: sa.Table
+    run: sa.Table
+
+
+def report_tables(schema: str | None = None) -> ReportTables:
+    """The two report tables (one definition for every dialect)."""
+    metadata = sa.MetaData(schema=schema)
+    operator = sa.Table(
+        OPERATOR_TABLE,
+        metadata,
+        sa.Column("report_type", sa.String(16), primary_key=True),
+        sa.Column("period_start", sa.DATE, primary_key=True),
+        sa.Column("operator_id", sa.Unicode(255), primary_key=True),
+        sa.Column("period_end", sa.DATE, nullable=False),
+        sa.Column("total_calls", sa.BigInteger, nullable=False),
+        sa.Column("answered_calls", sa.BigInteger, nullable=False),
+        sa.Column("total_duration_seconds", sa.BigInteger, nullable=False),
+        sa.Column("answer_ratio", sa.Float(53), nullable=False),
+        sa.Column("avg_answered_duration_seconds", sa.Float(53), nullable=True),
+        sa.Column("generated_at", UTC_TIMESTAMP, nullable=False, comment="UTC"),
+        sa.Column("dag_run_id", sa.Unicode(250), nullable=False),
+    )
+    run = sa.Table(
+        RUN_TABLE,
+        metadata,
+        sa.Column("report_type", sa.String(16), primary_key=True),
+        sa.Column("period_start", sa.DATE, primary_key=True),
+        sa.Column("period_end", sa.DATE, nullable=False),
+        sa.Column("time_zone", sa.String(64), nullable=False),
+        sa.Column("source_records", sa.BigInteger, nullable=False),
+        sa.Column("valid_records", sa.BigInteger, nullable=False),
+        sa.Column("rejected_records", sa.BigInteger, nullable=False),
+        sa.Column("operators", sa.Integer, nullable=False),
+        sa.Column("generated_at", UTC_TIMESTAMP, nullable=False, comment="UTC"),
+        sa.Column("dag_run_id", sa.Unicode(250), nullable=False),
+    )
+    return ReportTables(metadata, operator, run)
+
+
+def ensure_tables(engine: sa.engine.Engine, schema: str | None = None) -> None:
+    """Create the report tables if missing (no-op when they exist)."""
+    try:
+        report_tables(schema).metadata.create_all(engine, checkfirst=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+        raise classify_sql_error(exc, f"creating tables {OPERATOR_TABLE}/{RUN_TABLE}") from exc
+
+
+def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, Any]]:
+    """The statements of one load, in order, with their parameters (compiled by any dialect)."""
+    key = {"report_type": report.report_type, "period_start": report.period_start}
+    generated_at = report.generated_at.astimezone(timezone.utc).replace(tzinfo=None)
+    operator_rows = [
+        {
+            **key,
+            "operator_id": row.operator_id,
+            "period_end": report.period_end,
+            "total_calls": row.total_calls,
+            "answered_calls": row.answered_calls,
+            "total_duration_seconds": row.total_duration_seconds,
+            "answer_ratio": row.answer_ratio,
+            "avg_answered_duration_seconds": row.avg_answered_duration_seconds,
+            "generated_at": generated_at,
+            "dag_run_id": report.dag_run_id,
+        }
+        for row in report.rows
+    ]
+    run_row = {
+        **key,
+        "period_end": report.period_end,
+        "time_zone": report.time_zone,
+        "source_records": report.source_records,
+        "valid_records": report.valid_records,
+        "rejected_records": report.rejected_records,
+        "operators": report.operators,
+        "generated_at": generated_at,
+        "dag_run_id": report.dag_run_id,
+    }
+
+    def same_period(table: sa.Table) -> Any:
+        return sa.and_(table.c.report_type == report.report_type, table.c.period_start == report.period_start)
+
+    statements: list[tuple[Any, Any]] = [
+        # The run row first: its delete locks the period for concurrent loads where it exists.
+        (sa.delete(tables.run).where(same_period(tables.run)), None),
+        (sa.delete(tables.operator).where(same_period(tables.operator)), None),
+    ]
+    if operator_rows:
+        statements.append((sa.insert(tables.operator), operator_rows))
+    statements.append((sa.insert(tables.run), run_row))
+    return statements
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    operator_rows: int
+    replaced_operator_rows: int
+    seconds: float
+
+
+def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = None) -> LoadResult:
+    """Replace the stored report of (report_type, period_start) in one transaction."""
+    tables = report_tables(schema)
+    what = f"loading {report.report_type} report {report.period_start.isoformat()}"
+    began = time.monotonic()
+    log.info("%s: start (%d operator rows)", what, len(report.rows))
+    replaced = 0
+    try:
+        tables.metadata.create_all(engine, checkfirst=True)
+        with engine.begin() as conn:
+            for statement, params in replace_statements(tables, report):
+                result = conn.execute(statement, params) if params is not None else conn.execute(statement)
+                if statement.is_delete and statement.table is tables.operator:
+                    replaced = result.rowcount
+    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+        raise classify_sql_error(exc, what) from exc
+    seconds = time.monotonic() - began
+    log.info("%s: done in %.3f s, %d rows written, %d replaced", what, seconds, len(report.rows), replaced)
+    return LoadResult(operator_rows=len(report.rows), replaced_operator_rows=replaced, seconds=seconds)
+
+
+def read_report(engine: sa.engine.Engine, report_type: str, period_start: Any, schema: str | None = None) -> dict[str, Any] | None:
+    """The stored run row and operator rows of one period (None when absent), for checks and printing."""
+    tables = report_tables(schema)
+    with engine.connect() as conn:
+        run = conn.execute(
+            sa.select(tables.run).where(tables.run.c.report_type == report_type, tables.run.c.period_start == period_start)
+        ).mappings().first()
+        if run is None:
+            return None
+        rows = conn.execute(
+            sa.select(tables.operator)
+            .where(tables.operator.c.report_type == report_type, tables.operator.c.period_start == period_start)
+            .order_by(tables.operator.c.operator_id)
+        ).mappings().all()
+    return {"run": dict(run), "rows": [dict(row) for row in rows]}

@@ -1,0 +1,29 @@
+"""The whole report for one period, without Airflow: extract every slice, aggregate, load.
+
+The DAG tasks call the same functions one step per task; this module is what the tests, the
+demo and the benchmarks call directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdr_reports.aggregate import Report, build_report
+from cdr_reports.config import Settings
+from cdr_reports.extract import SliceCounts, extract_slice
+from cdr_reports.periods import ReportPeriod
+
+
+def extract_period(collection: Any, period: ReportPeriod, settings: Settings) -> list[SliceCounts]:
+    return [
+        extract_slice(collection, start, end, settings.global_filter, settings.max_call_duration_seconds)
+        for start, end in period.slices(settings.extract_slices)
+    ]
+
+
+def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Settings, dag_run_id: str) -> Report:
+    from cdr_reports.load import load_report
+
+    report = build_report(period, extract_period(collection, period, settings), dag_run_id=dag_run_id)
+    load_report(engine, report, schema=settings.sql_schema)
+    return report

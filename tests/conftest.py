@@ -1,0 +1,142 @@
+"""Shared fixtures: real servers only (FerretDB for MongoDB, PostgreSQL, SQLite files).
+
+Server URIs come from the environment (CDR_TEST_MONGO_URI, CDR_TEST_PG_URI) or from the
+.services/env file that `make services` writes. Under CI=true a missing server fails the
+run; locally the tests skip with a loud reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICES_ENV = REPO_ROOT / ".services" / "env"
+
+
+def _services_env() -> dict[str, str]:
+    values: dict[str, str] = {}
+    if SERVICES_ENV.exists():
+        for line in SERVICES_ENV.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip():
+                values[key.strip()] = value.strip()
+    return values
+
+
+def service_uri(name: str) -> str | None:
+    return os.environ.get(name) or _services_env().get(name)
+
+
+def require_service(name: str, what: str) -> str:
+    uri = service_uri(name)
+    if uri:
+        return uri
+    reason = f"{what} not configured: set {name} or run `make services`"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(f"!!! SKIPPED: {reason}")
+
+
+def _ping_or_fail(check, what: str) -> None:
+    try:
+        check()
+    except Exception as exc:  # noqa: BLE001 - any failure means the server is unusable
+        message = f"{what} is configured but unreachable: {exc!r}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(f"!!! SKIPPED: {message}")
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> str:
+    uri = require_service("CDR_TEST_MONGO_URI", "MongoDB-wire server (FerretDB)")
+    import pymongo
+
+    def ping() -> None:
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000) as client:
+            client.admin.command("ping")
+
+    _ping_or_fail(ping, f"MongoDB-wire server at {uri}")
+    return uri
+
+
+@pytest.fixture(scope="session")
+def mongo_client(mongo_uri):
+    import pymongo
+
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def mongo_db(mongo_client):
+    """A fresh, uniquely named database, dropped afterwards."""
+    name = f"cdrtest_{uuid.uuid4().hex[:12]}"
+    db = mongo_client[name]
+    yield db
+    mongo_client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_uri() -> str:
+    uri = require_service("CDR_TEST_PG_URI", "PostgreSQL server")
+    import sqlalchemy as sa
+
+    def ping() -> None:
+        engine = sa.create_engine(_sa_pg_url(uri))
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+
+    _ping_or_fail(ping, "PostgreSQL")
+    return uri
+
+
+def _sa_pg_url(uri: str) -> str:
+    # psycopg 3 is the driver the postgres provider uses.
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture
+def pg_schema(pg_uri):
+    """A fresh schema in the test database; yields (sqlalchemy_url, schema), dropped afterwards."""
+    import sqlalchemy as sa
+
+    schema = f"cdrtest_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(_sa_pg_url(pg_uri))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    yield _sa_pg_url(pg_uri), schema
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_schema):
+    import sqlalchemy as sa
+
+    url, schema = pg_schema
+    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'reports.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_engine(request):
+    """The report sink, once per supported real SQL server."""
+    return request.getfixturevalue(f"{'pg' if request.param == 'postgres' else 'sqlite'}_engine")

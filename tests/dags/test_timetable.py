@@ -1,0 +1,452 @@
+"""CalendarPeriodTimetable against Airflow 3.3's scheduling, serialization and backfill code paths.
+
+Istanbul is UTC+3 since 2016-09-07; before that +02 in winter / +03 in summer, so
+2016-03-27 was a 23-hour day and 2015-11-08 a 25-hour day.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
+
+import cdr_reports.timetable as timetable_module
+from cdr_reports.periods import PeriodError, period_containing, period_containing_instant
+from cdr_reports.timetable import CalendarPeriodTimetable
+
+IST = "Europe/Istanbul"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DUE = {
+    "daily": datetime.timedelta(hours=2),
+    "weekly": datetime.timedelta(hours=3),
+    "monthly": datetime.timedelta(hours=4),
+}
+TIMETABLE_PATH = "cdr_reports.timetable.CalendarPeriodTimetable"
+
+
+def utc(*args: int) -> pendulum.DateTime:
+    return pendulum.datetime(*args, tz="UTC")
+
+
+def local(*args: int) -> pendulum.DateTime:
+    return pendulum.datetime(*args, tz=IST)
+
+
+def make(report_type: str, **kwargs) -> CalendarPeriodTimetable:
+    return CalendarPeriodTimetable(report_type, IST, kwargs.pop("due_after", DUE[report_type]), **kwargs)
+
+
+def interval_of(report_type: str, day: datetime.date) -> DataInterval:
+    p = period_containing(report_type, day, IST)
+    return DataInterval(pendulum.instance(p.start_utc), pendulum.instance(p.end_utc))
+
+
+@pytest.fixture
+def now(monkeypatch):
+    """Pin the timetable's clock: now(datetime) sets it."""
+
+    def set_now(value: datetime.datetime) -> None:
+        monkeypatch.setattr(timetable_module, "_utcnow", lambda: value)
+
+    return set_now
+
+
+def next_info(tt, last=None, earliest=None, latest=None, catchup=True) -> DagRunInfo | None:
+    return tt.next_dagrun_info(
+        last_automated_data_interval=last, restriction=TimeRestriction(earliest, latest, catchup)
+    )
+
+
+def enumerate_runs(tt, earliest, latest, catchup=True, limit=5000) -> list[DagRunInfo]:
+    """What the scheduler / backfill do: ask again with the previous run until None."""
+    restriction = TimeRestriction(earliest, latest, catchup)
+    infos, last = [], None
+    while (info := tt.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)) is not None:
+        infos.append(info)
+        last = info.data_interval
+        assert len(infos) < limit
+    return infos
+
+
+# --------------------------------------------------------------------------- due times
+
+
+@pytest.mark.parametrize(
+    ("report_type", "previous_day", "start", "end", "run_after"),
+    [
+        # daily 2026-11-27 is due 2026-11-28 02:00 Istanbul = 2026-11-27T23:00Z
+        ("daily", datetime.date(2026, 11, 26), utc(2026, 11, 26, 21), utc(2026, 11, 27, 21), utc(2026, 11, 27, 23)),
+        # week of 2026-11-16 is due Monday 2026-11-23 03:00 Istanbul = 00:00Z
+        ("weekly", datetime.date(2026, 11, 9), utc(2026, 11, 15, 21), utc(2026, 11, 22, 21), utc(2026, 11, 23, 0)),
+        # October 2026 is due 2026-11-01 04:00 Istanbul = 01:00Z
+        ("monthly", datetime.date(2026, 9, 1), utc(2026, 9, 30, 21), utc(2026, 10, 31, 21), utc(2026, 11, 1, 1)),
+        # month and year boundary: December 2026 -> January 2027
+        ("daily", datetime.date(2026, 12, 31), utc(2026, 12, 31, 21), utc(2027, 1, 1, 21), utc(2027, 1, 1, 23)),
+        ("monthly", datetime.date(2026, 11, 5), utc(2026, 11, 30, 21), utc(2026, 12, 31, 21), utc(2027, 1, 1, 1)),
+        ("monthly", datetime.date(2026, 12, 5), utc(2026, 12, 31, 21), utc(2027, 1, 31, 21), utc(2027, 2, 1, 1)),
+        # leap February 2028 (29 days), then the 29th itself
+        ("monthly", datetime.date(2028, 1, 9), utc(2028, 1, 31, 21), utc(2028, 2, 29, 21), utc(2028, 3, 1, 1)),
+        ("daily", datetime.date(2028, 2, 28), utc(2028, 2, 28, 21), utc(2028, 2, 29, 21), utc(2028, 2, 29, 23)),
+        # the week across New Year 2026-12-28..2027-01-03
+        ("weekly", datetime.date(2026, 12, 24), utc(2026, 12, 27, 21), utc(2027, 1, 3, 21), utc(2027, 1, 4, 0)),
+        # 23-hour day 2016-03-27 (+02 -> +03); due 2016-03-28 02:00 +03
+        ("daily", datetime.date(2016, 3, 26), utc(2016, 3, 26, 22), utc(2016, 3, 27, 21), utc(2016, 3, 27, 23)),
+        # 25-hour day 2015-11-08 (+03 -> +02); due 2015-11-09 02:00 +02
+        ("daily", datetime.date(2015, 11, 7), utc(2015, 11, 7, 21), utc(2015, 11, 8, 22), utc(2015, 11, 9, 0)),
+        # a week and a month containing the 25-hour day (start +03, end +02)
+        ("weekly", datetime.date(2015, 10, 28), utc(2015, 11, 1, 21), utc(2015, 11, 8, 22), utc(2015, 11, 9, 1)),
+        ("monthly", datetime.date(2015, 10, 3), utc(2015, 10, 31, 21), utc(2015, 11, 30, 22), utc(2015, 12, 1, 2)),
+    ],
+)
+def test_next_dagrun_after_previous_run(report_type, previous_day, start, end, run_after):
+    tt = make(report_type)
+    info = tt.next_dagrun_info(
+        last_automated_data_interval=interval_of(report_type, previous_day),
+        restriction=TimeRestriction(earliest=utc(2000, 1, 1), latest=None, catchup=True),
+    )
+    assert info.data_interval == DataInterval(start, end)
+    assert info.run_after == run_after
+    assert info.logical_date == start
+    for value in (info.run_after, *info.data_interval):
+        assert isinstance(value, pendulum.DateTime)
+        assert value.utcoffset() == datetime.timedelta(0)
+
+
+def test_due_time_inside_dst_gap_and_fold():
+    # due 03:30 local on 2016-03-27 does not exist (03:00 -> 04:00): the run is due at the change.
+    tt = make("daily", due_after=datetime.timedelta(hours=3, minutes=30))
+    info = tt.next_dagrun_info(
+        last_automated_data_interval=interval_of("daily", datetime.date(2016, 3, 25)),
+        restriction=TimeRestriction(None, None, True),
+    )
+    assert info.data_interval.start == utc(2016, 3, 25, 22)
+    assert info.run_after == utc(2016, 3, 27, 1)  # 04:00 +03
+    # due 03:30 local on 2015-11-08 happened twice (04:00 -> 03:00): the first one (+03).
+    info = tt.next_dagrun_info(
+        last_automated_data_interval=interval_of("daily", datetime.date(2015, 11, 6)),
+        restriction=TimeRestriction(None, None, True),
+    )
+    assert info.data_interval == DataInterval(utc(2015, 11, 6, 21), utc(2015, 11, 7, 21))
+    assert info.run_after == utc(2015, 11, 8, 0, 30)
+
+
+def test_due_after_longer_than_a_day():
+    tt = make("daily", due_after=datetime.timedelta(days=1, hours=6))
+    info = tt.next_dagrun_info(
+        last_automated_data_interval=interval_of("daily", datetime.date(2026, 11, 26)),
+        restriction=TimeRestriction(None, None, True),
+    )
+    assert info.run_after == utc(2026, 11, 29, 3)  # 2026-11-29 06:00 Istanbul
+    assert tt.summary == "daily, Europe/Istanbul, due +1d 06:00"
+    assert tt.description.endswith("each run is due at 06:00 local time, 1 day after the following day.")
+
+
+# --------------------------------------------------------------------------- catchup / restrictions
+
+
+def test_catchup_enumerates_every_day_once_across_dst_changes():
+    infos = enumerate_runs(make("daily"), local(2015, 10, 1), local(2016, 4, 30))
+    assert len(infos) == 213  # 2015-10-01 .. 2016-04-30
+    assert infos[0].data_interval.start == local(2015, 10, 1)
+    assert infos[-1].data_interval.start == local(2016, 4, 30)
+    assert all(a.data_interval.end == b.data_interval.start for a, b in zip(infos, infos[1:]))
+    assert all(a.run_after < b.run_after for a, b in zip(infos, infos[1:]))
+    lengths = [i.data_interval.end - i.data_interval.start for i in infos]
+    assert lengths.count(datetime.timedelta(hours=25)) == 1  # 2015-11-08
+    assert lengths.count(datetime.timedelta(hours=23)) == 1  # 2016-03-27
+    assert lengths.count(datetime.timedelta(hours=24)) == 211
+
+
+def test_catchup_enumerates_weeks_and_months():
+    weeks = enumerate_runs(make("weekly"), local(2026, 12, 1), local(2027, 1, 31))
+    labels = [period_containing_instant("weekly", w.data_interval.start, IST).label() for w in weeks]
+    assert labels == [
+        "weekly 2026-12-07..2026-12-13",  # earliest 12-01 is a Tuesday: first whole week
+        "weekly 2026-12-14..2026-12-20",
+        "weekly 2026-12-21..2026-12-27",
+        "weekly 2026-12-28..2027-01-03",
+        "weekly 2027-01-04..2027-01-10",
+        "weekly 2027-01-11..2027-01-17",
+        "weekly 2027-01-18..2027-01-24",
+        "weekly 2027-01-25..2027-01-31",
+    ]
+    months = enumerate_runs(make("monthly"), local(2027, 1, 1), local(2028, 12, 1))
+    assert len(months) == 24
+    assert all(a.data_interval.end == b.data_interval.start for a, b in zip(months, months[1:]))
+    feb_2028 = months[13]
+    assert feb_2028.data_interval == DataInterval(utc(2028, 1, 31, 21), utc(2028, 2, 29, 21))
+    assert feb_2028.run_after == utc(2028, 3, 1, 1)
+
+
+def test_earliest_and_latest_bound_the_period_start_inclusively():
+    tt = make("daily")
+    # earliest exactly on a boundary: that day is the first run.
+    first = next_info(tt, earliest=local(2026, 11, 1))
+    assert first.data_interval.start == local(2026, 11, 1)
+    # earliest a second after the boundary: the next day.
+    first = tt.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(local(2026, 11, 1).add(seconds=1), None, True),
+    )
+    assert first.data_interval.start == local(2026, 11, 2)
+    # latest == start of a period includes it; nothing after.
+    last_interval = interval_of("daily", datetime.date(2026, 11, 4))
+    restriction = TimeRestriction(local(2026, 11, 1), local(2026, 11, 5), True)
+    info = tt.next_dagrun_info(last_automated_data_interval=last_interval, restriction=restriction)
+    assert info.data_interval.start == local(2026, 11, 5)
+    info = tt.next_dagrun_info(last_automated_data_interval=info.data_interval, restriction=restriction)
+    assert info is None
+    # a later start_date than the last run wins.
+    info = tt.next_dagrun_info(
+        last_automated_data_interval=last_interval, restriction=TimeRestriction(local(2026, 11, 20), None, True)
+    )
+    assert info.data_interval.start == local(2026, 11, 20)
+
+
+@pytest.mark.parametrize(
+    ("report_type", "now_utc", "expected_start", "expected_run_after"),
+    [
+        # 03:30 on the 28th in Istanbul: yesterday's report is due (since 23:00Z).
+        ("daily", utc(2026, 11, 28, 0, 30), local(2026, 11, 27), utc(2026, 11, 27, 23)),
+        # exactly at the due time counts as due
+        ("daily", utc(2026, 11, 27, 23), local(2026, 11, 27), utc(2026, 11, 27, 23)),
+        # 01:59:59 local: the 27th is not due yet, the 26th is the latest due
+        ("daily", utc(2026, 11, 27, 22, 59, 59), local(2026, 11, 26), utc(2026, 11, 26, 23)),
+        ("weekly", utc(2026, 11, 25, 12), local(2026, 11, 16), utc(2026, 11, 23, 0)),
+        ("weekly", utc(2026, 11, 22, 23, 59), local(2026, 11, 9), utc(2026, 11, 16, 0)),
+        ("monthly", utc(2026, 11, 1, 0, 59), local(2026, 9, 1), utc(2026, 10, 1, 1)),
+        ("monthly", utc(2026, 11, 1, 1), local(2026, 10, 1), utc(2026, 11, 1, 1)),
+    ],
+)
+def test_no_catchup_first_run_is_latest_due_period(now, report_type, now_utc, expected_start, expected_run_after):
+    now(now_utc)
+    tt = make(report_type)
+    for earliest in (None, local(2020, 1, 1)):
+        info = next_info(tt, earliest=earliest, catchup=False)
+        assert info.data_interval.start == expected_start
+        assert info.run_after == expected_run_after
+        assert info.run_after <= now_utc
+
+
+def test_no_catchup_skips_missed_periods_but_not_future_ones(now):
+    now(utc(2026, 11, 28, 0, 30))
+    tt = make("daily")
+    # last run a month ago: jump to the latest due day
+    info = next_info(tt, interval_of("daily", datetime.date(2026, 10, 20)), local(2020, 1, 1), catchup=False)
+    assert info.data_interval.start == local(2026, 11, 27)
+    # last run is the latest due day: the next one, due in the future
+    info = next_info(tt, interval_of("daily", datetime.date(2026, 11, 27)), local(2020, 1, 1), catchup=False)
+    assert info.data_interval == DataInterval(local(2026, 11, 28), local(2026, 11, 29))
+    assert info.run_after == utc(2026, 11, 28, 23)
+    # start_date in the future wins over "latest due"
+    info = next_info(tt, earliest=local(2027, 1, 1), catchup=False)
+    assert info.data_interval.start == local(2027, 1, 1)
+    assert info.run_after == utc(2027, 1, 1, 23)
+    # ... unless it is past end_date
+    info = tt.next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(local(2020, 1, 1), local(2026, 11, 1), False)
+    )
+    assert info is None
+
+
+def test_unrestricted_first_run_is_latest_due_period(now):
+    # catchup=True without start_date or previous run (SerializedDAG.next_dagrun_info(restricted=False)).
+    now(utc(2026, 11, 28, 0, 30))
+    info = next_info(make("daily"))
+    assert info.data_interval.start == local(2026, 11, 27)
+
+
+def test_schedule_change_never_reuses_a_logical_date():
+    # Previously daily (last run 2026-11-15); now monthly: November contains last.end but
+    # starts before the last run, so December is next (as Airflow's built-in timetables do).
+    info = make("monthly").next_dagrun_info(
+        last_automated_data_interval=interval_of("daily", datetime.date(2026, 11, 15)),
+        restriction=TimeRestriction(None, None, True),
+    )
+    assert info.data_interval.start == local(2026, 12, 1)
+
+
+# --------------------------------------------------------------------------- manual runs
+
+
+@pytest.mark.parametrize(
+    ("report_type", "run_after", "start", "end"),
+    [
+        ("daily", utc(2026, 11, 28, 10), utc(2026, 11, 26, 21), utc(2026, 11, 27, 21)),
+        ("daily", utc(2026, 11, 27, 21), utc(2026, 11, 26, 21), utc(2026, 11, 27, 21)),  # end == run_after
+        ("daily", utc(2026, 11, 27, 20, 59, 59), utc(2026, 11, 25, 21), utc(2026, 11, 26, 21)),
+        ("weekly", utc(2026, 11, 27, 12), utc(2026, 11, 15, 21), utc(2026, 11, 22, 21)),
+        ("monthly", utc(2026, 11, 15), utc(2026, 9, 30, 21), utc(2026, 10, 31, 21)),
+        ("monthly", utc(2028, 3, 1), utc(2028, 1, 31, 21), utc(2028, 2, 29, 21)),
+    ],
+)
+def test_infer_manual_data_interval_is_last_complete_period(report_type, run_after, start, end):
+    interval = make(report_type).infer_manual_data_interval(run_after=run_after)
+    assert interval == DataInterval(start, end)
+    assert isinstance(interval.start, pendulum.DateTime)
+
+
+# --------------------------------------------------------------------------- serialization
+
+
+def test_serialize_round_trip_keeps_all_parameters():
+    tt = CalendarPeriodTimetable("weekly", "America/Havana", datetime.timedelta(hours=4, minutes=30), week_start=6)
+    data = tt.serialize()
+    assert data == {"report_type": "weekly", "timezone": "America/Havana", "due_after": 16200, "week_start": 6}
+    back = CalendarPeriodTimetable.deserialize(data)
+    assert back == tt
+    assert (back.report_type, back.timezone, back.due_after, back.week_start) == (
+        "weekly", "America/Havana", datetime.timedelta(hours=4, minutes=30), 6,
+    )
+    assert CalendarPeriodTimetable.deserialize(make("daily").serialize()) == make("daily")
+    assert make("daily") != make("monthly")
+
+
+def _reset_plugin_caches(plugins_manager) -> None:
+    # Every plugin-derived lookup in plugins_manager is a functools.cache; reset them all so
+    # no other test sees the plugin set loaded here.
+    for value in vars(plugins_manager).values():
+        if callable(getattr(value, "cache_clear", None)):
+            value.cache_clear()
+
+
+@pytest.fixture
+def plugins_from_repo(monkeypatch):
+    """Load plugins the way Airflow components do, from this repo's plugins/ folder."""
+    from airflow import plugins_manager, settings
+
+    monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    _reset_plugin_caches(plugins_manager)
+    yield plugins_manager
+    _reset_plugin_caches(plugins_manager)
+
+
+@pytest.fixture
+def no_plugins(monkeypatch, tmp_path):
+    from airflow import plugins_manager, settings
+
+    monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    _reset_plugin_caches(plugins_manager)
+    yield
+    _reset_plugin_caches(plugins_manager)
+
+
+def test_plugin_registers_the_timetable(plugins_from_repo):
+    plugins, errors = plugins_from_repo._get_plugins()
+    assert errors == {}
+    ours = [p for p in plugins if p.name == "cdr_reports"]
+    assert len(ours) == 1
+    assert type(ours[0]).__name__ == "CdrReportsPlugin"
+    assert plugins_from_repo.get_timetables_plugins()[TIMETABLE_PATH] is CalendarPeriodTimetable
+
+
+def test_airflow_encode_decode_round_trip(plugins_from_repo):
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+
+    tt = CalendarPeriodTimetable("monthly", IST, datetime.timedelta(hours=4), week_start=3)
+    encoded = encode_timetable(tt)
+    assert encoded == {
+        "__type": "cdr_reports.timetable.CalendarPeriodTimetable",
+        "__var": {"report_type": "monthly", "timezone": IST, "due_after": 14400, "week_start": 3},
+    }
+    decoded = decode_timetable(encoded)
+    assert isinstance(decoded, CalendarPeriodTimetable)
+    assert decoded == tt
+    assert decoded.summary == tt.summary
+
+
+def test_airflow_refuses_the_timetable_without_the_plugin(no_plugins):
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.serialization.helpers import TimetableNotRegistered
+
+    with pytest.raises(TimetableNotRegistered, match="CalendarPeriodTimetable"):
+        encode_timetable(make("daily"))
+    with pytest.raises(TimetableNotRegistered, match="CalendarPeriodTimetable"):
+        decode_timetable({"__type": TIMETABLE_PATH, "__var": make("daily").serialize()})
+
+
+def _serialized_dag(tt: CalendarPeriodTimetable, start: pendulum.DateTime):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("cdr_timetable_test", schedule=tt, start_date=start, catchup=True) as dag:
+        EmptyOperator(task_id="noop")
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag))
+
+
+def test_dag_serialization_and_backfill_yield_one_run_per_period(plugins_from_repo):
+    from airflow.models.backfill import _get_info_list
+
+    tt = make("daily")
+    sdag = _serialized_dag(tt, local(2015, 1, 1))
+    assert sdag.timetable == tt
+    assert sdag.timetable.summary == "daily, Europe/Istanbul, due 02:00"
+    # The code path of `airflow backfill create` (models/backfill.py): iter_dagrun_infos_between
+    # then keep runs whose data interval has ended.
+    infos = _get_info_list(from_date=local(2015, 11, 1), to_date=local(2015, 11, 30), reverse=False, dag=sdag)
+    assert [i.data_interval.start for i in infos] == [local(2015, 11, d) for d in range(1, 31)]
+    assert all(a.data_interval.end == b.data_interval.start for a, b in zip(infos, infos[1:]))
+    assert infos[7].data_interval.end - infos[7].data_interval.start == datetime.timedelta(hours=25)
+
+    monthly = _serialized_dag(make("monthly"), local(2015, 1, 1))
+    infos = _get_info_list(from_date=local(2016, 1, 1), to_date=local(2016, 12, 31), reverse=True, dag=monthly)
+    assert [i.data_interval.start for i in infos] == [local(2016, m, 1) for m in range(12, 0, -1)]
+    # a UTC-midnight bound (the CLI default for naive dates) is after Istanbul midnight
+    infos = _get_info_list(from_date=utc(2016, 10, 1), to_date=utc(2016, 10, 3), reverse=False, dag=sdag)
+    assert [i.data_interval.start for i in infos] == [local(2016, 10, 2), local(2016, 10, 3)]
+
+
+# --------------------------------------------------------------------------- texts and validation
+
+
+def test_summary_and_description():
+    assert make("daily").summary == "daily, Europe/Istanbul, due 02:00"
+    assert make("weekly").summary == "weekly Mon-Sun, Europe/Istanbul, due 03:00"
+    assert make("weekly", week_start=6).summary == "weekly Sun-Sat, Europe/Istanbul, due 03:00"
+    assert make("monthly").summary == "monthly, Europe/Istanbul, due 04:00"
+    assert make("daily").description == (
+        "One run per calendar day in Europe/Istanbul, from local midnight to local midnight; "
+        "each run is due at 02:00 local time on the following day."
+    )
+    assert make("weekly").description == (
+        "One run per calendar week (Monday to Sunday) in Europe/Istanbul, from local midnight to local "
+        "midnight; each run is due at 03:00 local time on the Monday after the week."
+    )
+    assert make("monthly").description.endswith("due at 04:00 local time on the 1st of the following month.")
+    assert len(make("weekly").description) < 1000  # DagModel.timetable_description is String(1000)
+
+
+def test_class_attributes_and_type_name():
+    tt = CalendarPeriodTimetable("daily")
+    assert (tt.timezone, tt.due_after, tt.week_start) == (IST, datetime.timedelta(hours=2), 0)
+    assert tt.periodic is True
+    assert tt.can_be_scheduled is True
+    assert tuple(tt.run_ordering) == ("data_interval_end", "logical_date")
+    assert tt.partitioned is False
+    assert tt.type_name == "cdr_reports.timetable.CalendarPeriodTimetable"
+    tt.validate()
+    assert CalendarPeriodTimetable("daily", timezone=pendulum.timezone(IST)).timezone == IST
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"report_type": "hourly"}, "unknown report type 'hourly'"),
+        ({"report_type": "daily", "timezone": "Mars/Base"}, "unknown time zone 'Mars/Base'"),
+        ({"report_type": "daily", "due_after": datetime.timedelta(hours=-1)}, "must not be negative"),
+        ({"report_type": "daily", "due_after": 2}, "timedelta"),
+        ({"report_type": "weekly", "week_start": 7}, "week_start 7"),
+    ],
+)
+def test_constructor_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(PeriodError, match=message):
+        CalendarPeriodTimetable(**kwargs)

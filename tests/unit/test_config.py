@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from cdr_reports.config import DEFAULT_GLOBAL_FILTER, ENV_VARS, ConfigError, Settings, load_settings, parse_global_filter
+from cdr_reports.errors import PermanentError
+
+
+def test_defaults_match_the_original_system():
+    s = load_settings({})
+    assert s.time_zone == "Europe/Istanbul"
+    assert (s.due.daily_hour, s.due.weekly_hour, s.due.monthly_hour) == (2, 3, 4)
+    assert s.week_start == 0
+    assert s.global_filter == {"IsDeleted": {"$ne": True}} == DEFAULT_GLOBAL_FILTER
+    assert (s.mongo_conn_id, s.sql_conn_id, s.collection) == ("cdr_mongo", "cdr_reports_db", "CdrRecords")
+    assert s.extract_slices == 1
+
+
+def test_every_variable_overrides_its_setting():
+    env = {
+        "CDR_TIMEZONE": "Europe/Berlin",
+        "CDR_MONGO_CONN_ID": "m",
+        "CDR_MONGO_DATABASE": "db",
+        "CDR_MONGO_COLLECTION": "Calls",
+        "CDR_SQL_CONN_ID": "s",
+        "CDR_SQL_SCHEMA": "reports",
+        "CDR_GLOBAL_FILTER": '{"Tenant": "x", "At": {"$gte": {"$date": "2020-01-01T00:00:00Z"}}}',
+        "CDR_EXTRACT_SLICES": "4",
+        "CDR_MAX_CALL_DURATION_SECONDS": "7200",
+        "CDR_MONGO_TIMEOUT_MS": "2500",
+        "CDR_WEEK_START": "sunday",
+        "CDR_DAILY_DUE_HOUR": "5",
+        "CDR_WEEKLY_DUE_HOUR": "6",
+        "CDR_MONTHLY_DUE_HOUR": "7",
+        "CDR_OWNER": "team",
+        "CDR_CATCHUP": "true",
+        "CDR_RETRIES": "5",
+        "CDR_RETRY_DELAY_SECONDS": "30",
+        "CDR_MAX_RETRY_DELAY_SECONDS": "900",
+        "CDR_EXECUTION_TIMEOUT_MINUTES": "15",
+        "CDR_DAGRUN_TIMEOUT_HOURS": "2",
+    }
+    assert set(env) == set(ENV_VARS)  # the test covers the whole table
+    s = load_settings(env)
+    assert s.time_zone == "Europe/Berlin" and s.mongo_database == "db" and s.collection == "Calls"
+    assert s.global_filter["Tenant"] == "x" and s.global_filter["At"]["$gte"].year == 2020
+    assert (s.extract_slices, s.max_call_duration_seconds, s.mongo_timeout_ms, s.week_start) == (4, 7200, 2500, 6)
+    assert (s.due.daily_hour, s.due.weekly_hour, s.due.monthly_hour) == (5, 6, 7)
+    assert (s.owner, s.catchup, s.retries, s.retry_delay_seconds, s.max_retry_delay_seconds) == ("team", True, 5, 30, 900)
+    assert (s.execution_timeout_minutes, s.dagrun_timeout_hours, s.sql_schema, s.sql_conn_id) == (15, 2, "reports", "s")
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"CDR_TIMEZONE": "Mars/Olympus"}, "CDR_TIMEZONE"),
+        ({"CDR_GLOBAL_FILTER": "{not json"}, "CDR_GLOBAL_FILTER is not valid JSON"),
+        ({"CDR_GLOBAL_FILTER": "[1, 2]"}, "must be a JSON object"),
+        ({"CDR_GLOBAL_FILTER": '{"$bogus": 1}'}, "unknown top-level operator '$bogus'"),
+        ({"CDR_GLOBAL_FILTER": '{"$and": []}'}, "$and needs a non-empty array"),
+        ({"CDR_EXTRACT_SLICES": "0"}, "CDR_EXTRACT_SLICES='0' must be between 1 and 1000"),
+        ({"CDR_EXTRACT_SLICES": "two"}, "not a whole number"),
+        ({"CDR_DAILY_DUE_HOUR": "24"}, "CDR_DAILY_DUE_HOUR"),
+        ({"CDR_CATCHUP": "maybe"}, "not a boolean"),
+        ({"CDR_WEEK_START": "Caturday"}, "CDR_WEEK_START"),
+        ({"CDR_RETRY_DELAY_SECONDS": "600", "CDR_MAX_RETRY_DELAY_SECONDS": "60"}, "CDR_MAX_RETRY_DELAY_SECONDS must be >="),
+    ],
+)
+def test_bad_values_name_the_variable(env, needle):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert needle in str(caught.value)
+    assert isinstance(caught.value, PermanentError)
+
+
+def test_blank_values_mean_default():
+    assert load_settings({"CDR_TIMEZONE": "  ", "CDR_RETRIES": ""}) == Settings()
+
+
+def test_filter_from_mapping_is_checked_too():
+    assert parse_global_filter({"$or": [{"a": 1}, {"b": 2}]}) == {"$or": [{"a": 1}, {"b": 2}]}
+    with pytest.raises(ConfigError):
+        parse_global_filter({"$or": [1]})
