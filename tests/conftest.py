@@ -15,6 +15,22 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_ENV = REPO_ROOT / ".services" / "env"
+AIRFLOW_TEST_HOME = REPO_ROOT / ".services" / "airflow_home"
+
+# Airflow reads its configuration when first imported: point it at this repo's dags/ and
+# plugins/ and a throw-away home (SQLite metadata DB) before any test imports it.
+_AIRFLOW_TEST_ENV = {
+    "AIRFLOW_HOME": str(AIRFLOW_TEST_HOME),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_TEST_HOME / 'airflow.db'}",
+    "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(AIRFLOW_TEST_HOME / "logs"),
+}
+for _key, _value in _AIRFLOW_TEST_ENV.items():
+    os.environ.setdefault(_key, _value)
+AIRFLOW_TEST_HOME.mkdir(parents=True, exist_ok=True)
 
 
 def _services_env() -> dict[str, str]:
@@ -140,3 +156,15 @@ def sqlite_engine(tmp_path):
 def sql_engine(request):
     """The report sink, once per supported real SQL server."""
     return request.getfixturevalue(f"{'pg' if request.param == 'postgres' else 'sqlite'}_engine")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata database (SQLite) for dag.test() and the CLI."""
+    import subprocess
+    import sys
+
+    airflow = Path(sys.executable).with_name("airflow")
+    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return AIRFLOW_TEST_HOME
