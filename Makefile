@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyp
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt -c requirements.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	$(PY) -m pip check
 	touch $@
 

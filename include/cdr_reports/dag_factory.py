@@ -18,6 +18,7 @@ from airflow.sdk import DAG, Param, task
 
 from cdr_reports.config import Settings, load_settings
 from cdr_reports.periods import REPORT_TYPES, ReportPeriod
+from cdr_reports.security import report_dag_access_control
 from cdr_reports.timetable import CalendarPeriodTimetable
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,8 @@ def build_report_dag(report_type: str, settings: Settings | None = None) -> DAG:
             )
         },
         render_template_as_native_obj=False,
+        # Per-DAG RBAC for the FAB auth manager (ReportViewer/ReportOperator); ignored by others.
+        access_control=report_dag_access_control(),
     ) as dag:
 
         @task(task_id="plan", doc_md=docs["plan"])
