@@ -1,0 +1,584 @@
+"""The local demo and the seed step of the Docker stack.
+
+    python -m cdr_reports.demo seed ...   index + synthetic CDRs (compose service `mongo-seed`)
+    python -m cdr_reports.demo run        `make demo`: seed FerretDB, run the three DAGs, print the reports
+    python -m cdr_reports.demo airflow    `make airflow`: the Airflow components in the foreground
+    python -m cdr_reports.demo print ...  print stored reports (latest period of each type)
+
+`run` and `airflow` need no Docker: they use the FerretDB started by `make services`, a SQLite
+Airflow metadata DB in .services/demo_airflow_home and a SQLite report DB
+.services/demo_reports.db, with the connections passed as AIRFLOW_CONN_* variables. Knobs
+(environment): DEMO_DAYS, DEMO_CALLS_PER_DAY, DEMO_SEED, DEMO_REPORTS, DEMO_MONGO_URI,
+DEMO_MONGO_DATABASE, DEMO_STATE_DIR, DEMO_AIRFLOW_PORT, CDR_DEMO_ADMIN_USER, CDR_DEMO_ADMIN_PASSWORD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/"
+# 35 days x 1,000 calls = 35,000 CDRs: FerretDB scans the whole collection for every query
+# (5 per extract), so more data mostly means a slower demo, not a better one.
+DEMO_DAYS = 35
+DEMO_CALLS_PER_DAY = 1000
+DAG_FILE = Path("dags") / "cdr_report_dags.py"
+
+
+def _log(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- seed
+
+
+def seed(
+    uri: str,
+    database: str,
+    collection: str = "CdrRecords",
+    days: int = DEMO_DAYS,
+    calls_per_day: int = DEMO_CALLS_PER_DAY,
+    seed_value: int = 42,
+    mode: str = "drop",
+) -> str:
+    """Seed `database.collection` through the `cdr-seed` CLI, then ensure the report index.
+
+    mode: "drop" replaces the collection (re-runs need no clean-up), "if-empty" leaves existing
+    data alone (a restarted stack keeps the data its reports were computed from), "append" adds.
+    Returns the name of the index serving `DateTime.Start` range queries.
+    """
+    import pymongo
+
+    from cdr_reports.extract import ensure_indexes
+    from cdr_reports.synthetic import main as cdr_seed
+
+    if mode not in ("drop", "if-empty", "append"):
+        raise ValueError(f"unknown seed mode {mode!r}")
+    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        target = client[database][collection]
+        if mode == "if-empty" and target.find_one({}, projection={"_id": 1}) is not None:
+            _log(f"{database}.{collection} already holds CDRs: not seeding (mode if-empty)")
+        else:
+            argv = [
+                "--uri", uri, "--database", database, "--collection", collection,
+                "--days", str(days), "--calls-per-day", str(calls_per_day), "--seed", str(seed_value),
+            ]
+            if mode == "drop":
+                argv.append("--drop")
+            status = cdr_seed(argv)
+            if status:
+                raise SystemExit(status)
+        # Index after the bulk insert: cheaper than maintaining it during the inserts.
+        index = ensure_indexes(target)
+    _log(f"index on DateTime.Start: {index}")
+    return index
+
+
+# --------------------------------------------------------------------------- local Airflow
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    repo: Path
+    state: Path
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state / "demo_airflow_home"
+
+    @property
+    def reports_db(self) -> Path:
+        return self.state / "demo_reports.db"
+
+    @property
+    def metadata_db(self) -> Path:
+        return self.airflow_home / "airflow.db"
+
+
+def _repo_root() -> Path:
+    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (candidate / DAG_FILE).is_file():
+            return candidate
+    raise SystemExit(f"cannot find {DAG_FILE}: run the demo from the repository (make demo)")
+
+
+def _services_env(repo: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    env_file = repo / ".services" / "env"
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values[key.strip()] = value.strip()
+    return values
+
+
+def demo_mongo_uri(repo: Path) -> str:
+    return (
+        os.environ.get("DEMO_MONGO_URI")
+        or os.environ.get("CDR_TEST_MONGO_URI")
+        or _services_env(repo).get("CDR_TEST_MONGO_URI")
+        or DEFAULT_MONGO_URI
+    )
+
+
+def mongo_connection(uri: str, database: str) -> dict[str, Any]:
+    """An Airflow connection (JSON form) for MongoHook, from a mongodb:// URI."""
+    from pymongo.uri_parser import parse_uri
+
+    parsed = parse_uri(uri)
+    if len(parsed["nodelist"]) != 1:
+        raise SystemExit(f"the demo needs a single-host MongoDB URI, got {uri!r}")
+    host, port = parsed["nodelist"][0]
+    conn: dict[str, Any] = {"conn_type": "mongo", "host": host, "port": port, "schema": database}
+    if parsed.get("username"):
+        conn["login"], conn["password"] = parsed["username"], parsed.get("password") or ""
+    auth_source = parsed["options"].get("authsource")
+    if auth_source:
+        conn["extra"] = {"authSource": auth_source}
+    return conn
+
+
+def airflow_env(paths: DemoPaths, mongo_uri: str, mongo_database: str) -> dict[str, str]:
+    """Environment of every Airflow process of the demo: SQLite metadata, env connections."""
+    from cdr_reports.config import load_settings
+
+    settings = load_settings()
+    home = paths.airflow_home
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(paths.repo / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.repo / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # The same auth manager in `run` and `airflow`, so one migrated DB serves both.
+            "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{paths.metadata_db}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            f"AIRFLOW_CONN_{settings.mongo_conn_id.upper()}": json.dumps(mongo_connection(mongo_uri, mongo_database)),
+            f"AIRFLOW_CONN_{settings.sql_conn_id.upper()}": json.dumps({"conn_type": "sqlite", "host": str(paths.reports_db)}),
+            "CDR_MONGO_DATABASE": mongo_database,
+            "CDR_SQL_SCHEMA": "",  # SQLite has no schemas
+        }
+    )
+    # The repository's FAB settings (login, no public access), as in the Docker stack.
+    fab_config = paths.repo / "config" / "webserver_config.py"
+    if fab_config.is_file():
+        env["AIRFLOW__FAB__CONFIG_FILE"] = str(fab_config)
+    # A demo should not sit in minute-long retry delays, and FerretDB answers every query with a
+    # full collection scan (seconds per query): explicit settings still win.
+    for key, value in (
+        ("CDR_RETRIES", "1"),
+        ("CDR_RETRY_DELAY_SECONDS", "2"),
+        ("CDR_MAX_RETRY_DELAY_SECONDS", "4"),
+        ("CDR_MONGO_TIMEOUT_MS", "300000"),
+    ):
+        if not env.get(key):
+            env[key] = value
+    return env
+
+
+def _airflow_bin() -> str:
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else "airflow"
+
+
+def _airflow(env: dict[str, str], *args: str, timeout: float = 600, log_file: Path | None = None) -> subprocess.CompletedProcess:
+    command = [_airflow_bin(), *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.write_text(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def ensure_metadata_db(paths: DemoPaths, env: dict[str, str]) -> None:
+    """`airflow db migrate` and the report roles, redone only when Airflow or the roles change.
+
+    Both take seconds even when there is nothing to do, hence the marker file.
+    """
+    import hashlib
+    from importlib.metadata import version
+    from importlib.util import find_spec
+
+    security = find_spec("cdr_reports.security")
+    roles_digest = hashlib.sha256(Path(security.origin).read_bytes()).hexdigest()[:16] if security and security.origin else "-"
+    marker = paths.airflow_home / ".migrated"
+    wanted = f"apache-airflow-core=={version('apache-airflow-core')} roles={roles_digest}"
+    if paths.metadata_db.exists() and marker.exists() and marker.read_text().strip() == wanted:
+        return
+    paths.airflow_home.mkdir(parents=True, exist_ok=True)
+    logs = paths.airflow_home / "logs"
+    _log(f"airflow db migrate ({paths.metadata_db})")
+    result = _airflow(env, "db", "migrate", log_file=logs / "db-migrate.log")
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit("airflow db migrate failed")
+    if security is not None:
+        # The DAGs' access_control names these roles; FAB rejects the DAGs' permissions without them.
+        command = [sys.executable, "-m", "cdr_reports.security", "ensure-roles"]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        (logs / "ensure-roles.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+            raise SystemExit("python -m cdr_reports.security ensure-roles failed")
+    marker.write_text(wanted + "\n")
+
+
+def _report_types() -> list[str]:
+    """DEMO_REPORTS: comma-separated subset of daily,weekly,monthly (default: all three)."""
+    from cdr_reports.periods import REPORT_TYPES
+
+    raw = os.environ.get("DEMO_REPORTS", "").strip()
+    if not raw:
+        return list(REPORT_TYPES)
+    wanted = [part.strip() for part in raw.split(",") if part.strip()]
+    unknown = sorted(set(wanted) - set(REPORT_TYPES))
+    if unknown or not wanted:
+        raise SystemExit(f"DEMO_REPORTS={raw!r}: expected a comma-separated subset of {','.join(REPORT_TYPES)}")
+    return [report_type for report_type in REPORT_TYPES if report_type in wanted]
+
+
+def _report_periods(report_types: list[str], run_after: datetime) -> dict[str, date]:
+    from cdr_reports.config import load_settings
+    from cdr_reports.periods import last_complete_period
+
+    settings = load_settings()
+    return {
+        report_type: last_complete_period(report_type, run_after, settings.time_zone, settings.week_start).start_date
+        for report_type in report_types
+    }
+
+
+def run_dags(paths: DemoPaths, env: dict[str, str], report_types: list[str], run_after: datetime, timeout: float) -> None:
+    """`airflow dags test` per DAG, all with the same logical date: each reports its last complete period."""
+    from cdr_reports.dag_factory import DAG_IDS
+
+    logical_date = run_after.isoformat()
+    for report_type in report_types:
+        dag_id = DAG_IDS[report_type]
+        began = time.monotonic()
+        log_file = paths.airflow_home / "logs" / f"dags-test-{dag_id}.log"
+        result = _airflow(env, "dags", "test", dag_id, logical_date, timeout=timeout, log_file=log_file)
+        if result.returncode != 0:
+            sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+            raise SystemExit(f"airflow dags test {dag_id} failed (full output: {log_file})")
+        _log(f"airflow dags test {dag_id}: success in {time.monotonic() - began:.1f} s (log: {log_file})")
+
+
+def print_reports(paths: DemoPaths, periods: dict[str, date]) -> str:
+    import sqlalchemy as sa
+
+    from cdr_reports.report_print import format_reports
+
+    engine = sa.create_engine(f"sqlite:///{paths.reports_db}")
+    try:
+        text = format_reports(engine, periods)
+    finally:
+        engine.dispose()
+    print(text, flush=True)
+    return text
+
+
+def _paths() -> DemoPaths:
+    repo = _repo_root()
+    state = Path(os.environ.get("DEMO_STATE_DIR") or repo / ".services").resolve()
+    return DemoPaths(repo=repo, state=state)
+
+
+def _int_env(name: str, default: int, low: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a whole number") from None
+    if value < low:
+        raise SystemExit(f"{name}={raw!r} must be >= {low}")
+    return value
+
+
+def _mongo_database() -> str:
+    return os.environ.get("DEMO_MONGO_DATABASE") or "cdr_demo"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    paths = _paths()
+    paths.state.mkdir(parents=True, exist_ok=True)
+    uri, database = demo_mongo_uri(paths.repo), _mongo_database()
+    days, per_day = _int_env("DEMO_DAYS", DEMO_DAYS), _int_env("DEMO_CALLS_PER_DAY", DEMO_CALLS_PER_DAY, low=0)
+    _log(f"seeding {days} days x {per_day} calls into {database} at {uri}")
+    seed(uri, database, days=days, calls_per_day=per_day, seed_value=_int_env("DEMO_SEED", 42, low=0), mode="drop")
+    env = airflow_env(paths, uri, database)
+    ensure_metadata_db(paths, env)
+    report_types = _report_types()
+    run_after = datetime.now(timezone.utc).replace(microsecond=0)
+    periods = _report_periods(report_types, run_after)
+    _log("running the DAGs for the last complete periods: " + ", ".join(f"{t} {d}" for t, d in periods.items()))
+    run_dags(paths, env, report_types, run_after, timeout=_int_env("DEMO_DAG_TIMEOUT_SECONDS", 900))
+    print()
+    print_reports(paths, periods)
+    print()
+    _log(f"reports stored in {paths.reports_db}; `make airflow` shows these runs in the Airflow UI")
+    return 0
+
+
+# --------------------------------------------------------------------------- make airflow
+
+
+def _demo_secrets(paths: DemoPaths) -> dict[str, str]:
+    """Keys the Airflow processes must share, generated once and kept in the demo home (mode 600)."""
+    from cryptography.fernet import Fernet
+
+    path = paths.airflow_home / "demo-secrets.json"
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {
+        "AIRFLOW__CORE__FERNET_KEY": lambda: Fernet.generate_key().decode(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_hex(32),
+        "AIRFLOW__API__SECRET_KEY": lambda: secrets.token_hex(32),
+    }
+    changed = False
+    for key, make in wanted.items():
+        if not stored.get(key):
+            stored[key] = make()
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=2) + "\n")
+    # Values exported by the user win over the stored ones.
+    return {key: os.environ.get(key) or value for key, value in stored.items()}
+
+
+def ensure_admin(paths: DemoPaths, env: dict[str, str]) -> str:
+    """Create the FAB admin user; returns a line describing the credentials."""
+    user = os.environ.get("CDR_DEMO_ADMIN_USER") or "admin"
+    given = os.environ.get("CDR_DEMO_ADMIN_PASSWORD")
+    password = given or secrets.token_urlsafe(12)
+    log_file = paths.airflow_home / "logs" / "users.log"
+    result = _airflow(
+        env, "users", "create", "--username", user, "--password", password, "--role", "Admin",
+        "--firstname", "CDR", "--lastname", "Demo", "--email", f"{user}@example.invalid", log_file=log_file,
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit("could not create the Airflow admin user")
+    if "already exist" not in result.stdout:
+        if given:
+            return f"user {user!r}, password from CDR_DEMO_ADMIN_PASSWORD"
+        # Printed once: only this run knows the generated password.
+        return f"user {user!r}, password {password!r} (generated; shown only now)"
+    if given:
+        result = _airflow(env, "users", "reset-password", "--username", user, "--password", given, log_file=log_file)
+        if result.returncode != 0:
+            sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+            raise SystemExit("could not reset the Airflow admin password")
+        return f"user {user!r}, password from CDR_DEMO_ADMIN_PASSWORD"
+    return (
+        f"user {user!r}, password as printed when it was created "
+        "(set CDR_DEMO_ADMIN_PASSWORD to reset it)"
+    )
+
+
+def _wait_healthy(url: str, processes: dict[str, subprocess.Popen], timeout: float) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                health = json.load(response)
+            if health.get("scheduler", {}).get("status") == "healthy":
+                return health
+            last = health
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = exc
+        time.sleep(2)
+    raise RuntimeError(f"Airflow did not become healthy within {timeout:.0f} s (last: {last!r})")
+
+
+def _stop(processes: dict[str, subprocess.Popen], grace: float = 30) -> None:
+    """SIGTERM each component's process group (its own session), then SIGKILL stragglers."""
+    for process in processes.values():
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    import pymongo
+
+    paths = _paths()
+    paths.state.mkdir(parents=True, exist_ok=True)
+    uri, database = demo_mongo_uri(paths.repo), _mongo_database()
+    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        empty = client[database]["CdrRecords"].find_one({}, projection={"_id": 1}) is None
+    if empty:
+        seed(
+            uri,
+            database,
+            days=_int_env("DEMO_DAYS", DEMO_DAYS),
+            calls_per_day=_int_env("DEMO_CALLS_PER_DAY", DEMO_CALLS_PER_DAY, low=0),
+            seed_value=_int_env("DEMO_SEED", 42, low=0),
+            mode="drop",
+        )
+    port = _int_env("DEMO_AIRFLOW_PORT", 8080)
+    base_url = f"http://127.0.0.1:{port}"
+    env = airflow_env(paths, uri, database)
+    env.update(_demo_secrets(paths))
+    env.update(
+        {
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": base_url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        }
+    )
+    ensure_metadata_db(paths, env)
+    credentials = ensure_admin(paths, env)
+
+    logs = paths.airflow_home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    components = {
+        "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(port)],
+        # Everything runs on this host: the API server reads task logs from the local folder, so
+        # no log-serving ports (they would listen on every interface).
+        "scheduler": ["scheduler", "--skip-serve-logs"],
+        "dag-processor": ["dag-processor"],
+        "triggerer": ["triggerer", "--skip-serve-logs"],
+    }
+    processes: dict[str, subprocess.Popen] = {}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for name, argv in components.items():
+            out = open(logs / f"{name}.out", "ab")  # noqa: SIM115 - closed with the process
+            # Own session per component so that stopping kills its whole process tree.
+            processes[name] = subprocess.Popen(
+                [_airflow_bin(), *argv], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            out.close()
+        _log(f"starting api-server, scheduler, dag-processor and triggerer (logs: {logs}/*.out)")
+        _wait_healthy(f"{base_url}/api/v2/monitor/health", processes, timeout=_int_env("DEMO_AIRFLOW_START_TIMEOUT", 300))
+        _log(f"Airflow UI: {base_url}  ({credentials})")
+        _log("the report DAGs start paused; unpause them in the UI to let the scheduler run them. Ctrl-C stops.")
+        while True:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    _log(f"{name} exited with status {process.returncode}; stopping (see {logs / (name + '.out')})")
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        _log("stopping Airflow")
+        return 0
+    except RuntimeError as exc:
+        _log(f"{exc}; see {logs}/*.out")
+        return 1
+    finally:
+        _stop(processes)
+        _log("stopped")
+
+
+# --------------------------------------------------------------------------- print
+
+
+def cmd_print(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from cdr_reports.report_print import format_reports
+
+    if args.conn_id:
+        from dataclasses import replace
+
+        from cdr_reports.config import load_settings
+        from cdr_reports.dag_factory import sql_engine
+
+        engine = sql_engine(replace(load_settings(), sql_conn_id=args.conn_id))
+    else:
+        url = args.sql_url or f"sqlite:///{_paths().reports_db}"
+        engine = sa.create_engine(url)
+    try:
+        print(format_reports(engine, schema=args.schema or None))
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    uri = args.uri or os.environ.get("CDR_SEED_MONGO_URI")
+    if not uri:
+        raise SystemExit("give --uri or set CDR_SEED_MONGO_URI")
+    seed(uri, args.database, args.collection, args.days, args.calls_per_day, args.seed, args.mode)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cdr_reports.demo", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("seed", help="ensure the DateTime.Start index and seed synthetic CDRs")
+    p.add_argument("--uri", help="MongoDB URI (default: $CDR_SEED_MONGO_URI)")
+    p.add_argument("--database", default=os.environ.get("CDR_SEED_DATABASE") or "cdr")
+    p.add_argument("--collection", default=os.environ.get("CDR_SEED_COLLECTION") or "CdrRecords")
+    p.add_argument("--days", type=int, default=int(os.environ.get("CDR_SEED_DAYS") or 35))
+    p.add_argument("--calls-per-day", type=int, default=int(os.environ.get("CDR_SEED_CALLS_PER_DAY") or DEMO_CALLS_PER_DAY))
+    p.add_argument("--seed", type=int, default=int(os.environ.get("CDR_SEED_SEED") or 42))
+    p.add_argument("--mode", choices=("drop", "if-empty", "append"), default="if-empty")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("run", help="make demo: seed, run the three DAGs, print the reports")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("airflow", help="make airflow: api-server, scheduler, dag-processor, triggerer (Ctrl-C stops)")
+    p.set_defaults(func=cmd_airflow)
+
+    p = sub.add_parser("print", help="print the latest stored report of each type")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--sql-url", help="SQLAlchemy URL (default: the demo's SQLite report DB)")
+    source.add_argument("--conn-id", help="an Airflow connection id, e.g. cdr_reports_db")
+    p.add_argument("--schema", help="schema of the report tables")
+    p.set_defaults(func=cmd_print)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""The Docker stack's files: docker-compose.yaml, Dockerfile, .env.example and docker/ scripts.
+
+No Docker engine is needed: the compose file is checked as YAML, validated with the
+`docker-compose config` CLI, and the two Airflow scripts of the stack (init, maintenance) are
+run natively against a copy of a migrated SQLite metadata DB.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from cdr_reports.config import ENV_VARS
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yaml"
+FAB = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-db-clean",
+    "airflow-worker",
+    "flower",
+}
+REQUIRED_SERVICES = AIRFLOW_SERVICES | {"postgres", "mongo", "mongo-seed", "mssql", "mssql-init", "redis"}
+# Values that carry a credential: they must come from .env as ${VAR:?...}.
+SECRET_KEY_RE = re.compile(r"PASSWORD|SECRET|FERNET|_KEY$|^AIRFLOW_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|MONGO_URI")
+REQUIRED_REF_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*):\?[^}]*\}")
+ANY_REF_RE = re.compile(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)")
+OPTIONAL_REF_RE = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:-[^}]*\}")
+
+
+def mask(value: str) -> str:
+    """Required references -> REF, optional ones -> VAR, so that a URL parses."""
+    return OPTIONAL_REF_RE.sub("VAR", REQUIRED_REF_RE.sub("REF", value))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def env_example_names() -> dict[str, str | None]:
+    """Variable -> value for set lines, None for commented-out `# NAME=...` lines."""
+    names: dict[str, str | None] = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if match := re.match(r"^([A-Z_][A-Z0-9_]*)=(.*)$", line):
+            names[match.group(1)] = match.group(2)
+        elif match := re.match(r"^#\s*([A-Z_][A-Z0-9_]*)=", line):
+            names.setdefault(match.group(1), None)
+    return names
+
+
+def depends(service: dict) -> dict[str, str]:
+    deps = service.get("depends_on", {})
+    assert isinstance(deps, dict), f"depends_on must state conditions, got {deps!r}"
+    return {name: spec["condition"] for name, spec in deps.items()}
+
+
+def healthcheck_text(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    return " ".join(test) if isinstance(test, list) else test
+
+
+def test_all_services_are_defined(services):
+    assert REQUIRED_SERVICES <= set(services), REQUIRED_SERVICES - set(services)
+    # The Celery pieces stay out of a plain `docker compose up`.
+    assert services["redis"]["profiles"] == ["celery", "flower"]
+    assert services["airflow-worker"]["profiles"] == ["celery"]
+    assert services["flower"]["profiles"] == ["flower"]
+    for name in REQUIRED_SERVICES - {"redis", "airflow-worker", "flower"}:
+        assert "profiles" not in services[name], name
+
+
+def test_healthchecks(services):
+    assert healthcheck_text(services["postgres"]).startswith("CMD pg_isready -U airflow")
+    assert "mongosh" in healthcheck_text(services["mongo"]) and "ping" in healthcheck_text(services["mongo"])
+    mssql = healthcheck_text(services["mssql"])
+    assert "sqlcmd" in mssql and "SELECT 1" in mssql and "-b" in mssql.split()
+    assert healthcheck_text(services["airflow-apiserver"]) == "CMD curl --fail http://localhost:8080/api/v2/monitor/health"
+    assert healthcheck_text(services["airflow-scheduler"]) == "CMD curl --fail http://localhost:8974/health"
+    assert services["airflow-scheduler"]["environment"]["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
+    assert "DagProcessorJob" in healthcheck_text(services["airflow-dag-processor"])
+    assert "TriggererJob" in healthcheck_text(services["airflow-triggerer"])
+    assert "redis-cli ping" in healthcheck_text(services["redis"])
+
+
+def test_startup_order_uses_conditions(services):
+    healthy, done = "service_healthy", "service_completed_successfully"
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-db-clean"):
+        deps = depends(services[name])
+        assert deps["postgres"] == healthy, name
+        assert deps["airflow-init"] == done, name
+    assert depends(services["airflow-init"]) == {"postgres": healthy}
+    # Tasks run in the scheduler (LocalExecutor) or the workers (Celery): both need the data ready.
+    for name in ("airflow-scheduler", "airflow-worker"):
+        deps = depends(services[name])
+        assert deps["mongo-seed"] == done and deps["mssql-init"] == done, name
+    assert depends(services["airflow-worker"])["redis"] == healthy
+    assert depends(services["airflow-worker"])["airflow-apiserver"] == healthy
+    assert depends(services["mongo-seed"]) == {"mongo": healthy}
+    assert depends(services["mssql-init"]) == {"mssql": healthy}
+    for one_shot in ("airflow-init", "mongo-seed", "mssql-init"):
+        assert services[one_shot]["restart"] == "no", one_shot
+
+
+def _secret_values(services: dict) -> list[tuple[str, str, str]]:
+    found = []
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if SECRET_KEY_RE.search(key):
+                found.append((name, key, str(value)))
+    return found
+
+
+def test_no_inline_secrets(services):
+    checked = _secret_values(services)
+    assert len(checked) >= 20  # the check really looks at the credential-bearing variables
+    example = env_example_names()
+    for name, key, value in checked:
+        refs = REQUIRED_REF_RE.findall(value)
+        assert refs, f"{name}: {key}={value!r} is not a ${{VAR:?...}} reference"
+        if "://" in value:
+            # The URL's password must be exactly one required reference, nothing typed in.
+            url = urlsplit(mask(value))
+            assert url.password == "REF", f"{name}: {key} has an inline password"
+        else:
+            assert REQUIRED_REF_RE.fullmatch(value), f"{name}: {key}={value!r} must be only a ${{VAR:?...}}"
+        for ref in refs:
+            # Secrets are listed but empty in .env.example, so an unfilled .env cannot start.
+            assert example.get(ref) == "", f"{ref} must be listed empty (uncommented) in .env.example"
+    text = COMPOSE.read_text()
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in text
+    # No password typed into a command line or healthcheck.
+    assert not re.search(r"(-P|--password)\s+[^$\s]", text)
+
+
+def test_fab_auth_and_shared_secrets_on_every_airflow_service(services):
+    shared = {}
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == FAB, name
+        assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false", name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
+        assert env["AIRFLOW_CONN_CDR_REPORTS_DB"].startswith("mssql://sa:${MSSQL_SA_PASSWORD:?"), name
+        assert env["AIRFLOW_CONN_CDR_REPORTS_DB"].endswith("@mssql:1433/cdr_reports"), name
+        mongo = urlsplit(mask(env["AIRFLOW_CONN_CDR_MONGO"]))
+        assert (mongo.scheme, mongo.hostname, mongo.port, mongo.path, mongo.query) == (
+            "mongo", "mongo", 27017, "/cdr", "authSource=admin"
+        ), name
+        for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY"):
+            shared.setdefault(key, set()).add(env[key])
+        # Every report setting reaches the DAGs (empty means the package default).
+        cdr = {k: v for k, v in env.items() if k.startswith("CDR_")}
+        assert set(cdr) == set(ENV_VARS), name
+        assert all(value == f"${{{key}:-}}" for key, value in cdr.items()), name
+        assert services[name]["volumes"][:2] == ["./dags:/opt/airflow/dags:ro", "./plugins:/opt/airflow/plugins:ro"]
+    for key, values in shared.items():
+        assert len(values) == 1, f"{key} differs between Airflow services: {values}"
+        assert REQUIRED_REF_RE.fullmatch(next(iter(values))), key
+    assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+
+
+def test_images_are_pinned_and_airflow_is_built_from_the_dockerfile(services):
+    for name, service in services.items():
+        image = service["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest", f"{name}: image {image!r} is not pinned"
+        if "build" in service:
+            assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
+            assert image == "${CDR_AIRFLOW_IMAGE:-cdr-reports-airflow:3.3.2}", name
+        else:
+            # A version, not a moving major: 16.10-bookworm, 8.0.17, 2022-CU26-..., 7.2-bookworm.
+            assert re.match(r"(\d+\.\d+|\d{4}-CU\d+)", tag), f"{name}: {image!r} has no version tag"
+    assert {name for name, s in services.items() if "build" in s} == AIRFLOW_SERVICES | {"mongo-seed"}
+    assert services["mongo"]["image"].startswith("mongo:8.0.")
+    assert re.fullmatch(r"mcr\.microsoft\.com/mssql/server:2022-CU\d+-ubuntu-22\.04", services["mssql"]["image"])
+
+
+def test_published_ports_are_loopback_only(services):
+    published = {name: s["ports"] for name, s in services.items() if "ports" in s}
+    assert published["airflow-apiserver"] == ["127.0.0.1:${AIRFLOW_API_PORT:-8080}:8080"]
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_dockerfile_installs_pinned_requirements_and_the_package_at_build_time():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    instructions = [line.strip() for line in dockerfile.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    joined = "\n".join(instructions).replace("\\\n", " ")
+    airflow_pin = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M).group(1)
+    assert instructions[0] == f"FROM apache/airflow:{airflow_pin}-python3.11"
+    install = re.search(r"RUN pip install[^\n]*", joined).group(0)
+    assert "-r /opt/cdr-reports/requirements.txt" in install and "-c /opt/cdr-reports/requirements.lock" in install
+    assert re.search(r"COPY \S* ?requirements\.txt requirements\.lock /opt/cdr-reports/", joined)
+    assert re.search(r"COPY \S* ?include/ /opt/cdr-reports/include/", joined)
+    assert re.search(r"COPY \S* ?pyproject\.toml /opt/cdr-reports/", joined)
+    assert re.search(r"RUN pip install --no-cache-dir --no-deps /opt/cdr-reports", joined)
+    # Dependencies before the package: editing include/ must not reinstall every dependency.
+    assert joined.index("requirements.lock") < joined.index("include/")
+    # .dockerignore excludes everything but what the COPY lines need.
+    ignore = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert ignore[0] == "*"
+    for needed in ("requirements.txt", "requirements.lock", "pyproject.toml", "include/"):
+        assert f"!{needed}" in ignore, needed
+
+
+def test_mounted_files_and_scripts_exist(services):
+    for name in AIRFLOW_SERVICES:
+        for volume in services[name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).is_dir(), f"{name} mounts missing {source}"
+    fab_config = services["airflow-apiserver"]["environment"]["AIRFLOW__FAB__CONFIG_FILE"]
+    assert fab_config == "/opt/airflow/config/webserver_config.py"
+    assert (REPO / "config" / "webserver_config.py").is_file()
+    assert services["airflow-init"]["command"] == ["bash", "/opt/airflow/docker/airflow-init.sh"]
+    assert services["airflow-db-clean"]["command"] == ["bash", "/opt/airflow/docker/airflow-maintenance.sh"]
+    assert services["mssql-init"]["entrypoint"] == ["/bin/bash", "/docker/mssql-init.sh"]
+    for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh", "mssql-init.sql"):
+        assert (REPO / "docker" / script).is_file(), script
+    assert services["mongo-seed"]["command"][:4] == ["python", "-m", "cdr_reports.demo", "seed"]
+    for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh"):
+        result = subprocess.run(["bash", "-n", str(REPO / "docker" / script)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_env_example_lists_every_variable():
+    text = "\n".join(line for line in COMPOSE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    referenced = set(ANY_REF_RE.findall(text))
+    assert {"AIRFLOW_FERNET_KEY", "MSSQL_SA_PASSWORD", "AIRFLOW_API_PORT", "CDR_TIMEZONE"} <= referenced
+    names = env_example_names()
+    assert referenced - set(names) == set(), "variables missing from .env.example"
+    assert set(ENV_VARS) - set(names) == set(), "CDR_* settings missing from .env.example"
+    # Every variable (or group of adjacent variables) sits under a descriptive comment.
+    lines = (REPO / ".env.example").read_text().splitlines()
+    is_variable = [bool(re.match(r"^(#\s*)?[A-Z_][A-Z0-9_]*=", line)) for line in lines]
+    for i, line in enumerate(lines):
+        if is_variable[i]:
+            j = i - 1
+            while j >= 0 and is_variable[j]:
+                j -= 1
+            assert j >= 0 and lines[j].startswith("# ") and len(lines[j]) > 10, f".env.example: {line!r} has no comment"
+    assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text()
+    assert "/.env" in (REPO / ".gitignore").read_text().split()
+
+
+# ---------------------------------------------------------------- docker-compose config
+
+
+def _compose_cli() -> str:
+    found = shutil.which("docker-compose") or ("/usr/bin/docker-compose" if os.path.exists("/usr/bin/docker-compose") else None)
+    if found:
+        return found
+    message = "docker-compose CLI not installed: cannot validate docker-compose.yaml"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(f"!!! SKIPPED: {message}")
+
+
+def _filled_env_file(tmp_path: Path) -> Path:
+    """.env.example with every empty secret filled in, as a user's .env would be."""
+    lines = []
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if match := re.match(r"^([A-Z_][A-Z0-9_]*)=$", line):
+            line = f"{match.group(1)}=Test-{match.group(1).lower()}-0a1B"
+        lines.append(line)
+    path = tmp_path / "filled.env"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run_compose(cli: str, env_file: Path, *args: str) -> subprocess.CompletedProcess:
+    # A bare environment: the test process's AIRFLOW__* variables must not leak into interpolation.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(
+        [cli, "--env-file", str(env_file), "-f", str(COMPOSE), *args],
+        capture_output=True, text=True, env=env, timeout=120, cwd=env_file.parent,
+    )
+
+
+def test_compose_config_refuses_unset_secrets(tmp_path):
+    cli = _compose_cli()
+    example = tmp_path / "example.env"
+    shutil.copy(REPO / ".env.example", example)
+    result = _run_compose(cli, example, "config")
+    assert result.returncode != 0
+    assert re.search(r"set [A-Z_]+ in \.env", result.stderr), result.stderr[-2000:]
+
+
+def test_compose_config_validates_with_a_filled_env(tmp_path):
+    cli = _compose_cli()
+    env_file = _filled_env_file(tmp_path)
+    result = _run_compose(cli, env_file, "config")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rendered = yaml.safe_load(result.stdout)
+    api = rendered["services"]["airflow-apiserver"]
+    assert api["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] == "Test-airflow_jwt_secret-0a1B"
+    assert api["environment"]["AIRFLOW_CONN_CDR_REPORTS_DB"] == "mssql://sa:Test-mssql_sa_password-0a1B@mssql:1433/cdr_reports"
+    published = api["ports"][0]
+    assert published in ("127.0.0.1:8080:8080/tcp", "127.0.0.1:8080:8080") or (
+        isinstance(published, dict) and published.get("host_ip") == "127.0.0.1"
+    )
+    # (docker-compose 1.29 lists profiled services whatever --profile says; profiles are checked above.)
+    celery = _run_compose(cli, env_file, "--profile", "celery", "--profile", "flower", "config", "--services")
+    assert celery.returncode == 0, celery.stderr
+    assert REQUIRED_SERVICES <= set(celery.stdout.split())
+
+
+# ---------------------------------------------------------------- the stack's Airflow scripts, run natively
+
+
+def _airflow_script_env(db_copy: Path, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{db_copy}",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__CORE__AUTH_MANAGER": FAB,
+            "AIRFLOW__FAB__CONFIG_FILE": str(REPO / "config" / "webserver_config.py"),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def metadata_copy(airflow_db, tmp_path):
+    """A private copy of the session's migrated metadata DB (the scripts write to it)."""
+    copy = tmp_path / "airflow.db"
+    shutil.copy(airflow_db / "airflow.db", copy)
+    home = tmp_path / "home"
+    home.mkdir()
+    return copy, home
+
+
+def test_maintenance_script_purges_old_metadata_and_logs(metadata_copy):
+    db, home = metadata_copy
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM log")
+        conn.executemany(
+            "INSERT INTO log (dttm, event, dag_id) VALUES (?, ?, 'cdr_daily_report')",
+            [((now - timedelta(days=45)).isoformat(" "), "old"), ((now - timedelta(days=3)).isoformat(" "), "recent")],
+        )
+    logs = home / "logs"
+    old_file = logs / "dag_id=cdr_daily_report" / "run_id=old" / "task_id=plan" / "attempt=1.log"
+    new_file = logs / "dag_id=cdr_daily_report" / "run_id=new" / "task_id=plan" / "attempt=1.log"
+    for path in (old_file, new_file):
+        path.parent.mkdir(parents=True)
+        path.write_text("log line\n")
+    forty_days_ago = time.time() - 40 * 86400
+    os.utime(old_file, (forty_days_ago, forty_days_ago))
+
+    env = _airflow_script_env(db, home)
+    env["AIRFLOW_DB_RETENTION_DAYS"] = "30"
+    result = subprocess.run(
+        ["bash", str(REPO / "docker" / "airflow-maintenance.sh"), "--once"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with sqlite3.connect(db) as conn:
+        kept = [row[0] for row in conn.execute("SELECT event FROM log WHERE event IN ('old', 'recent') ORDER BY id")]
+    assert kept == ["recent"]
+    assert not old_file.exists() and not old_file.parent.parent.exists()  # empty run folder removed too
+    assert new_file.read_text() == "log line\n"
+    assert "deleted 1 log file(s) older than 30 day(s)" in result.stdout
+
+
+def test_maintenance_script_rejects_a_bad_retention():
+    env = {"PATH": os.environ.get("PATH", ""), "AIRFLOW_DB_RETENTION_DAYS": "30d"}
+    result = subprocess.run(
+        ["bash", str(REPO / "docker" / "airflow-maintenance.sh"), "--once"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert result.returncode == 2
+    assert "AIRFLOW_DB_RETENTION_DAYS=30d: must be a whole number >= 1" in result.stderr
+
+
+def test_init_script_migrates_and_creates_the_admin_and_report_roles(metadata_copy):
+    db, home = metadata_copy
+    env = _airflow_script_env(db, home)
+    env.update({"_AIRFLOW_WWW_USER_USERNAME": "stack-admin", "_AIRFLOW_WWW_USER_PASSWORD": "Init-Test-7f3a"})
+    result = subprocess.run(
+        ["bash", str(REPO / "docker" / "airflow-init.sh")], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "[airflow-init] done" in result.stdout
+    with sqlite3.connect(db) as conn:
+        roles = {
+            row[0]
+            for row in conn.execute(
+                "SELECT r.name FROM ab_user u JOIN ab_user_role ur ON ur.user_id = u.id JOIN ab_role r ON r.id = ur.role_id "
+                "WHERE u.username = 'stack-admin'"
+            )
+        }
+        all_roles = {row[0] for row in conn.execute("SELECT name FROM ab_role")}
+    assert roles == {"Admin"}
+    assert {"ReportViewer", "ReportOperator"} <= all_roles
+    assert (home / "logs").is_dir()
+
+    missing = {k: v for k, v in env.items() if k != "_AIRFLOW_WWW_USER_PASSWORD"}
+    refused = subprocess.run(["bash", str(REPO / "docker" / "airflow-init.sh")], capture_output=True, text=True, env=missing, timeout=60)
+    assert refused.returncode != 0
+    assert "set _AIRFLOW_WWW_USER_PASSWORD" in refused.stderr
