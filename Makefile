@@ -21,6 +21,7 @@ $(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyp
 
 services:
 	bash scripts/services.sh start
+	bash scripts/install-browser.sh
 
 services-stop:
 	bash scripts/services.sh stop
@@ -31,10 +32,29 @@ test: install services
 test-unit: install
 	$(PY) -m pytest tests/unit tests/dags
 
+# No Docker needed: synthetic CDRs in FerretDB (db cdr_demo), the three DAGs via `airflow dags
+# test`, reports printed as tables. DEMO_DAYS / DEMO_CALLS_PER_DAY size the data (docs/local-stack.md).
+demo: install services
+	$(PY) -m cdr_reports.demo run
+
+# The Airflow UI on the demo data (FAB login), in the foreground: Ctrl-C stops every component.
+airflow: install services
+	$(PY) -m cdr_reports.demo airflow
+
 lock: install
 	{ echo "# Full lock of the development/CI environment (runtime + test), from pip freeze."; \
 	  echo "# Regenerate with: make lock.  Docker images use it as constraints for requirements.txt."; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^cdr-reports'; } > requirements.lock
+
+# Writes docs/benchmarks.{json,md}. 5 interleaved runs at 100k CDRs, 1 at 1M: on FerretDB every
+# query is a full scan (a few thousand docs/s), so one 1M run of ours alone is 5 scans of 1M
+# documents: tens of minutes to hours with load (docs/benchmarks.md records the time taken).
+bench: install services
+	timeout 14400 $(PY) bench/run.py --sizes 100000:5,1000000:1 --out docs
+
+# Tiny sizes, one run: checks the suite end to end in ~2 minutes (numbers meaningless).
+bench-quick: install services
+	timeout 900 $(PY) bench/run.py --quick --out .services/bench-quick
 
 clean:
 	bash scripts/services.sh stop || true

@@ -1,0 +1,204 @@
+"""Dashboard roles for the report DAGs (Airflow's FAB auth manager).
+
+Two custom roles, next to FAB's built-in Admin:
+
+* ``ReportViewer``: read-only on the three report DAGs: the DAGs, their runs, task
+  instances, task logs, code, XComs. Nothing on connections, variables, pools, config, users.
+* ``ReportOperator``: ReportViewer plus trigger, clear, mark and delete runs and edit task
+  instances of the three report DAGs only (and pause/unpause them).
+
+How FAB scopes this (airflow/providers/fab/auth_manager/fab_auth_manager.py, provider 3.10):
+every request on a DAG's sub-entity (runs, task instances, logs, XComs...) needs BOTH the
+*global* permission on that entity type (e.g. ``can_read`` on ``Task Instances``) AND the
+per-DAG permission on the resource ``DAG:<dag_id>`` (``can_read`` for GET, ``can_edit`` for any
+write). So the roles get global sub-entity permissions (``ensure_roles``), and the per-DAG
+``DAG:<dag_id>`` / ``DAG Run:<dag_id>`` permissions come from the DAGs' ``access_control``
+(``REPORT_DAG_ACCESS_CONTROL``), which the DAG processor syncs on every parse. Neither role
+ever gets the global ``DAGs`` resource: that one would open every DAG of the deployment.
+
+This module imports nothing from Flask/FAB at top level: dag_factory imports it at parse time.
+
+CLI (run after ``airflow db migrate`` and BEFORE the DAG processor first parses the DAGs,
+because syncing ``access_control`` fails for a role that does not exist)::
+
+    python -m cdr_reports.security ensure-roles
+    python -m cdr_reports.security show
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cdr_reports.periods import REPORT_TYPES
+
+log = logging.getLogger(__name__)
+
+REPORT_VIEWER = "ReportViewer"
+REPORT_OPERATOR = "ReportOperator"
+REPORT_ROLES = (REPORT_VIEWER, REPORT_OPERATOR)
+
+# Same ids as dag_factory.DAG_IDS (dag_factory imports this module, so no import back).
+REPORT_DAG_IDS = tuple(f"cdr_{report_type}_report" for report_type in REPORT_TYPES)
+
+# FAB resource and action names (airflow.providers.fab.www.security.permissions), spelled out
+# so that this module stays importable without the provider.
+CAN_READ, CAN_EDIT, CAN_CREATE, CAN_DELETE, MENU_ACCESS = "can_read", "can_edit", "can_create", "can_delete", "menu_access"
+DAGS = "DAGs"
+DAG_RUNS = "DAG Runs"
+TASK_INSTANCES = "Task Instances"
+DAG_PREFIX = "DAG:"
+DAG_RUN_PREFIX = "DAG Run:"
+DAG_SPECIFIC_PREFIXES = (DAG_PREFIX, DAG_RUN_PREFIX)
+
+# Per-DAG permissions, set as `access_control` on each report DAG. Valid actions per resource
+# (FAB RESOURCE_DETAILS_MAP): "DAGs": can_read/can_edit/can_delete; "DAG Runs": can_read/
+# can_create/can_delete/menu_access (there is no per-DAG can_edit on runs).
+REPORT_DAG_ACCESS_CONTROL: dict[str, dict[str, set[str]]] = {
+    REPORT_VIEWER: {DAGS: {CAN_READ}, DAG_RUNS: {CAN_READ}},
+    REPORT_OPERATOR: {DAGS: {CAN_READ, CAN_EDIT}, DAG_RUNS: {CAN_READ, CAN_CREATE, CAN_DELETE}},
+}
+
+
+def report_dag_access_control() -> dict[str, dict[str, set[str]]]:
+    """A fresh copy of REPORT_DAG_ACCESS_CONTROL for one DAG (DAG objects keep the dict they get)."""
+    return {role: {resource: set(actions) for resource, actions in per.items()} for role, per in REPORT_DAG_ACCESS_CONTROL.items()}
+
+
+# Global (not DAG-specific) permissions. The sub-entity ones only take effect together with
+# the per-DAG `DAG:<dag_id>` permission above, so they do not reach other teams' DAGs.
+_VIEWER_GLOBAL: frozenset[tuple[str, str]] = frozenset(
+    [(CAN_READ, resource) for resource in (
+        DAG_RUNS,
+        TASK_INSTANCES,
+        "Task Logs",
+        "DAG Code",
+        "DAG Dependencies",
+        "DAG Versions",
+        "DAG Warnings",
+        "XComs",
+        "HITL Detail",  # the UI's DAG list endpoint requires it
+        "Website",
+        "My Profile",
+        "My Password",
+    )]
+    + [(CAN_EDIT, "My Profile"), (CAN_EDIT, "My Password")]
+    + [(MENU_ACCESS, resource) for resource in ("Browse", DAGS, DAG_RUNS, TASK_INSTANCES, "Docs", "Documentation")]
+)
+_OPERATOR_EXTRA: frozenset[tuple[str, str]] = frozenset(
+    [
+        # Trigger (POST run), mark run state (PATCH run), clear (POST run/clear), delete run.
+        (CAN_CREATE, DAG_RUNS),
+        (CAN_EDIT, DAG_RUNS),
+        (CAN_DELETE, DAG_RUNS),
+        # Clear task instances and mark them success/failed.
+        (CAN_EDIT, TASK_INSTANCES),
+    ]
+)
+
+ROLE_GLOBAL_PERMISSIONS: dict[str, frozenset[tuple[str, str]]] = {
+    REPORT_VIEWER: _VIEWER_GLOBAL,
+    REPORT_OPERATOR: _VIEWER_GLOBAL | _OPERATOR_EXTRA,
+}
+
+# Resources neither role may hold globally (tests/security check ROLE_GLOBAL_PERMISSIONS against it).
+FORBIDDEN_RESOURCES = frozenset(
+    {DAGS, "Connections", "Variables", "Configurations", "Users", "Roles", "Passwords", "Pools", "Plugins", "Providers"}
+)
+
+
+def is_dag_specific(resource: str) -> bool:
+    return resource.startswith(DAG_SPECIFIC_PREFIXES)
+
+
+def ensure_roles(
+    session: Any = None,
+    *,
+    dag_ids: Iterable[str] = REPORT_DAG_IDS,
+    access_control: Mapping[str, Mapping[str, Iterable[str]]] = REPORT_DAG_ACCESS_CONTROL,
+) -> dict[str, dict[str, list[str]]]:
+    """Create or converge ReportViewer and ReportOperator; idempotent.
+
+    Each role ends with exactly ``ROLE_GLOBAL_PERMISSIONS[role]`` as its global permissions
+    (extra ones, e.g. added by hand in the UI, are revoked) and with the per-DAG permissions of
+    ``access_control`` on ``dag_ids``, the same ones the DAG processor syncs from the DAGs, so
+    the roles work at once, before the DAGs' next parse. Needs the FAB tables (``airflow db
+    migrate`` with the FAB auth manager configured). Returns what changed, per role.
+    """
+    from airflow.utils.session import create_session
+
+    if session is None:
+        with create_session() as own_session:
+            return ensure_roles(own_session, dag_ids=dag_ids, access_control=access_control)
+
+    from airflow.providers.fab.www.security_appless import ApplessAirflowSecurityManager
+
+    sm = ApplessAirflowSecurityManager(session=session)
+    changes: dict[str, dict[str, list[str]]] = {}
+    for role_name, wanted in ROLE_GLOBAL_PERMISSIONS.items():
+        added: list[str] = []
+        removed: list[str] = []
+        role = sm.find_role(role_name)
+        if role is None:
+            role = sm.add_role(role_name)
+            added.append("(role created)")
+        current = {(p.action.name, p.resource.name): p for p in role.permissions if p.action and p.resource}
+        for action, resource in sorted(wanted - current.keys()):
+            sm.add_permission_to_role(role, sm.create_permission(action, resource))
+            added.append(f"{action} on {resource}")
+        for (action, resource), perm in sorted(current.items()):
+            if not is_dag_specific(resource) and (action, resource) not in wanted:
+                sm.remove_permission_from_role(role, perm)
+                removed.append(f"{action} on {resource}")
+        changes[role_name] = {"added": added, "removed": removed}
+
+    for dag_id in dag_ids:
+        # Same call as the DAG processor's sync: grants these and revokes other non-Admin roles'
+        # per-DAG permissions on the report DAGs.
+        sm.sync_perm_for_dag(dag_id, {role: {res: set(acts) for res, acts in per.items()} for role, per in access_control.items()})
+    session.commit()
+    return changes
+
+
+def role_permissions(session: Any = None) -> dict[str, list[tuple[str, str]]]:
+    """The stored permissions of the report roles, sorted; roles that do not exist are absent."""
+    from airflow.utils.session import create_session
+
+    if session is None:
+        with create_session() as own_session:
+            return role_permissions(own_session)
+    from airflow.providers.fab.www.security_appless import ApplessAirflowSecurityManager
+
+    sm = ApplessAirflowSecurityManager(session=session)
+    result: dict[str, list[tuple[str, str]]] = {}
+    for role_name in REPORT_ROLES:
+        role = sm.find_role(role_name)
+        if role is not None:
+            result[role_name] = sorted((p.action.name, p.resource.name) for p in role.permissions if p.action and p.resource)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cdr_reports.security", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("ensure-roles", help="create/converge ReportViewer and ReportOperator (idempotent)")
+    sub.add_parser("show", help="print the report roles' stored permissions as JSON")
+    args = parser.parse_args(argv)
+    # FAB logs every permission it creates at INFO; the summary below says the same.
+    logging.getLogger("airflow.providers.fab").setLevel(logging.WARNING)
+    if args.command == "ensure-roles":
+        changes = ensure_roles()
+        for role_name, change in changes.items():
+            summary = ", ".join(change["added"] + [f"-{r}" for r in change["removed"]]) or "up to date"
+            print(f"{role_name}: {summary}")
+        return 0
+    print(json.dumps(role_permissions(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

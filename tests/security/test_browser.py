@@ -1,0 +1,135 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright): login and roles.
+
+Screenshots go to test-artifacts/security/*.png (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import CHROMIUM, CHROMIUM_ARGS, OTHER_DAG_ID, REPORT_DAG_IDS, require
+
+pytestmark = pytest.mark.e2e
+
+DAILY = "cdr_daily_report"
+# The operator's UI trigger uses its own date, so its run is told apart from the API tests' runs.
+UI_REPORT_DATE = "2026-11-26"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: run `make services` (scripts/install-browser.sh)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright is not installed: pip install -r requirements-test.txt")
+    with sync_playwright() as playwright:
+        # The system Chromium: `playwright install` (a browser download) is never needed.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context(browser, airflow_stack):
+    # One context for the module: its HTTP cache keeps the UI's 7 MB bundle between tests.
+    context = browser.new_context(base_url=airflow_stack.base_url, viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(60_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(browser_context, artifacts_dir, request):
+    browser_context.clear_cookies()  # each test starts logged out
+    page = browser_context.new_page()
+    yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"page at failure: {page.url}")
+        page.screenshot(path=str(artifacts_dir / f"FAILED-{request.node.name}.png"), full_page=True)
+    page.close()
+
+
+def _login(page, stack, username: str, next_path: str = "/dags") -> None:
+    # Straight to `next_path` after login: one SPA load less than landing on "/" first.
+    page.goto(f"/auth/login/?next={next_path}", wait_until="domcontentloaded")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", stack.passwords[username])
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(f"{stack.base_url}{next_path}", wait_until="domcontentloaded")
+
+
+def _shot(page, artifacts_dir: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts_dir / f"{name}.png"), full_page=True)
+
+
+def _open_trigger_dialog(page, report_date: str):
+    # Client-side navigation from the DAG list (no full page load).
+    page.get_by_role("link", name=DAILY, exact=True).click()
+    page.wait_for_url(re.compile(rf".*/dags/{DAILY}$"))
+    # Wait for the DAG page itself: until then the list's own "Trigger Dag" buttons are still
+    # in the DOM, and a click on one of those races the page change.
+    page.get_by_text("Latest Dag Version").wait_for()
+    page.get_by_role("button", name="Trigger Dag").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"Trigger Dag - {DAILY}").wait_for()
+    dialog.locator("#element_report_date").fill(report_date)
+    return dialog
+
+
+def test_anonymous_visitor_is_sent_to_the_login_page(page, airflow_stack, artifacts_dir):
+    page.goto("/dags", wait_until="domcontentloaded")
+    page.wait_for_url(re.compile(r".*/auth/login/.*"))
+    assert page.locator("input[name=password]").is_visible()
+    _shot(page, artifacts_dir, "01-anonymous-login-page")
+    # A wrong password stays on the login page.
+    page.fill("input[name=username]", "viewer")
+    page.fill("input[name=password]", "wrong-password")
+    page.click("input[type=submit], button[type=submit]")
+    page.get_by_text("Invalid login").wait_for()
+    assert "/auth/login/" in page.url
+
+
+def test_viewer_sees_the_report_dags_and_cannot_trigger(page, airflow_stack, artifacts_dir):
+    _login(page, airflow_stack, "viewer")
+    page.get_by_text("3 Dags").wait_for()
+    for dag_id in REPORT_DAG_IDS:
+        assert page.get_by_role("link", name=dag_id, exact=True).is_visible()
+    assert page.get_by_text(OTHER_DAG_ID).count() == 0
+    _shot(page, artifacts_dir, "02-viewer-dag-list")
+
+    runs_before = {r["dag_run_id"] for r in airflow_stack.dag_runs(DAILY)}
+    dialog = _open_trigger_dialog(page, UI_REPORT_DATE)
+    # The UI shows the button to everyone; the server refuses the viewer's POST.
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/dags/{DAILY}/dagRuns")) as posted:
+        dialog.get_by_role("button", name="Trigger").click()
+    assert posted.value.status == 403
+    page.get_by_text("Access Denied").wait_for()
+    _shot(page, artifacts_dir, "03-viewer-trigger-forbidden")
+    assert {r["dag_run_id"] for r in airflow_stack.dag_runs(DAILY)} == runs_before
+
+
+def test_operator_triggers_a_daily_report_from_the_ui(page, airflow_stack, artifacts_dir):
+    _login(page, airflow_stack, "operator")
+    page.get_by_text("3 Dags").wait_for()
+    assert page.get_by_text(OTHER_DAG_ID).count() == 0
+
+    dialog = _open_trigger_dialog(page, UI_REPORT_DATE)
+    _shot(page, artifacts_dir, "04-operator-trigger-dialog")
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/dags/{DAILY}/dagRuns")) as posted:
+        dialog.get_by_role("button", name="Trigger").click()
+    assert posted.value.status == 200, posted.value.text()
+    run = posted.value.json()
+    assert run["conf"] == {"report_date": UI_REPORT_DATE}
+
+    # The new run is in the DAG's run list.
+    page.goto(f"/dags/{DAILY}/runs", wait_until="domcontentloaded")
+    page.get_by_text(run["dag_run_id"]).first.wait_for()
+    _shot(page, artifacts_dir, "05-operator-run-listed")
+    stored = {r["dag_run_id"]: r for r in airflow_stack.dag_runs(DAILY)}
+    assert stored[run["dag_run_id"]]["conf"] == {"report_date": UI_REPORT_DATE}
