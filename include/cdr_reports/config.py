@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,13 @@ class Settings:
     max_retry_delay_seconds: int = 600
     execution_timeout_minutes: int = 60
     dagrun_timeout_hours: int = 6
+    # Reliability (docs/reliability.md).
+    report_retention_days: int | None = None  # None: keep reports forever
+    alert_emails: tuple[str, ...] = ()
+    smtp_conn_id: str = "smtp_default"
+    slack_conn_id: str | None = None
+    slack_channel: str | None = None
+    daily_deadline_local_time: str | None = None  # "HH:MM" local on the day after the period; None: no alert
 
 
 # Environment variable -> Settings field. One table so the README, .env.example and the
@@ -82,6 +90,12 @@ ENV_VARS: dict[str, str] = {
     "CDR_MAX_RETRY_DELAY_SECONDS": "max_retry_delay_seconds",
     "CDR_EXECUTION_TIMEOUT_MINUTES": "execution_timeout_minutes",
     "CDR_DAGRUN_TIMEOUT_HOURS": "dagrun_timeout_hours",
+    "CDR_REPORT_RETENTION_DAYS": "report_retention_days",
+    "CDR_ALERT_EMAILS": "alert_emails",
+    "CDR_SMTP_CONN_ID": "smtp_conn_id",
+    "CDR_SLACK_CONN_ID": "slack_conn_id",
+    "CDR_SLACK_CHANNEL": "slack_channel",
+    "CDR_DAILY_DEADLINE_LOCAL_TIME": "daily_deadline_local_time",
 }
 
 WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
@@ -112,6 +126,21 @@ def _weekday(var: str, raw: str) -> int:
     if text in WEEKDAYS:
         return WEEKDAYS.index(text)
     return _int(var, raw, 0, 6)
+
+
+def _emails(var: str, raw: str) -> tuple[str, ...]:
+    addresses = tuple(part for part in re.split(r"[,;\s]+", raw) if part)
+    for address in addresses:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
+            raise ConfigError(f"{var}: {address!r} is not an email address")
+    return addresses
+
+
+def _local_time(var: str, raw: str) -> str:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw.strip())
+    if not match:
+        raise ConfigError(f"{var}={raw!r} is not a local time HH:MM (00:00 .. 23:59)")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
 def parse_global_filter(raw: str | Mapping[str, Any], source: str = "CDR_GLOBAL_FILTER") -> dict[str, Any]:
@@ -177,6 +206,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("CDR_SQL_CONN_ID", "sql_conn_id"),
         ("CDR_SQL_SCHEMA", "sql_schema"),
         ("CDR_OWNER", "owner"),
+        ("CDR_SMTP_CONN_ID", "smtp_conn_id"),
+        ("CDR_SLACK_CONN_ID", "slack_conn_id"),
+        ("CDR_SLACK_CHANNEL", "slack_channel"),
     ):
         if (raw := get(var)) is not None:
             values[name] = raw.strip()
@@ -210,7 +242,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if (raw := get(var)) is not None:
             values[name] = _int(var, raw, low)
+    if (raw := get("CDR_REPORT_RETENTION_DAYS")) is not None:
+        values["report_retention_days"] = _int("CDR_REPORT_RETENTION_DAYS", raw, 1)
+    if (raw := get("CDR_ALERT_EMAILS")) is not None:
+        values["alert_emails"] = _emails("CDR_ALERT_EMAILS", raw)
+    if (raw := get("CDR_DAILY_DEADLINE_LOCAL_TIME")) is not None:
+        values["daily_deadline_local_time"] = _local_time("CDR_DAILY_DEADLINE_LOCAL_TIME", raw)
     settings = Settings(**values)
+    if settings.slack_conn_id and not settings.slack_channel:
+        raise ConfigError("CDR_SLACK_CHANNEL must name the channel (e.g. #cdr-alerts) when CDR_SLACK_CONN_ID is set")
+    if settings.daily_deadline_local_time is not None:
+        hour, minute = map(int, settings.daily_deadline_local_time.split(":"))
+        if (hour, minute) <= (settings.due.daily_hour, 0):
+            raise ConfigError(
+                f"CDR_DAILY_DEADLINE_LOCAL_TIME={settings.daily_deadline_local_time} must be later than the daily "
+                f"report's due time {settings.due.daily_hour:02d}:00 (CDR_DAILY_DUE_HOUR)"
+            )
     if settings.max_retry_delay_seconds < settings.retry_delay_seconds:
         raise ConfigError(
             "CDR_MAX_RETRY_DELAY_SECONDS must be >= CDR_RETRY_DELAY_SECONDS "

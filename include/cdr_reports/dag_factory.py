@@ -16,6 +16,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+from cdr_reports.alerts import FailureAlert, daily_deadline_alert
 from cdr_reports.config import Settings, load_settings
 from cdr_reports.periods import REPORT_TYPES, ReportPeriod
 from cdr_reports.security import report_dag_access_control
@@ -210,6 +211,8 @@ def build_report_dag(report_type: str, settings: Settings | None = None) -> DAG:
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(seconds=settings.max_retry_delay_seconds),
         "execution_timeout": timedelta(minutes=settings.execution_timeout_minutes),
+        # Runs once a task has failed for good (not on retries): e-mail / Slack, see alerts.py.
+        "on_failure_callback": FailureAlert(settings, report_type),
     }
     with DAG(
         dag_id=dag_id,
@@ -218,6 +221,7 @@ def build_report_dag(report_type: str, settings: Settings | None = None) -> DAG:
         catchup=settings.catchup,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=settings.dagrun_timeout_hours),
+        deadline=daily_deadline_alert(settings) if report_type == "daily" else None,
         default_args=default_args,
         tags=[*TAGS, report_type],
         doc_md=_dag_doc(report_type, settings, dag_id),
@@ -257,13 +261,16 @@ def build_report_dag(report_type: str, settings: Settings | None = None) -> DAG:
         @task(task_id="extract", doc_md=docs["extract"], map_index_template="{{ window_label }}")
         def extract(window: dict[str, Any]) -> dict[str, Any]:
             from airflow.sdk import get_current_context
+            from bson import json_util
 
             from cdr_reports.extract import extract_slice
 
             start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
             # Names the mapped task in the UI by its slice instead of a bare index.
             get_current_context()["window_label"] = f"{window['start']} .. {window['end']}"
-            with fail_fast(f"extracting {window['start']}..{window['end']}"):
+            # The message names the connection, the filter and their settings: what to fix when wrong.
+            where = f"connection {settings.mongo_conn_id!r} (CDR_MONGO_CONN_ID), CDR_GLOBAL_FILTER={json_util.dumps(settings.global_filter)}"
+            with fail_fast(f"extracting {window['start']}..{window['end']} via {where}"):
                 collection = mongo_collection(settings)
                 counts = extract_slice(collection, start, end, settings.global_filter, settings.max_call_duration_seconds)
             return counts.to_dict()
@@ -283,7 +290,7 @@ def build_report_dag(report_type: str, settings: Settings | None = None) -> DAG:
             from cdr_reports.load import load_report
 
             report = Report.from_dict(report_data)
-            with fail_fast(f"loading the {report.report_type} report of {report.period_start}"):
+            with fail_fast(f"loading the {report.report_type} report of {report.period_start} via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"):
                 result = load_report(sql_engine(settings), report, schema=settings.sql_schema)
             return {
                 "report_type": report.report_type,

@@ -60,6 +60,14 @@ _SQLSTATE_TRANSIENT_CLASSES = {"08", "40", "53", "57", "58", "55"}
 # SQL Server error numbers (pymssql puts them first in exc.orig.args[0]).
 _MSSQL_PERMANENT = {18456, 4060, 262, 229, 230, 208, 2714, 102, 15151, 916, 18452}
 _MSSQL_TRANSIENT = {1205, 1222, 40613, 40197, 40501, 10053, 10054, 10060, 20009, 20003, 20006, 233, 64}
+# PostgreSQL refusing a login (FATAL at connect time, reported by libpq without a SQLSTATE).
+_PG_LOGIN_REFUSED = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",  # role or database
+    "permission denied for database",
+    "is not permitted to log in",
+)
 
 
 def classify_sql_error(exc: BaseException, what: str) -> BaseException:
@@ -91,6 +99,9 @@ def classify_sql_error(exc: BaseException, what: str) -> BaseException:
             return exc  # SQLite: another writer holds the lock
         if "unable to open database file" in message or "readonly database" in message:
             return PermanentError(f"{what}: {_first_line(orig)}")
+        if "fatal:" in message and any(reason in message for reason in _PG_LOGIN_REFUSED):
+            # PostgreSQL refusing the login: libpq reports it without a SQLSTATE.
+            return PermanentError(f"{what}: the database refused the login: {_first_line(orig)}")
         if isinstance(exc, (sa_exc.ProgrammingError, sa_exc.DataError, sa_exc.NotSupportedError)):
             return PermanentError(f"{what}: {_first_line(orig)}")
     return exc

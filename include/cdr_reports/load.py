@@ -130,6 +130,34 @@ class LoadResult:
     seconds: float
 
 
+def _replayed_once_on_conflict(step: Any, what: str) -> None:
+    """Run one transactional step; replay it once if a concurrent writer made it conflict.
+
+    Two loads of the same period at once (or two first loads creating the tables at once):
+    the one that commits second hits a unique key (or an existing table) and rolls back
+    whole. Replayed, it sees the other's committed rows and replaces them, so the final state
+    is one complete report. A second conflict is a real data error, classified as usual.
+    """
+    for attempt in (1, 2):
+        try:
+            step()
+            return
+        except sa.exc.DBAPIError as exc:
+            if attempt == 2 or not _is_conflict(exc):
+                raise classify_sql_error(exc, what) from exc
+            log.warning("%s: conflict with a concurrent load (%s); replaying", what, str(exc.orig).splitlines()[0])
+        except Exception as exc:  # noqa: BLE001 - re-raised, classified
+            raise classify_sql_error(exc, what) from exc
+
+
+def _is_conflict(exc: sa.exc.DBAPIError) -> bool:
+    """A unique key taken by a concurrent writer, or a table it created since our check."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    text = str(exc.orig).lower()
+    return "already exists" in text or "there is already an object named" in text
+
+
 def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = None) -> LoadResult:
     """Replace the stored report of (report_type, period_start) in one transaction."""
     tables = report_tables(schema)
@@ -137,15 +165,17 @@ def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = N
     began = time.monotonic()
     log.info("%s: start (%d operator rows)", what, len(report.rows))
     replaced = 0
-    try:
-        tables.metadata.create_all(engine, checkfirst=True)
+
+    def replace() -> None:
+        nonlocal replaced
         with engine.begin() as conn:
             for statement, params in replace_statements(tables, report):
                 result = conn.execute(statement, params) if params is not None else conn.execute(statement)
                 if statement.is_delete and statement.table is tables.operator:
                     replaced = result.rowcount
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
-        raise classify_sql_error(exc, what) from exc
+
+    _replayed_once_on_conflict(lambda: tables.metadata.create_all(engine, checkfirst=True), f"{what} (creating tables)")
+    _replayed_once_on_conflict(replace, what)
     seconds = time.monotonic() - began
     log.info("%s: done in %.3f s, %d rows written, %d replaced", what, seconds, len(report.rows), replaced)
     return LoadResult(operator_rows=len(report.rows), replaced_operator_rows=replaced, seconds=seconds)

@@ -39,6 +39,12 @@ def test_every_variable_overrides_its_setting():
         "CDR_MAX_RETRY_DELAY_SECONDS": "900",
         "CDR_EXECUTION_TIMEOUT_MINUTES": "15",
         "CDR_DAGRUN_TIMEOUT_HOURS": "2",
+        "CDR_REPORT_RETENTION_DAYS": "400",
+        "CDR_ALERT_EMAILS": "ops@example.org, noc@example.net",
+        "CDR_SMTP_CONN_ID": "mail",
+        "CDR_SLACK_CONN_ID": "chat",
+        "CDR_SLACK_CHANNEL": "#cdr-alerts",
+        "CDR_DAILY_DEADLINE_LOCAL_TIME": "7:30",
     }
     assert set(env) == set(ENV_VARS)  # the test covers the whole table
     s = load_settings(env)
@@ -48,6 +54,8 @@ def test_every_variable_overrides_its_setting():
     assert (s.due.daily_hour, s.due.weekly_hour, s.due.monthly_hour) == (5, 6, 7)
     assert (s.owner, s.catchup, s.retries, s.retry_delay_seconds, s.max_retry_delay_seconds) == ("team", True, 5, 30, 900)
     assert (s.execution_timeout_minutes, s.dagrun_timeout_hours, s.sql_schema, s.sql_conn_id) == (15, 2, "reports", "s")
+    assert (s.report_retention_days, s.alert_emails) == (400, ("ops@example.org", "noc@example.net"))
+    assert (s.smtp_conn_id, s.slack_conn_id, s.slack_channel, s.daily_deadline_local_time) == ("mail", "chat", "#cdr-alerts", "07:30")
 
 
 @pytest.mark.parametrize(

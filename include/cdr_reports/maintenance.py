@@ -1,0 +1,120 @@
+"""Bounded storage: delete stored reports older than the retention period.
+
+``prune_reports`` is the whole rule, without Airflow: one transaction deletes the operator rows
+and run rows of every period whose ``period_start`` is before ``older_than``. The DAG
+``cdr_report_retention`` runs it daily with ``older_than`` = local date of the run minus
+``CDR_REPORT_RETENTION_DAYS``; with the variable unset (the default) reports are kept forever:
+the DAG still runs, logs ``retention disabled`` and deletes nothing.
+
+Airflow's own metadata (DAG runs, task instances, logs, XComs) is pruned with
+``airflow db clean``, which needs the metadata database and so cannot run as a task in
+Airflow 3 (tasks have no metadata DB access); see docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from cdr_reports.config import Settings, load_settings
+from cdr_reports.errors import classify_sql_error
+from cdr_reports.load import OPERATOR_TABLE, RUN_TABLE, report_tables
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "cdr_report_retention"
+RETENTION_DISABLED = "retention disabled"
+SCHEDULE_CRON = "30 5 * * *"  # daily, local time, after the reports are due
+
+
+@dataclass(frozen=True)
+class PruneCounts:
+    older_than: date
+    operator_rows: int
+    run_rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"older_than": self.older_than.isoformat(), "operator_rows": self.operator_rows, "run_rows": self.run_rows}
+
+
+def retention_cutoff(today: date, retention_days: int) -> date:
+    """Reports whose period starts before this date are deleted (kept: the last `retention_days` days)."""
+    if retention_days < 1:
+        raise ValueError(f"retention_days must be >= 1, got {retention_days}")
+    return today - timedelta(days=retention_days)
+
+
+def prune_reports(engine: sa.engine.Engine, older_than: date, schema: str | None = None) -> PruneCounts:
+    """Delete every stored report with period_start < older_than (all report types), atomically."""
+    tables = report_tables(schema)
+    what = f"pruning reports with period_start < {older_than.isoformat()}"
+    try:
+        inspector = sa.inspect(engine)
+        if not (inspector.has_table(OPERATOR_TABLE, schema=schema) or inspector.has_table(RUN_TABLE, schema=schema)):
+            log.info("%s: no report tables yet, nothing to delete", what)
+            return PruneCounts(older_than, 0, 0)
+        with engine.begin() as conn:
+            operator_rows = conn.execute(sa.delete(tables.operator).where(tables.operator.c.period_start < older_than)).rowcount
+            run_rows = conn.execute(sa.delete(tables.run).where(tables.run.c.period_start < older_than)).rowcount
+    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+        raise classify_sql_error(exc, what) from exc
+    log.info("%s: deleted %d operator rows and %d run rows", what, operator_rows, run_rows)
+    return PruneCounts(older_than, operator_rows, run_rows)
+
+
+def build_maintenance_dag(settings: Settings | None = None) -> Any:
+    """The daily DAG `cdr_report_retention` (one task, `prune`)."""
+    import pendulum
+    from airflow.sdk import DAG, CronTriggerTimetable, task
+
+    from cdr_reports.alerts import FailureAlert
+    from cdr_reports.dag_factory import fail_fast, sql_engine
+    from cdr_reports.periods import local_date_of
+
+    settings = settings or load_settings()
+    days = settings.report_retention_days
+    policy = f"keep {days} days" if days else "keep forever (CDR_REPORT_RETENTION_DAYS unset)"
+    with DAG(
+        dag_id=DAG_ID,
+        schedule=CronTriggerTimetable(SCHEDULE_CRON, timezone=settings.time_zone),
+        start_date=pendulum.datetime(2026, 1, 1, tz=settings.time_zone),
+        catchup=False,
+        max_active_runs=1,
+        default_args={
+            "owner": settings.owner,
+            "retries": settings.retries,
+            "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(seconds=settings.max_retry_delay_seconds),
+            "execution_timeout": timedelta(minutes=settings.execution_timeout_minutes),
+            "on_failure_callback": FailureAlert(settings),
+        },
+        tags=["cdr", "maintenance"],
+        doc_md=f"""
+# CDR report retention
+
+Deletes stored reports (`cdr_operator_report` and `cdr_report_run` rows, every report type) whose
+period starts more than `CDR_REPORT_RETENTION_DAYS` days before the run's local date
+(`{settings.time_zone}`), in one transaction, through connection `{settings.sql_conn_id}`.
+
+Current policy: **{policy}**.
+""",
+    ) as dag:
+
+        @task(task_id="prune")
+        def prune(**context: Any) -> dict[str, Any]:
+            if days is None:
+                log.info("%s: CDR_REPORT_RETENTION_DAYS is not set, every report is kept", RETENTION_DISABLED)
+                return {"retention_days": None, "operator_rows": 0, "run_rows": 0}
+            run_after = getattr(context.get("dag_run"), "run_after", None) or datetime.now(timezone.utc)
+            cutoff = retention_cutoff(local_date_of(run_after, settings.time_zone), days)
+            with fail_fast(f"pruning reports older than {cutoff} via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"):
+                counts = prune_reports(sql_engine(settings), cutoff, schema=settings.sql_schema)
+            return {"retention_days": days, **counts.to_dict()}
+
+        prune()
+    return dag
