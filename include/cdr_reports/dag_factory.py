@@ -193,6 +193,20 @@ report of that period, so re-runs never duplicate rows.
 """
 
 
+def task_default_args(settings: Settings, report_type: str | None = None) -> dict[str, Any]:
+    """Retry, timeout and alert policy shared by every task of the package's DAGs."""
+    return {
+        "owner": settings.owner,
+        "retries": settings.retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_seconds),
+        "execution_timeout": timedelta(minutes=settings.execution_timeout_minutes),
+        # Runs once a task has failed for good (not on retries): e-mail / Slack, see alerts.py.
+        "on_failure_callback": FailureAlert(settings, report_type),
+    }
+
+
 def build_report_dag(report_type: str, settings: Settings | None = None) -> DAG:
     """Build the DAG of one report type from the settings (environment by default)."""
     settings = settings or load_settings()
@@ -204,16 +218,7 @@ def build_report_dag(report_type: str, settings: Settings | None = None) -> DAG:
         due_after=_due_after(report_type, settings),
         week_start=settings.week_start,
     )
-    default_args = {
-        "owner": settings.owner,
-        "retries": settings.retries,
-        "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_seconds),
-        "execution_timeout": timedelta(minutes=settings.execution_timeout_minutes),
-        # Runs once a task has failed for good (not on retries): e-mail / Slack, see alerts.py.
-        "on_failure_callback": FailureAlert(settings, report_type),
-    }
+    default_args = task_default_args(settings, report_type)
     with DAG(
         dag_id=dag_id,
         schedule=timetable,

@@ -18,11 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-import sqlalchemy as sa
-
 from cdr_reports.config import Settings, load_settings
-from cdr_reports.errors import classify_sql_error
-from cdr_reports.load import OPERATOR_TABLE, RUN_TABLE, report_tables
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +44,14 @@ def retention_cutoff(today: date, retention_days: int) -> date:
     return today - timedelta(days=retention_days)
 
 
-def prune_reports(engine: sa.engine.Engine, older_than: date, schema: str | None = None) -> PruneCounts:
+def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> PruneCounts:
     """Delete every stored report with period_start < older_than (all report types), atomically."""
+    # Imported here: the DAG file imports this module while parsing.
+    import sqlalchemy as sa
+
+    from cdr_reports.errors import classify_sql_error
+    from cdr_reports.load import OPERATOR_TABLE, RUN_TABLE, report_tables
+
     tables = report_tables(schema)
     what = f"pruning reports with period_start < {older_than.isoformat()}"
     try:
@@ -71,8 +73,7 @@ def build_maintenance_dag(settings: Settings | None = None) -> Any:
     import pendulum
     from airflow.sdk import DAG, CronTriggerTimetable, task
 
-    from cdr_reports.alerts import FailureAlert
-    from cdr_reports.dag_factory import fail_fast, sql_engine
+    from cdr_reports.dag_factory import fail_fast, sql_engine, task_default_args
     from cdr_reports.periods import local_date_of
 
     settings = settings or load_settings()
@@ -84,15 +85,7 @@ def build_maintenance_dag(settings: Settings | None = None) -> Any:
         start_date=pendulum.datetime(2026, 1, 1, tz=settings.time_zone),
         catchup=False,
         max_active_runs=1,
-        default_args={
-            "owner": settings.owner,
-            "retries": settings.retries,
-            "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
-            "retry_exponential_backoff": 2.0,
-            "max_retry_delay": timedelta(seconds=settings.max_retry_delay_seconds),
-            "execution_timeout": timedelta(minutes=settings.execution_timeout_minutes),
-            "on_failure_callback": FailureAlert(settings),
-        },
+        default_args=task_default_args(settings),
         tags=["cdr", "maintenance"],
         doc_md=f"""
 # CDR report retention
@@ -105,7 +98,12 @@ Current policy: **{policy}**.
 """,
     ) as dag:
 
-        @task(task_id="prune")
+        @task(
+            task_id="prune",
+            doc_md="### Prune\nDeletes, in one transaction, the operator rows and run rows of every report "
+            "whose `period_start` is older than the retention cutoff; logs `retention disabled` and deletes "
+            "nothing while `CDR_REPORT_RETENTION_DAYS` is unset.",
+        )
         def prune(**context: Any) -> dict[str, Any]:
             if days is None:
                 log.info("%s: CDR_REPORT_RETENTION_DAYS is not set, every report is kept", RETENTION_DISABLED)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO_ROOT / "dags" / "cdr_report_dags.py"
+MAINTENANCE_DAG_FILE = REPO_ROOT / "dags" / "cdr_maintenance_dag.py"
 
 # Prefixes of modules that parsing must not import (on top of what airflow.sdk already did).
 FORBIDDEN_PREFIXES = (
@@ -131,10 +132,10 @@ def _child_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _parse_in_fresh_interpreter(tmp_path: Path) -> dict:
+def _parse_in_fresh_interpreter(tmp_path: Path, dag_file: Path = DAG_FILE) -> dict:
     # -I: isolated mode, no user site, no PYTHON* variables, script dir not on sys.path.
     result = subprocess.run(
-        [sys.executable, "-I", "-c", CHILD, str(DAG_FILE)],
+        [sys.executable, "-I", "-c", CHILD, str(dag_file)],
         env=_child_env(tmp_path),
         cwd=tmp_path,
         capture_output=True,
@@ -163,3 +164,11 @@ def test_parsing_imports_no_driver_hook_or_pipeline_module_and_touches_nothing(t
     assert report["attempts_before_parse"] == []
     assert report["canaries"] == [True] * 6  # every trap was armed
     assert not (tmp_path / "metadata-must-not-exist.db").exists()
+
+
+def test_parsing_the_maintenance_dag_is_as_cheap(tmp_path):
+    report = _parse_in_fresh_interpreter(tmp_path, MAINTENANCE_DAG_FILE)
+    assert report["dag_ids"] == ["cdr_report_retention"]
+    assert [m for m in report["new_modules"] if m.startswith(FORBIDDEN_PREFIXES)] == []
+    assert "cdr_reports.maintenance" in report["new_modules"]
+    assert report["parse_attempts"] == [] and report["canaries"] == [True] * 6
