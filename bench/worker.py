@@ -1,0 +1,251 @@
+"""One measurement in a fresh process; prints a JSON object on its last stdout line.
+
+Run by bench/run.py, never imported by it: each mode starts from a clean interpreter so that
+the parent can read this process's own peak RSS (os.wait4) and import costs are not shared.
+
+  worker.py extract  '{"approach": "ours"|"original"|"idle", "uri":..., "database":..., "day":..., "tz":...}'
+  worker.py parse    '{"file": "dags/x.py"}'
+  worker.py dagtest  '{"dags_folder":..., "runs": N, "report_date":..., "mongo_uri":..., "database":..., "plain_sink_url":...}'
+  worker.py load     '{"url":..., "schema": null|"name", "rows": 10000, "runs": N}'
+
+Only the standard library is imported at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def _extract(args: dict[str, Any]) -> dict[str, Any]:
+    from datetime import date
+
+    import bson
+    import pymongo
+    from pymongo import monitoring
+
+    class WireCounter(monitoring.CommandListener):
+        """Documents (and their BSON bytes) in every server reply, plus time per command."""
+
+        def __init__(self) -> None:
+            self.reset()
+
+        def reset(self) -> None:
+            self.documents = 0
+            self.bytes = 0
+            self.commands: dict[str, dict[str, float]] = {}
+
+        def started(self, event: Any) -> None:
+            pass
+
+        def failed(self, event: Any) -> None:
+            pass
+
+        def succeeded(self, event: Any) -> None:
+            cursor = event.reply.get("cursor") or {}
+            batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
+            self.documents += len(batch)
+            self.bytes += sum(len(bson.encode(doc)) for doc in batch)
+            entry = self.commands.setdefault(event.command_name, {"count": 0, "seconds": 0.0})
+            entry["count"] += 1
+            entry["seconds"] += event.duration_micros / 1e6
+
+    # The same imports in every approach (and before the clock): only the work differs.
+    from cdr_reports.aggregate import build_report
+    from cdr_reports.config import Settings
+    from cdr_reports.periods import period_containing
+    from cdr_reports.pipeline import extract_period
+
+    sys.path.insert(0, str(BENCH_DIR))
+    from baseline import original_approach
+
+    period = period_containing("daily", date.fromisoformat(args["day"]), args["tz"])
+    wire = WireCounter()
+    client = pymongo.MongoClient(args["uri"], tz_aware=True, event_listeners=[wire])
+    collection = client[args["database"]][args.get("collection", "CdrRecords")]
+    client.admin.command("ping")  # connect before the clock starts
+    wire.reset()
+
+    approach = args["approach"]
+    summary: dict[str, Any] = {}
+    began = time.perf_counter()
+    if approach == "ours":
+        report = build_report(period, extract_period(collection, period, Settings()), dag_run_id="bench")
+        seconds = time.perf_counter() - began
+        summary = {
+            "source_records": report.source_records,
+            "valid_records": report.valid_records,
+            "rows": {r.operator_id: [r.total_calls, r.answered_calls, r.total_duration_seconds] for r in report.rows},
+        }
+    elif approach == "original":
+        result = original_approach(collection, period.start_utc, period.end_utc)
+        seconds = time.perf_counter() - began
+        summary = {
+            "source_records": result["source_records"],
+            "valid_records": result["valid_records"],
+            "rows": {k: [r["total_calls"], r["answered_calls"], r["total_duration_seconds"]] for k, r in result["rows"].items()},
+        }
+    elif approach == "idle":
+        # Same imports and connection, no work: the floor of a worker's resident memory.
+        seconds = time.perf_counter() - began
+    else:
+        raise SystemExit(f"unknown approach {approach!r}")
+    client.close()
+    return {
+        "approach": approach,
+        "seconds": seconds,
+        "wire_documents": wire.documents,
+        "wire_bytes": wire.bytes,
+        "commands": wire.commands,
+        "summary": summary,
+    }
+
+
+def _parse(args: dict[str, Any]) -> dict[str, Any]:
+    import runpy
+
+    began = time.perf_counter()
+    import airflow.sdk  # noqa: F401 - the fixed cost every DAG file pays, measured apart
+
+    imported = time.perf_counter()
+    namespace = runpy.run_path(args["file"])
+    parsed = time.perf_counter()
+    from airflow.sdk import DAG
+
+    dags = sorted(v.dag_id for v in namespace.values() if isinstance(v, DAG))
+    if not dags:
+        raise SystemExit(f"{args['file']} defines no DAG")
+    return {"import_s": imported - began, "parse_s": parsed - imported, "total_s": parsed - began, "dags": dags}
+
+
+def _dagtest(args: dict[str, Any]) -> dict[str, Any]:
+    import runpy
+    from datetime import date
+
+    import pymongo
+    import sqlalchemy as sa
+
+    from cdr_reports.config import load_settings
+    from cdr_reports.periods import period_containing
+    from cdr_reports.pipeline import run_report
+
+    folder = Path(args["dags_folder"])
+    daily = runpy.run_path(str(folder / "cdr_report_dags.py"))["cdr_daily_report"]
+    noop = runpy.run_path(str(folder / "bench_noop_dag.py"))["dag"]
+    conf = {"report_date": args["report_date"]}
+    settings = load_settings()
+    period = period_containing("daily", date.fromisoformat(args["report_date"]), settings.time_zone)
+
+    def timed_dag(dag: Any, **kwargs: Any) -> float:
+        began = time.perf_counter()
+        run = dag.test(**kwargs)
+        seconds = time.perf_counter() - began
+        if str(run.state) not in ("success", "DagRunState.SUCCESS"):
+            raise SystemExit(f"{dag.dag_id} dag.test() ended {run.state}")
+        return seconds
+
+    def timed_plain() -> float:
+        # The same report without Airflow (fresh client and engine, as each task makes its own).
+        began = time.perf_counter()
+        client = pymongo.MongoClient(args["mongo_uri"], tz_aware=True)
+        engine = sa.create_engine(args["plain_sink_url"])
+        try:
+            run_report(client[args["database"]][settings.collection], engine, period, settings, dag_run_id="plain")
+        finally:
+            engine.dispose()
+            client.close()
+        return time.perf_counter() - began
+
+    if args.get("warmup", True):  # first calls pay one-off imports, bundle sync and DB page cache
+        timed_dag(daily, run_conf=conf)
+        timed_dag(noop)
+        timed_plain()
+    report, baseline, plain = [], [], []
+    for _ in range(args["runs"]):  # interleaved so load drift hits all alike
+        report.append(timed_dag(daily, run_conf=conf))
+        baseline.append(timed_dag(noop))
+        plain.append(timed_plain())
+    return {"report_s": report, "noop_s": baseline, "plain_s": plain}
+
+
+def _load(args: dict[str, Any]) -> dict[str, Any]:
+    from datetime import date, datetime, timedelta, timezone
+
+    import sqlalchemy as sa
+
+    from cdr_reports.aggregate import OperatorRow, Report
+    from cdr_reports.load import load_report, report_tables
+
+    kwargs: dict[str, Any] = {}
+    if args.get("schema"):
+        kwargs["connect_args"] = {"options": f"-csearch_path={args['schema']}"}
+    engine = sa.create_engine(args["url"], **kwargs)
+    n = args["rows"]
+    rows = tuple(
+        OperatorRow(
+            operator_id=f"OP-{i:06d}",
+            total_calls=1000 + i,
+            answered_calls=700 + i // 2,
+            total_duration_seconds=90_000 + i,
+            answer_ratio=(700 + i // 2) / (1000 + i),
+            avg_answered_duration_seconds=(90_000 + i) / (700 + i // 2),
+        )
+        for i in range(n)
+    )
+
+    def report_for(day: date) -> Report:
+        return Report(
+            report_type="daily",
+            period_start=day,
+            period_end=day + timedelta(days=1),
+            time_zone="Europe/Istanbul",
+            source_records=sum(r.total_calls for r in rows),
+            valid_records=sum(r.total_calls for r in rows),
+            rejected_records=0,
+            rows=rows,
+            generated_at=datetime.now(timezone.utc),
+            dag_run_id=f"bench-{day.isoformat()}",
+        )
+
+    first = date(2026, 1, 1)
+    load_report(engine, report_for(first))  # warm-up: creates the tables, connects
+    seconds = []
+    # A new period each run, as in production (one new day per run): pure inserts.
+    for i in range(1, args["runs"] + 1):
+        began = time.perf_counter()
+        result = load_report(engine, report_for(first + timedelta(days=i)))
+        seconds.append(time.perf_counter() - began)
+        if result.operator_rows != n:
+            raise SystemExit(f"loaded {result.operator_rows} rows, expected {n}")
+    table = report_tables().operator
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+    engine.dispose()
+    return {"rows": n, "seconds": seconds, "stored_rows": stored, "dialect": engine.dialect.name}
+
+
+def vm_hwm_bytes() -> int:
+    """This process's peak resident set size since exec (Linux /proc VmHWM).
+
+    ru_maxrss cannot be used for a child started from a big parent: Linux carries the forked
+    copy's high-water mark across exec into ru_maxrss, so every child would report at least
+    the parent's size. VmHWM belongs to the address space exec created, the worker's own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+MODES = {"extract": _extract, "parse": _parse, "dagtest": _dagtest, "load": _load}
+
+if __name__ == "__main__":
+    mode, raw = sys.argv[1], sys.argv[2]
+    result = MODES[mode](json.loads(raw))
+    result["vm_hwm_bytes"] = vm_hwm_bytes()
+    print(json.dumps(result, default=str))
