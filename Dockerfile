@@ -12,4 +12,4 @@ RUN pip install --no-cache-dir -r /opt/cdr-reports/requirements.txt -c /opt/cdr-
 COPY --chown=airflow:0 pyproject.toml /opt/cdr-reports/
 COPY --chown=airflow:0 include/ /opt/cdr-reports/include/
 RUN pip install --no-cache-dir --no-deps /opt/cdr-reports \
-    && python -c "import cdr_reports.demo, cdr_reports.extract, cdr_reports.load"
+    && python -c "import cdr_reports_dev.demo, cdr_reports.pipeline.extract, cdr_reports.pipeline.load"

@@ -11,11 +11,11 @@ install: $(VENV)/.installed
 
 # Reinstalls when a pin changes; the package itself is installed editable so that pytest,
 # the airflow CLI and scripts all import include/cdr_reports without PYTHONPATH tricks.
-$(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyproject.toml
+$(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyproject.toml devtools/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt -c requirements.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . -e devtools
 	$(PY) -m pip check
 	touch $@
 
@@ -35,11 +35,11 @@ test-unit: install
 # No Docker needed: synthetic CDRs in FerretDB (db cdr_demo), the three DAGs via `airflow dags
 # test`, reports printed as tables. DEMO_DAYS / DEMO_CALLS_PER_DAY size the data (docs/local-stack.md).
 demo: install services
-	$(PY) -m cdr_reports.demo run
+	$(PY) -m cdr_reports_dev.demo run
 
 # The Airflow UI on the demo data (FAB login), in the foreground: Ctrl-C stops every component.
 airflow: install services
-	$(PY) -m cdr_reports.demo airflow
+	$(PY) -m cdr_reports_dev.demo airflow
 
 lock: install
 	{ echo "# Full lock of the development/CI environment (runtime + test), from pip freeze."; \

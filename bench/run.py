@@ -147,9 +147,9 @@ def airflow_env(home: Path, dags_folder: Path, extra: dict[str, str] | None = No
 
 
 def seed(client: Any, database: str, calls: int) -> dict[str, Any]:
-    from cdr_reports.extract import ensure_indexes
-    from cdr_reports.periods import period_containing
-    from cdr_reports.synthetic import SyntheticConfig, seed_collection
+    from cdr_reports.pipeline.extract import ensure_indexes
+    from cdr_reports.pipeline.periods import period_containing
+    from cdr_reports_dev.synthetic import SyntheticConfig, seed_collection
 
     period = period_containing("daily", DAY, TZ)
     collection = client[database]["CdrRecords"]
@@ -534,7 +534,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         "| Total bench time | "
         + (f"{meta['total_seconds'] / 60:.1f} min |" if "total_seconds" in meta else "the run was cut short: rendered from its checkpoint |"),
         "",
-        f"Data: `cdr_reports.synthetic` (seed 7, 12 operators, ~1% malformed, ~2% deleted), all calls inside the "
+        f"Data: `cdr_reports_dev.synthetic` (seed 7, 12 operators, ~1% malformed, ~2% deleted), all calls inside the "
         f"daily period {DAY.isoformat()} ({TZ}); one fresh database per size, seeded once, reused by every run, dropped after. "
         "Before the timed runs of a size, one full-scan query warms the cache. Runs per size: "
         + ", ".join(f"{ext[s]['runs']} at {int(s):,}" for s in sizes)
@@ -659,7 +659,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         "## 6. Load throughput",
         "",
-        f"`cdr_reports.load.load_report` of one report with {LOAD_ROWS:,} operator rows, a new daily period per run "
+        f"`cdr_reports.pipeline.load.load_report` of one report with {LOAD_ROWS:,} operator rows, a new daily period per run "
         "(pure inserts plus the run row, one transaction), after one warm-up load that creates the tables.",
         "",
         "| sink | runs | seconds | rows/s |",

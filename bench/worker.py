@@ -56,10 +56,10 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
             entry["seconds"] += event.duration_micros / 1e6
 
     # The same imports in every approach (and before the clock): only the work differs.
-    from cdr_reports.aggregate import build_report
-    from cdr_reports.config import Settings
-    from cdr_reports.periods import period_containing
-    from cdr_reports.pipeline import extract_period
+    from cdr_reports.pipeline.aggregate import build_report
+    from cdr_reports.pipeline.config import Settings
+    from cdr_reports.pipeline.periods import period_containing
+    from cdr_reports.pipeline.runner import extract_period
 
     sys.path.insert(0, str(BENCH_DIR))
     from baseline import original_approach
@@ -130,9 +130,9 @@ def _dagtest(args: dict[str, Any]) -> dict[str, Any]:
     import pymongo
     import sqlalchemy as sa
 
-    from cdr_reports.config import load_settings
-    from cdr_reports.periods import period_containing
-    from cdr_reports.pipeline import run_report
+    from cdr_reports.pipeline.config import load_settings
+    from cdr_reports.pipeline.periods import period_containing
+    from cdr_reports.pipeline.runner import run_report
 
     folder = Path(args["dags_folder"])
     daily = runpy.run_path(str(folder / "cdr_report_dags.py"))["cdr_daily_report"]
@@ -178,8 +178,8 @@ def _load(args: dict[str, Any]) -> dict[str, Any]:
 
     import sqlalchemy as sa
 
-    from cdr_reports.aggregate import OperatorRow, Report
-    from cdr_reports.load import load_report, report_tables
+    from cdr_reports.pipeline.aggregate import OperatorRow, Report
+    from cdr_reports.pipeline.load import load_report, report_tables
 
     kwargs: dict[str, Any] = {}
     if args.get("schema"):

@@ -3,7 +3,7 @@
 Airflow reads this file from ``[fab] config_file`` (env AIRFLOW__FAB__CONFIG_FILE; default
 ``$AIRFLOW_HOME/webserver_config.py``). It is loaded with ``silent=True``: a wrong path is NOT
 an error, Airflow then silently uses FAB's defaults, so check the path. Roles and what they may
-do: include/cdr_reports/security.py and docs/security.md.
+do: include/cdr_reports/integration/security.py and docs/security.md.
 
 The auth manager itself is chosen in airflow.cfg / the environment:
     AIRFLOW__CORE__AUTH_MANAGER=airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager

@@ -1,9 +1,21 @@
-"""The three CDR report DAGs: cdr_daily_report, cdr_weekly_report, cdr_monthly_report.
+"""The three CDR report Airflow DAGs, one factory call each.
 
-All logic lives in the `cdr_reports` package (include/, installed into the Airflow
-environment); settings come from CDR_* environment variables (see the README).
+Schedules (CalendarPeriodTimetable, local time in CDR_TIMEZONE, default Europe/Istanbul); each
+run's data interval is exactly the reported period:
+
+    cdr_daily_report    every day at 02:00 (CDR_DAILY_DUE_HOUR)    reports the previous day
+    cdr_weekly_report   Mondays at 03:00 (CDR_WEEKLY_DUE_HOUR)     reports the previous Mon-Sun week
+    cdr_monthly_report  the 1st at 04:00 (CDR_MONTHLY_DUE_HOUR)    reports the previous month
+
+Tasks: plan → extract (mapped over CDR_EXTRACT_SLICES time slices) → aggregate → load.
+All logic lives in the `cdr_reports` package; settings come from CDR_* environment variables.
 """
 
-from cdr_reports.dag_factory import build_report_dags
+from cdr_reports.integration.dag_factory import build_report_dag
+from cdr_reports.pipeline.config import load_settings
 
-globals().update(build_report_dags())
+settings = load_settings()
+
+cdr_daily_report = build_report_dag("daily", settings, dag_id="cdr_daily_report")
+cdr_weekly_report = build_report_dag("weekly", settings, dag_id="cdr_weekly_report")
+cdr_monthly_report = build_report_dag("monthly", settings, dag_id="cdr_monthly_report")

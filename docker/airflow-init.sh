@@ -13,9 +13,9 @@ echo "[airflow-init] migrating the metadata database"
 airflow db migrate
 
 # The DAGs' access_control names the report roles: they must exist before the first parse.
-if python -c "import cdr_reports.security" 2>/dev/null; then
+if python -c "import cdr_reports.integration.security" 2>/dev/null; then
   echo "[airflow-init] creating/converging the report roles"
-  python -m cdr_reports.security ensure-roles
+  python -m cdr_reports.integration.security ensure-roles
 fi
 
 echo "[airflow-init] admin user ${user}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from cdr_reports.timetable import CalendarPeriodTimetable
+from cdr_reports.integration.timetable import CalendarPeriodTimetable
 
 
 class CdrReportsPlugin(AirflowPlugin):

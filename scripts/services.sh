@@ -2,10 +2,17 @@
 # Starts (idempotently) the real servers the tests use, on loopback only:
 #   - FerretDB v1.24.2 (MongoDB wire protocol, SQLite backend), built once from the Go module
 #     proxy into a cache folder outside the repo;
-#   - PostgreSQL from Debian's packages (installed with apt-get when absent and we are root).
-# Writes .services/env (CDR_TEST_MONGO_URI=..., CDR_TEST_PG_URI=...) for `source`.
+#   - PostgreSQL from Debian's packages (installed with apt-get when absent and we are root);
+#   - mongo-java-server 1.47.0 (in-memory MongoDB-wire server from Maven Central), through the
+#     launcher in tools/mongo-java-server, built once with Maven into the same cache folder. It runs
+#     the MongoDB-style aggregation pipeline that FerretDB cannot, and reports MongoDB 6.0.
+# Writes .services/env (CDR_TEST_MONGO_URI=..., CDR_TEST_PG_URI=..., CDR_TEST_MJS_URI=...) for
+# `source`, with a key for every one of these servers that is listening.
 #
-# usage: scripts/services.sh start|stop|status|build-ferretdb
+# usage: scripts/services.sh start|stop [ferretdb] [postgres] [mongo-java-server]  (none: all)
+#        scripts/services.sh status|build-ferretdb|build-mongo-java-server
+# Ports: CDR_FERRETDB_PORT (27027), CDR_PG_PORT (54329), CDR_MJS_PORT (27028); JVM options of
+# mongo-java-server: CDR_MJS_JAVA_OPTS.
 set -euo pipefail
 
 FERRETDB_VERSION="v1.24.2"
@@ -13,13 +20,20 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${CDR_SERVICES_DIR:-$REPO/.services}"
 CACHE="${CDR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cdr-reports}"
 FERRETDB_BIN="$CACHE/ferretdb-$FERRETDB_VERSION/ferretdb"
+MJS_VERSION="1.47.0"
+MJS_DIR="$CACHE/mongo-java-server-$MJS_VERSION"
+MJS_JAR="$MJS_DIR/mongo-java-server-launcher.jar"
 MONGO_PORT="${CDR_FERRETDB_PORT:-27027}"
 PG_PORT="${CDR_PG_PORT:-54329}"
+MJS_PORT="${CDR_MJS_PORT:-27028}"
+ALL_COMPONENTS=(ferretdb postgres mongo-java-server)
 PG_DB="cdr_test"
 PG_USER="cdr"
 PG_PASSWORD="cdr-test-only"
 
 log() { echo "[services] $*" >&2; }
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -57,6 +71,81 @@ start_ferretdb() {
   wait_port "$MONGO_PORT" FerretDB 30
 }
 
+# Stops the process in a pid file, only if it still is the program we started (a stale pid file
+# must not kill whatever reuses the number), and waits for it to exit so the port is free after.
+stop_pidfile() {  # pid file, substring of the command line, name
+  local pid i
+  [[ -f "$1" ]] || return 0
+  pid="$(cat "$1")"
+  if [[ -n "$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"; then
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$3 (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    log "stopped $3"
+  fi
+  rm -f "$1"
+}
+
+# The launcher jar is rebuilt only when tools/mongo-java-server changes (hash of its files).
+mjs_source_hash() {
+  (cd "$REPO/tools/mongo-java-server" && find . -type f \( -name pom.xml -o -name '*.java' \) -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
+install_java() {
+  command -v java >/dev/null && command -v mvn >/dev/null && return 0
+  if ! is_root; then
+    log "Java 17 and Maven are needed for mongo-java-server; run: sudo apt-get install -y openjdk-17-jdk-headless maven"
+    exit 1
+  fi
+  log "installing Java 17 and Maven from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
+}
+
+build_mjs() {
+  local hash build
+  hash="$(mjs_source_hash)"
+  if [[ -s "$MJS_JAR" && "$(cat "$MJS_DIR/source.sha256" 2>/dev/null)" == "$hash" ]]; then return 0; fi
+  install_java
+  log "building mongo-java-server $MJS_VERSION launcher into $MJS_JAR (once; Maven downloads its artifacts)"
+  mkdir -p "$MJS_DIR"
+  # Built from a copy so that Maven's target/ never lands in the repository.
+  build="$(mktemp -d "$MJS_DIR/build.XXXXXX")"
+  cp -r "$REPO/tools/mongo-java-server/." "$build/"
+  if ! (cd "$build" && mvn -q -B -Dstyle.color=never package) >"$MJS_DIR/build.log" 2>&1; then
+    tail -n 40 "$MJS_DIR/build.log" >&2
+    log "Maven build failed (full log: $MJS_DIR/build.log)"
+    rm -rf "$build"
+    exit 1
+  fi
+  mv "$build/target/mongo-java-server-launcher.jar" "$MJS_JAR.tmp"
+  mv "$MJS_JAR.tmp" "$MJS_JAR"
+  echo "$hash" >"$MJS_DIR/source.sha256"
+  rm -rf "$build"
+}
+
+start_mjs() {
+  build_mjs
+  if port_open "$MJS_PORT"; then
+    log "mongo-java-server already listening on 127.0.0.1:$MJS_PORT"
+    return 0
+  fi
+  log "starting mongo-java-server $MJS_VERSION on 127.0.0.1:$MJS_PORT (in memory: data is lost on stop)"
+  # shellcheck disable=SC2086  # CDR_MJS_JAVA_OPTS is a list of JVM options
+  nohup java ${CDR_MJS_JAVA_OPTS:-} -jar "$MJS_JAR" --listen-addr "127.0.0.1:$MJS_PORT" \
+    >"$STATE/mongo-java-server.log" 2>&1 &
+  echo $! >"$STATE/mongo-java-server.pid"
+  wait_port "$MJS_PORT" mongo-java-server 60
+}
+
 pg_bindir() {
   local d
   for d in /usr/lib/postgresql/*/bin; do
@@ -77,24 +166,52 @@ install_postgres() {
   apt-get install -y -qq postgresql >/dev/null
 }
 
-# PostgreSQL refuses to run as root: as root, run its tools as the postgres user.
+# PostgreSQL refuses to run as root: as root, run its tools as the postgres user, from / (its
+# tools fail with "could not identify current directory" in a folder postgres cannot enter).
 as_pg() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# Where the cluster lives. As a normal user: $STATE/pgdata. As root the server runs as the postgres
+# user, who may not be able to traverse the checkout (a clone in root's home or in a `mktemp -d`
+# folder, mode 700), so the cluster goes to a folder of its own under /var/tmp, named by a hash of
+# $STATE so that every checkout keeps its own; its socket lives in the data folder.
+pg_home() {
+  if is_root; then
+    echo "/var/tmp/cdr-reports-pg-$(printf '%s' "$STATE" | sha256sum | cut -c1-16)"
+  else
+    echo "$STATE"
+  fi
+}
+PGDATA_DIR="$(pg_home)/pgdata"
+
+prepare_pg_home() {
+  local home owner
+  home="$(pg_home)"
+  is_root || { mkdir -p "$home"; return 0; }
+  # /var/tmp is writable by everyone: refuse a folder (or symlink) planted by someone else.
+  if [[ -L "$home" ]]; then log "$home is a symlink; refusing to use it"; exit 1; fi
+  if [[ -e "$home" ]]; then
+    owner="$(stat -c %U "$home")"
+    if [[ "$owner" != postgres ]]; then log "$home is owned by $owner, not postgres; refusing to use it"; exit 1; fi
+  else
+    install -d -m 700 -o postgres -g postgres "$home"
+  fi
 }
 
 start_postgres() {
   install_postgres
   local bin pgdata
   bin="$(pg_bindir)"
-  pgdata="$STATE/pgdata"
+  pgdata="$PGDATA_DIR"
   mkdir -p "$STATE"
   if port_open "$PG_PORT"; then
     log "PostgreSQL already listening on 127.0.0.1:$PG_PORT"
     return 0
   fi
-  if [[ ! -s "$pgdata/PG_VERSION" ]]; then
-    mkdir -p "$pgdata"
-    [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$pgdata" && chmod 755 "$STATE"
+  prepare_pg_home
+  if ! as_pg test -s "$pgdata/PG_VERSION"; then
+    as_pg mkdir -p -m 700 "$pgdata"
     as_pg "$bin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >/dev/null
   fi
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
@@ -112,32 +229,93 @@ SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
 SQL
 }
 
+# One key per server that is listening now, whichever were started by this call: starting one
+# component keeps the keys of the others that are still running.
 write_env() {
-  cat >"$STATE/env" <<EOF
-CDR_TEST_MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
-CDR_TEST_PG_URI=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
-EOF
+  {
+    port_open "$MONGO_PORT" && echo "CDR_TEST_MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/"
+    port_open "$PG_PORT" && echo "CDR_TEST_PG_URI=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
+    port_open "$MJS_PORT" && echo "CDR_TEST_MJS_URI=mongodb://127.0.0.1:$MJS_PORT/"
+    true
+  } >"$STATE/env.tmp"
+  mv "$STATE/env.tmp" "$STATE/env"
   log "wrote $STATE/env"
 }
 
-stop_all() {
-  if [[ -f "$STATE/ferretdb.pid" ]]; then
-    kill "$(cat "$STATE/ferretdb.pid")" 2>/dev/null || true
-    rm -f "$STATE/ferretdb.pid"
-  fi
-  local bin
-  if bin="$(pg_bindir)" && [[ -s "$STATE/pgdata/postmaster.pid" ]]; then
-    as_pg "$bin/pg_ctl" -D "$STATE/pgdata" -m fast stop >/dev/null || true
-  fi
-  log "stopped"
+stop_postgres() {
+  local bin pgdata
+  bin="$(pg_bindir)" || return 0
+  # $STATE/pgdata too: a cluster that an older version of this script started there as root.
+  for pgdata in "$PGDATA_DIR" "$STATE/pgdata"; do
+    if as_pg test -s "$pgdata/postmaster.pid" 2>/dev/null; then
+      as_pg "$bin/pg_ctl" -D "$pgdata" -m fast stop >/dev/null || true
+      log "stopped PostgreSQL ($pgdata)"
+    fi
+  done
 }
 
-case "${1:-start}" in
-  start) mkdir -p "$STATE"; start_ferretdb; start_postgres; write_env ;;
-  stop) stop_all ;;
+stop_component() {
+  case "$1" in
+    ferretdb) stop_pidfile "$STATE/ferretdb.pid" "$FERRETDB_BIN" FerretDB ;;
+    postgres) stop_postgres ;;
+    mongo-java-server) stop_pidfile "$STATE/mongo-java-server.pid" "$MJS_JAR" mongo-java-server ;;
+  esac
+}
+
+start_component() {
+  case "$1" in
+    ferretdb) start_ferretdb ;;
+    postgres) start_postgres ;;
+    mongo-java-server) start_mjs ;;
+  esac
+}
+
+# The components named after the command (all when none), checked before anything starts.
+COMPONENTS=()
+select_components() {
+  local c
+  if [[ $# -eq 0 ]]; then COMPONENTS=("${ALL_COMPONENTS[@]}"); return 0; fi
+  for c in "$@"; do
+    case "$c" in
+      ferretdb | postgres | mongo-java-server) COMPONENTS+=("$c") ;;
+      *) echo "unknown component '$c' (known: ${ALL_COMPONENTS[*]})" >&2; exit 2 ;;
+    esac
+  done
+}
+
+usage() {
+  echo "usage: $0 start|stop [ferretdb] [postgres] [mongo-java-server]   (no component: all)" >&2
+  echo "       $0 status|build-ferretdb|build-mongo-java-server" >&2
+  exit 2
+}
+
+command="${1:-start}"
+[[ $# -gt 0 ]] && shift
+case "$command" in
+  start)
+    select_components "$@"
+    mkdir -p "$STATE"
+    for c in "${COMPONENTS[@]}"; do start_component "$c"; done
+    write_env ;;
+  stop)
+    select_components "$@"
+    for c in "${COMPONENTS[@]}"; do stop_component "$c"; done
+    [[ -f "$STATE/env" ]] && write_env
+    log "stopped: ${COMPONENTS[*]}" ;;
   build-ferretdb) build_ferretdb; echo "$FERRETDB_BIN" ;;
+  build-mongo-java-server) build_mjs; echo "$MJS_JAR" ;;
   status)
     port_open "$MONGO_PORT" && echo "FerretDB up on $MONGO_PORT" || echo "FerretDB down"
-    port_open "$PG_PORT" && echo "PostgreSQL up on $PG_PORT" || echo "PostgreSQL down" ;;
-  *) echo "usage: $0 start|stop|status|build-ferretdb" >&2; exit 2 ;;
+    if port_open "$PG_PORT"; then
+      pgdata="(not started by this checkout)"
+      for d in "$PGDATA_DIR" "$STATE/pgdata"; do
+        # Line 4 of postmaster.pid is the port: the cluster must be the one on $PG_PORT.
+        if [[ "$(as_pg sed -n 4p "$d/postmaster.pid" 2>/dev/null)" == "$PG_PORT" ]]; then pgdata="$d"; break; fi
+      done
+      echo "PostgreSQL up on $PG_PORT (data: $pgdata)"
+    else
+      echo "PostgreSQL down"
+    fi
+    port_open "$MJS_PORT" && echo "mongo-java-server up on $MJS_PORT" || echo "mongo-java-server down" ;;
+  *) usage ;;
 esac

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cdr_reports.config import load_settings
-from cdr_reports.dag_factory import DAG_IDS, build_report_dag
-from cdr_reports.periods import period_containing_instant
-from cdr_reports.timetable import CalendarPeriodTimetable
+from cdr_reports.pipeline.config import load_settings
+from cdr_reports.integration.dag_factory import DAG_IDS, build_report_dag
+from cdr_reports.pipeline.periods import period_containing_instant
+from cdr_reports.integration.timetable import CalendarPeriodTimetable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "dags"

@@ -14,9 +14,9 @@ import pytest
 
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 
-import cdr_reports.timetable as timetable_module
-from cdr_reports.periods import PeriodError, period_containing, period_containing_instant
-from cdr_reports.timetable import CalendarPeriodTimetable
+import cdr_reports.integration.timetable as timetable_module
+from cdr_reports.pipeline.periods import PeriodError, period_containing, period_containing_instant
+from cdr_reports.integration.timetable import CalendarPeriodTimetable
 
 IST = "Europe/Istanbul"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ DUE = {
     "weekly": datetime.timedelta(hours=3),
     "monthly": datetime.timedelta(hours=4),
 }
-TIMETABLE_PATH = "cdr_reports.timetable.CalendarPeriodTimetable"
+TIMETABLE_PATH = "cdr_reports.integration.timetable.CalendarPeriodTimetable"
 
 
 def utc(*args: int) -> pendulum.DateTime:
@@ -353,7 +353,7 @@ def test_airflow_encode_decode_round_trip(plugins_from_repo):
     tt = CalendarPeriodTimetable("monthly", IST, datetime.timedelta(hours=4), week_start=3)
     encoded = encode_timetable(tt)
     assert encoded == {
-        "__type": "cdr_reports.timetable.CalendarPeriodTimetable",
+        "__type": "cdr_reports.integration.timetable.CalendarPeriodTimetable",
         "__var": {"report_type": "monthly", "timezone": IST, "due_after": 14400, "week_start": 3},
     }
     decoded = decode_timetable(encoded)
@@ -432,7 +432,7 @@ def test_class_attributes_and_type_name():
     assert tt.can_be_scheduled is True
     assert tuple(tt.run_ordering) == ("data_interval_end", "logical_date")
     assert tt.partitioned is False
-    assert tt.type_name == "cdr_reports.timetable.CalendarPeriodTimetable"
+    assert tt.type_name == "cdr_reports.integration.timetable.CalendarPeriodTimetable"
     tt.validate()
     assert CalendarPeriodTimetable("daily", timezone=pendulum.timezone(IST)).timezone == IST
 

@@ -33,11 +33,11 @@ FORBIDDEN_PREFIXES = (
     "airflow.providers.postgres.hooks",
     "airflow.providers.sqlite.hooks",
     "airflow.providers.common.sql.hooks",
-    "cdr_reports.extract",
-    "cdr_reports.load",
-    "cdr_reports.aggregate",
-    "cdr_reports.pipeline",
-    "cdr_reports.synthetic",
+    "cdr_reports.pipeline.extract",
+    "cdr_reports.pipeline.load",
+    "cdr_reports.pipeline.aggregate",
+    "cdr_reports.pipeline.runner",
+    "cdr_reports_dev.synthetic",
 )
 
 # Runs in the child interpreter: trap network, metadata DB, Variable and Connection access,
@@ -158,7 +158,7 @@ def test_parsing_imports_no_driver_hook_or_pipeline_module_and_touches_nothing(t
     forbidden = [m for m in new if m.startswith(FORBIDDEN_PREFIXES)]
     assert forbidden == []
     # the factory and its light modules were loaded by this parse (so the diff is meaningful)
-    assert {"cdr_reports.dag_factory", "cdr_reports.config", "cdr_reports.timetable"} <= set(new)
+    assert {"cdr_reports.integration.dag_factory", "cdr_reports.pipeline.config", "cdr_reports.integration.timetable"} <= set(new)
 
     assert report["parse_attempts"] == []  # no network, metadata DB, Variable or Connection
     assert report["attempts_before_parse"] == []
@@ -170,5 +170,5 @@ def test_parsing_the_maintenance_dag_is_as_cheap(tmp_path):
     report = _parse_in_fresh_interpreter(tmp_path, MAINTENANCE_DAG_FILE)
     assert report["dag_ids"] == ["cdr_report_retention"]
     assert [m for m in report["new_modules"] if m.startswith(FORBIDDEN_PREFIXES)] == []
-    assert "cdr_reports.maintenance" in report["new_modules"]
+    assert "cdr_reports.integration.maintenance" in report["new_modules"]
     assert report["parse_attempts"] == [] and report["canaries"] == [True] * 6

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cdr_reports.config import load_settings
-from cdr_reports.dag_factory import build_report_dag
-from cdr_reports.load import read_report
-from cdr_reports.periods import period_containing
+from cdr_reports.pipeline.config import load_settings
+from cdr_reports.integration.dag_factory import build_report_dag
+from cdr_reports.pipeline.load import read_report
+from cdr_reports.pipeline.periods import period_containing
 from reference import edge_case_documents, expected_report, random_documents
 
 pytestmark = pytest.mark.e2e

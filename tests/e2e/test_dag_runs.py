@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from cdr_reports.config import load_settings
-from cdr_reports.dag_factory import build_report_dag
-from cdr_reports.load import ensure_tables, read_report
-from cdr_reports.periods import ReportPeriod, period_containing
-from cdr_reports.synthetic import SyntheticConfig, generate_cdrs
+from cdr_reports.pipeline.config import load_settings
+from cdr_reports.integration.dag_factory import build_report_dag
+from cdr_reports.pipeline.load import ensure_tables, read_report
+from cdr_reports.pipeline.periods import ReportPeriod, period_containing
+from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
 from reference import edge_case_documents, expected_report, random_documents
 
 pytestmark = pytest.mark.e2e
@@ -119,7 +119,7 @@ def assert_stored_report(engine, schema, period: ReportPeriod, expected: dict, d
 def _count_rows(engine, schema, table: str) -> int:
     import sqlalchemy as sa
 
-    from cdr_reports.load import report_tables
+    from cdr_reports.pipeline.load import report_tables
 
     tables = report_tables(schema)
     with engine.connect() as conn:

@@ -1,7 +1,7 @@
 """`make demo` end to end: FerretDB seed -> `airflow dags test` -> printed tables, against the reference.
 
 Also the seed entry point the Docker stack's `mongo-seed` service runs
-(`python -m cdr_reports.demo seed`, URI from CDR_SEED_MONGO_URI).
+(`python -m cdr_reports_dev.demo seed`, URI from CDR_SEED_MONGO_URI).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from cdr_reports.extract import START_FIELD
-from cdr_reports.periods import period_containing
+from cdr_reports.pipeline.extract import START_FIELD
+from cdr_reports.pipeline.periods import period_containing
 from reference import expected_report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
@@ -41,7 +41,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_module(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cdr_reports.demo", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cdr_reports_dev.demo", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -225,7 +225,7 @@ def test_make_airflow_serves_the_demo_metadata_with_fab_login_and_stops_on_ctrl_
     env = dict(demo["env"], DEMO_AIRFLOW_PORT=str(port), CDR_DEMO_ADMIN_PASSWORD="Demo-Admin-5e1f")
     home = str(demo["state"] / "demo_airflow_home")
     process = subprocess.Popen(
-        [sys.executable, "-m", "cdr_reports.demo", "airflow"],
+        [sys.executable, "-m", "cdr_reports_dev.demo", "airflow"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from pymongo import monitoring
 
-from cdr_reports.aggregate import build_report
-from cdr_reports.config import Settings
-from cdr_reports.extract import START_INDEX_NAME, ensure_indexes, extract_slice
-from cdr_reports.load import load_report, read_report
-from cdr_reports.periods import period_containing
-from cdr_reports.pipeline import extract_period, run_report
+from cdr_reports.pipeline.aggregate import build_report
+from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.extract import START_INDEX_NAME, ensure_indexes, extract_slice
+from cdr_reports.pipeline.load import load_report, read_report
+from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.runner import extract_period, run_report
 from reference import edge_case_documents, expected_report, random_documents
 
 TZ = "Europe/Istanbul"

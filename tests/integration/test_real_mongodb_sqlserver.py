@@ -14,11 +14,11 @@ from datetime import date
 
 import pytest
 
-from cdr_reports.config import Settings
-from cdr_reports.extract import ensure_indexes, validity_query, window_query
-from cdr_reports.load import read_report
-from cdr_reports.periods import period_containing
-from cdr_reports.pipeline import run_report
+from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.extract import ensure_indexes, validity_query, window_query
+from cdr_reports.pipeline.load import read_report
+from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.runner import run_report
 from reference import edge_case_documents, expected_report, random_documents
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cdr_reports.synthetic import SyntheticConfig, generate_cdrs, main, seed_collection
+from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs, main, seed_collection
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 CONFIG = SyntheticConfig(seed=2026, start=START, end=START + timedelta(days=7), calls=20_000)

@@ -238,8 +238,8 @@ FAST_RETRIES = {
 
 def build_dag(report_type: str = "daily"):
     """The report DAG exactly as the DAG file builds it, from the current environment."""
-    from cdr_reports.config import load_settings
-    from cdr_reports.dag_factory import build_report_dag
+    from cdr_reports.pipeline.config import load_settings
+    from cdr_reports.integration.dag_factory import build_report_dag
 
     return build_report_dag(report_type, load_settings())
 

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cdr_reports.alerts import NO_CHANNEL, deadline_interval
-from cdr_reports.config import load_settings
-from cdr_reports.dag_factory import build_report_dags
+from cdr_reports.integration.alerts import NO_CHANNEL, deadline_interval
+from cdr_reports.pipeline.config import load_settings
+from cdr_reports.integration.dag_factory import build_report_dags
 from relsupport import build_dag, free_port, slack_connection_uri, smtp_connection_uri, task_states
 from reports_fixture import DAY
 
@@ -89,10 +89,10 @@ def test_without_a_channel_the_failure_is_only_logged(dag_env, smtp_server, capl
         {"cdr_mongo": _dead_source(), "cdr_reports_db": f"sqlite:///{tmp_path / 'r.db'}",
          "smtp_default": smtp_connection_uri(smtp_server)},  # a working server, but nobody to write to
     )
-    caplog.set_level(logging.INFO, logger="cdr_reports.alerts")
+    caplog.set_level(logging.INFO, logger="cdr_reports.integration.alerts")
     run = build_dag("daily").test(run_conf={"report_date": DAY.start_date.isoformat()})
     assert str(run.state) == "failed"
-    alerts = [r.getMessage() for r in caplog.records if r.name == "cdr_reports.alerts"]
+    alerts = [r.getMessage() for r in caplog.records if r.name == "cdr_reports.integration.alerts"]
     print(f"\n{alerts}")
     no_channel = [m for m in alerts if m.startswith(NO_CHANNEL)]
     assert len(no_channel) == 1, alerts
@@ -129,7 +129,7 @@ def test_deadline_alert_is_on_the_daily_dag_only():
     assert alert.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
     assert alert.interval == timedelta(days=1, hours=6)
     assert isinstance(alert.callback, AsyncCallback)
-    assert alert.callback.path == "cdr_reports.alerts.deadline_missed"
+    assert alert.callback.path == "cdr_reports.integration.alerts.deadline_missed"
     assert alert.callback.kwargs["channels"]["emails"] == [RECIPIENTS[0]]
     assert build_report_dags(load_settings({}))["cdr_daily_report"].deadline is None  # unset: no alert
 
@@ -257,7 +257,7 @@ def test_airflow_creates_prunes_and_fires_the_daily_deadline(dag_env, smtp_serve
         assert deadline.missed is True
         data = dict(session.get(Callback, deadline.callback_id).data)
         session.rollback()  # leave the metadata DB as it was
-    assert data["path"] == "cdr_reports.alerts.deadline_missed"
+    assert data["path"] == "cdr_reports.integration.alerts.deadline_missed"
 
     async def run_trigger():
         trigger = CallbackTrigger(callback_path=data["path"], callback_kwargs=dict(data["kwargs"]))

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from cdr_reports.config import ConfigError, load_settings
-from cdr_reports.load import load_report
+from cdr_reports.pipeline.config import ConfigError, load_settings
+from cdr_reports.pipeline.load import load_report
 from reference import random_documents
 from relsupport import build_dag, run_output, task_states
 from reports_fixture import DAY, expected_state, make_report, stored_state
@@ -58,7 +58,7 @@ def test_bad_settings_fail_the_dag_files_with_one_message(monkeypatch, env, need
     assert {"cdr_report_dags.py", "cdr_maintenance_dag.py"} <= set(errors)
     for name in ("cdr_report_dags.py", "cdr_maintenance_dag.py"):
         last_line = errors[name].strip().splitlines()[-1]
-        assert last_line.startswith("cdr_reports.config.ConfigError: "), last_line
+        assert last_line.startswith("cdr_reports.pipeline.config.ConfigError: "), last_line
         assert needle in last_line
 
 

@@ -22,11 +22,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pymongo.errors import PyMongoError
 
-from cdr_reports.aggregate import build_report
-from cdr_reports.config import Settings
-from cdr_reports.load import read_report
-from cdr_reports.pipeline import extract_period, run_report
-from cdr_reports.synthetic import SyntheticConfig, generate_cdrs
+from cdr_reports.pipeline.aggregate import build_report
+from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.load import read_report
+from cdr_reports.pipeline.runner import extract_period, run_report
+from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
 from reference import expected_report
 from reports_fixture import DAY, assert_stored_equals_reference
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from cdr_reports.errors import PermanentError
-from cdr_reports.load import ensure_tables, load_report
+from cdr_reports.pipeline.errors import PermanentError
+from cdr_reports.pipeline.load import ensure_tables, load_report
 from reports_fixture import expected_state, make_report, row_counts, stored_state
 
 # Different operators (overlapping and disjoint ids) and different numbers: any mix shows.

@@ -13,8 +13,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from cdr_reports.errors import PermanentError
-from cdr_reports.load import load_report
+from cdr_reports.pipeline.errors import PermanentError
+from cdr_reports.pipeline.load import load_report
 from reports_fixture import expected_state, make_report, row_counts, stored_state
 
 PREVIOUS = make_report("previous", range(0, 8), base=40)
@@ -72,8 +72,8 @@ _KILLED_LOADER = textwrap.dedent(
     """
     import json, sys, time
     import sqlalchemy as sa
-    from cdr_reports.aggregate import Report
-    from cdr_reports.load import load_report
+    from cdr_reports.pipeline.aggregate import Report
+    from cdr_reports.pipeline.load import load_report
 
     url, connect_args, report = sys.argv[1], json.loads(sys.argv[2]), Report.from_dict(json.loads(sys.argv[3]))
     pause_after = sys.argv[4]

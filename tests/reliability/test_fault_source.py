@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from pymongo.errors import ConnectionFailure
 
 from cdr_reports import extract as extract_module
-from cdr_reports.config import load_settings
-from cdr_reports.dag_factory import fail_fast, mongo_collection
+from cdr_reports.pipeline.config import load_settings
+from cdr_reports.integration.connections import mongo_collection
+from cdr_reports.integration.failures import fail_fast
 from reference import edge_case_documents, expected_report, random_documents
 from relsupport import build_dag, task_states
 from reports_fixture import DAY, assert_stored_equals_reference

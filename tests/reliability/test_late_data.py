@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from cdr_reports.load import read_report
+from cdr_reports.pipeline.load import read_report
 from reference import expected_report, random_documents
 from relsupport import build_dag, task_states
 from reports_fixture import DAY, assert_stored_equals_reference

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from cdr_reports.config import load_settings
-from cdr_reports.load import load_report, report_tables
-from cdr_reports.maintenance import DAG_ID, RETENTION_DISABLED, build_maintenance_dag, prune_reports, retention_cutoff
-from cdr_reports.periods import period_containing
+from cdr_reports.pipeline.config import load_settings
+from cdr_reports.pipeline.load import load_report, report_tables
+from cdr_reports.integration.maintenance import DAG_ID, RETENTION_DISABLED, build_maintenance_dag, prune_reports, retention_cutoff
+from cdr_reports.pipeline.periods import period_containing
 from relsupport import run_output, task_states
 from reports_fixture import make_report
 

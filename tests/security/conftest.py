@@ -1,7 +1,7 @@
 """A real Airflow 3 stack with the FAB auth manager, for the dashboard security tests.
 
 One session fixture starts, on free loopback ports, in a fresh AIRFLOW_HOME (temp dir, SQLite):
-`airflow db migrate`, then the init step (`python -m cdr_reports.security ensure-roles` and an
+`airflow db migrate`, then the init step (`python -m cdr_reports.integration.security ensure-roles` and an
 Admin from `airflow users create`), then `airflow dag-processor`, `airflow scheduler`
 (LocalExecutor) and `airflow api-server`; a ReportViewer and a ReportOperator user come from the
 FAB users API. The DAGs folder holds the product's
@@ -304,7 +304,7 @@ def airflow_stack(request) -> Iterator[AirflowStack]:
         # DAG processor syncs the DAGs' access_control) and the first Admin through the FAB CLI.
         # Both only write FAB rows, and FAB tolerates concurrent creators: run them side by side.
         init = {
-            "ensure-roles": stack.popen_cli(sys.executable, "-m", "cdr_reports.security", "ensure-roles"),
+            "ensure-roles": stack.popen_cli(sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles"),
             "users create": stack.popen_cli(
                 AIRFLOW, "users", "create", "--username", "admin", "--password", stack.passwords["admin"],
                 "--role", "Admin", "--email", "admin@example.test", "--firstname", "admin", "--lastname", "Test",

@@ -1,4 +1,4 @@
-"""Role definitions (cdr_reports.security), the DAGs' access_control and config/webserver_config.py."""
+"""Role definitions (cdr_reports.integration.security), the DAGs' access_control and config/webserver_config.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from cdr_reports import security
-from cdr_reports.security import (
+from cdr_reports.integration.security import (
     REPORT_DAG_ACCESS_CONTROL,
     REPORT_DAG_IDS,
     REPORT_OPERATOR,
@@ -33,7 +33,7 @@ def _expected_dag_permissions(role: str) -> set[tuple[str, str]]:
 
 
 def test_report_dag_ids_match_the_factory():
-    from cdr_reports.dag_factory import DAG_IDS
+    from cdr_reports.integration.dag_factory import DAG_IDS
 
     assert REPORT_DAG_IDS == tuple(DAG_IDS.values()) == ("cdr_daily_report", "cdr_weekly_report", "cdr_monthly_report")
 
@@ -68,8 +68,8 @@ def test_access_control_uses_only_actions_fab_accepts():
 
 
 def test_each_report_dag_carries_its_own_access_control():
-    from cdr_reports.config import load_settings
-    from cdr_reports.dag_factory import build_report_dags
+    from cdr_reports.pipeline.config import load_settings
+    from cdr_reports.integration.dag_factory import build_report_dags
 
     dags = build_report_dags(load_settings({}))
     assert sorted(dags) == sorted(REPORT_DAG_IDS)
@@ -81,7 +81,7 @@ def test_each_report_dag_carries_its_own_access_control():
 
 
 def test_security_module_imports_no_flask():
-    code = "import sys, cdr_reports.security; print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'flask_appbuilder')))"
+    code = "import sys, cdr_reports.integration.security; print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'flask_appbuilder')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -4,10 +4,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from cdr_reports.aggregate import Report, build_report, round_seconds
-from cdr_reports.errors import InvariantError
-from cdr_reports.extract import SliceCounts, operator_key
-from cdr_reports.periods import period_containing
+from cdr_reports.pipeline.aggregate import Report, build_report, round_seconds
+from cdr_reports.pipeline.errors import InvariantError
+from cdr_reports.pipeline.extract import SliceCounts, operator_key
+from cdr_reports.pipeline.periods import period_containing
 
 DAY = period_containing("daily", date(2026, 11, 27), "Europe/Istanbul")
 AT = datetime(2026, 11, 28, 1, 2, 3, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cdr_reports.periods import period_containing
+from cdr_reports.pipeline.periods import period_containing
 from reference import edge_case_documents, expected_report, random_documents
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from cdr_reports.config import ENV_VARS
+from cdr_reports.pipeline.config import ENV_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
@@ -240,7 +240,7 @@ def test_mounted_files_and_scripts_exist(services):
     assert services["mssql-init"]["entrypoint"] == ["/bin/bash", "/docker/mssql-init.sh"]
     for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh", "mssql-init.sql"):
         assert (REPO / "docker" / script).is_file(), script
-    assert services["mongo-seed"]["command"][:4] == ["python", "-m", "cdr_reports.demo", "seed"]
+    assert services["mongo-seed"]["command"][:4] == ["python", "-m", "cdr_reports_dev.demo", "seed"]
     for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh"):
         result = subprocess.run(["bash", "-n", str(REPO / "docker" / script)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr

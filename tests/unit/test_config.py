@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cdr_reports.config import DEFAULT_GLOBAL_FILTER, ENV_VARS, ConfigError, Settings, load_settings, parse_global_filter
-from cdr_reports.errors import PermanentError
+from cdr_reports.pipeline.config import DEFAULT_GLOBAL_FILTER, ENV_VARS, ConfigError, Settings, load_settings, parse_global_filter
+from cdr_reports.pipeline.errors import PermanentError
 
 
 def test_defaults_match_the_original_system():

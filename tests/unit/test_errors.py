@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy.exc as sa_exc
 from pymongo import errors as mongo_errors
 
-from cdr_reports.errors import PermanentError, classify_mongo_error, classify_sql_error
+from cdr_reports.pipeline.errors import PermanentError, classify_mongo_error, classify_sql_error
 
 
 @pytest.mark.parametrize(

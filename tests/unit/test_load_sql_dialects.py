@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
-from cdr_reports.aggregate import OperatorRow, Report
-from cdr_reports.load import replace_statements, report_tables
+from cdr_reports.pipeline.aggregate import OperatorRow, Report
+from cdr_reports.pipeline.load import replace_statements, report_tables
 
 REPORT = Report(
     report_type="daily",

@@ -1,4 +1,4 @@
-"""Local calendar periods -> UTC ranges (cdr_reports.periods), with real tz database cases.
+"""Local calendar periods -> UTC ranges (cdr_reports.pipeline.periods), with real tz database cases.
 
 Istanbul facts used below (from the tz database, checked with zoneinfo):
 * until 2016-09-07 Istanbul had DST: +02 in winter, +03 in summer; since then +03 all year;
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdr_reports.periods import (
+from cdr_reports.pipeline.periods import (
     REPORT_TYPES,
     PeriodError,
     ReportPeriod,

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from bson.int64 import Int64
 
-from cdr_reports.synthetic import SyntheticConfig, generate_cdrs, seed_collection
+from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs, seed_collection
 from reference import expected_report
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
@@ -280,10 +280,10 @@ def test_invalid_configs_are_rejected(change):
 
 
 def test_import_stays_light_and_module_runs_as_a_script():
-    code = "import sys, cdr_reports.synthetic; print(sorted(m for m in ('pymongo', 'bson') if m in sys.modules))"
+    code = "import sys, cdr_reports_dev.synthetic; print(sorted(m for m in ('pymongo', 'bson') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     helped = subprocess.run(
-        [sys.executable, "-m", "cdr_reports.synthetic", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "cdr_reports_dev.synthetic", "--help"], capture_output=True, text=True, check=True
     )
     assert "--calls-per-day" in helped.stdout and "--drop" in helped.stdout

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from cdr_reports.errors import InvariantError
-from cdr_reports.extract import SliceCounts
-from cdr_reports.periods import ReportPeriod
+from cdr_reports.pipeline.errors import InvariantError
+from cdr_reports.pipeline.extract import SliceCounts
+from cdr_reports.pipeline.periods import ReportPeriod
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The local demo and the seed step of the Docker stack.
 
-    python -m cdr_reports.demo seed ...   index + synthetic CDRs (compose service `mongo-seed`)
-    python -m cdr_reports.demo run        `make demo`: seed FerretDB, run the three DAGs, print the reports
-    python -m cdr_reports.demo airflow    `make airflow`: the Airflow components in the foreground
-    python -m cdr_reports.demo print ...  print stored reports (latest period of each type)
+    python -m cdr_reports_dev.demo seed ...   index + synthetic CDRs (compose service `mongo-seed`)
+    python -m cdr_reports_dev.demo run        `make demo`: seed FerretDB, run the three DAGs, print the reports
+    python -m cdr_reports_dev.demo airflow    `make airflow`: the Airflow components in the foreground
+    python -m cdr_reports_dev.demo print ...  print stored reports (latest period of each type)
 
 `run` and `airflow` need no Docker: they use the FerretDB started by `make services`, a SQLite
 Airflow metadata DB in .services/demo_airflow_home and a SQLite report DB
@@ -60,8 +60,8 @@ def seed(
     """
     import pymongo
 
-    from cdr_reports.extract import ensure_indexes
-    from cdr_reports.synthetic import main as cdr_seed
+    from cdr_reports.pipeline.extract import ensure_indexes
+    from cdr_reports_dev.synthetic import main as cdr_seed
 
     if mode not in ("drop", "if-empty", "append"):
         raise ValueError(f"unknown seed mode {mode!r}")
@@ -152,7 +152,7 @@ def mongo_connection(uri: str, database: str) -> dict[str, Any]:
 
 def airflow_env(paths: DemoPaths, mongo_uri: str, mongo_database: str) -> dict[str, str]:
     """Environment of every Airflow process of the demo: SQLite metadata, env connections."""
-    from cdr_reports.config import load_settings
+    from cdr_reports.pipeline.config import load_settings
 
     settings = load_settings()
     home = paths.airflow_home
@@ -214,7 +214,7 @@ def ensure_metadata_db(paths: DemoPaths, env: dict[str, str]) -> None:
     from importlib.metadata import version
     from importlib.util import find_spec
 
-    security = find_spec("cdr_reports.security")
+    security = find_spec("cdr_reports.integration.security")
     roles_digest = hashlib.sha256(Path(security.origin).read_bytes()).hexdigest()[:16] if security and security.origin else "-"
     marker = paths.airflow_home / ".migrated"
     wanted = f"apache-airflow-core=={version('apache-airflow-core')} roles={roles_digest}"
@@ -229,18 +229,18 @@ def ensure_metadata_db(paths: DemoPaths, env: dict[str, str]) -> None:
         raise SystemExit("airflow db migrate failed")
     if security is not None:
         # The DAGs' access_control names these roles; FAB rejects the DAGs' permissions without them.
-        command = [sys.executable, "-m", "cdr_reports.security", "ensure-roles"]
+        command = [sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles"]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         (logs / "ensure-roles.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
-            raise SystemExit("python -m cdr_reports.security ensure-roles failed")
+            raise SystemExit("python -m cdr_reports.integration.security ensure-roles failed")
     marker.write_text(wanted + "\n")
 
 
 def _report_types() -> list[str]:
     """DEMO_REPORTS: comma-separated subset of daily,weekly,monthly (default: all three)."""
-    from cdr_reports.periods import REPORT_TYPES
+    from cdr_reports.pipeline.periods import REPORT_TYPES
 
     raw = os.environ.get("DEMO_REPORTS", "").strip()
     if not raw:
@@ -253,8 +253,8 @@ def _report_types() -> list[str]:
 
 
 def _report_periods(report_types: list[str], run_after: datetime) -> dict[str, date]:
-    from cdr_reports.config import load_settings
-    from cdr_reports.periods import last_complete_period
+    from cdr_reports.pipeline.config import load_settings
+    from cdr_reports.pipeline.periods import last_complete_period
 
     settings = load_settings()
     return {
@@ -265,7 +265,7 @@ def _report_periods(report_types: list[str], run_after: datetime) -> dict[str, d
 
 def run_dags(paths: DemoPaths, env: dict[str, str], report_types: list[str], run_after: datetime, timeout: float) -> None:
     """`airflow dags test` per DAG, all with the same logical date: each reports its last complete period."""
-    from cdr_reports.dag_factory import DAG_IDS
+    from cdr_reports.integration.dag_factory import DAG_IDS
 
     logical_date = run_after.isoformat()
     for report_type in report_types:
@@ -282,7 +282,7 @@ def run_dags(paths: DemoPaths, env: dict[str, str], report_types: list[str], run
 def print_reports(paths: DemoPaths, periods: dict[str, date]) -> str:
     import sqlalchemy as sa
 
-    from cdr_reports.report_print import format_reports
+    from cdr_reports_dev.report_print import format_reports
 
     engine = sa.create_engine(f"sqlite:///{paths.reports_db}")
     try:
@@ -519,13 +519,13 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 def cmd_print(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from cdr_reports.report_print import format_reports
+    from cdr_reports_dev.report_print import format_reports
 
     if args.conn_id:
         from dataclasses import replace
 
-        from cdr_reports.config import load_settings
-        from cdr_reports.dag_factory import sql_engine
+        from cdr_reports.pipeline.config import load_settings
+        from cdr_reports.integration.connections import sql_engine
 
         engine = sql_engine(replace(load_settings(), sql_conn_id=args.conn_id))
     else:
@@ -547,7 +547,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cdr_reports.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cdr_reports_dev.demo", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("seed", help="ensure the DateTime.Start index and seed synthetic CDRs")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cdr_reports.config import Settings
+from cdr_reports.pipeline.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def _period_text(context: Mapping[str, Any], report_type: str | None, settings: 
     if report_type is None:
         return "n/a"
     try:
-        from cdr_reports.dag_factory import resolve_period
+        from cdr_reports.pipeline.plan import resolve_period
 
         dag_run = context.get("dag_run")
         params = context.get("params") or {}
@@ -274,7 +274,7 @@ def deadline_message(context: Mapping[str, Any] | None, report_type: str, deadli
     period = "?"
     start = dag_run.get("data_interval_start")
     if start:
-        from cdr_reports.periods import period_containing_instant
+        from cdr_reports.pipeline.periods import period_containing_instant
 
         try:
             instant = start if isinstance(start, datetime) else datetime.fromisoformat(str(start).replace("Z", "+00:00"))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdr_reports.aggregate import Report, build_report
-from cdr_reports.config import Settings
-from cdr_reports.extract import SliceCounts, extract_slice
-from cdr_reports.periods import ReportPeriod
+from cdr_reports.pipeline.aggregate import Report, build_report
+from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.extract import SliceCounts, extract_slice
+from cdr_reports.pipeline.periods import ReportPeriod
 
 
 def extract_period(collection: Any, period: ReportPeriod, settings: Settings) -> list[SliceCounts]:
@@ -22,7 +22,7 @@ def extract_period(collection: Any, period: ReportPeriod, settings: Settings) ->
 
 
 def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Settings, dag_run_id: str) -> Report:
-    from cdr_reports.load import load_report
+    from cdr_reports.pipeline.load import load_report
 
     report = build_report(period, extract_period(collection, period, settings), dag_run_id=dag_run_id)
     load_report(engine, report, schema=settings.sql_schema)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdr_reports.errors import PermanentError
+from cdr_reports.pipeline.errors import PermanentError
 
 DEFAULT_GLOBAL_FILTER: dict[str, Any] = {"IsDeleted": {"$ne": True}}
 
@@ -192,7 +192,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return raw if raw is not None and raw.strip() != "" else None
 
     if (raw := get("CDR_TIMEZONE")) is not None:
-        from cdr_reports.periods import PeriodError, load_zone
+        from cdr_reports.pipeline.periods import PeriodError, load_zone
 
         try:
             load_zone(raw.strip())

@@ -13,8 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cdr_reports.load import read_report, report_tables
-from cdr_reports.periods import REPORT_TYPES
+from cdr_reports.pipeline.load import read_report, report_tables
+from cdr_reports.pipeline.periods import REPORT_TYPES
 
 COLUMNS = ("operator", "calls", "answered", "ratio", "duration_s", "avg_s")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from cdr_reports.errors import classify_mongo_error
+from cdr_reports.pipeline.errors import classify_mongo_error
 
 log = logging.getLogger(__name__)
 

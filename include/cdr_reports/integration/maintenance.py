@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from cdr_reports.config import Settings, load_settings
+from cdr_reports.pipeline.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
     # Imported here: the DAG file imports this module while parsing.
     import sqlalchemy as sa
 
-    from cdr_reports.errors import classify_sql_error
-    from cdr_reports.load import OPERATOR_TABLE, RUN_TABLE, report_tables
+    from cdr_reports.pipeline.errors import classify_sql_error
+    from cdr_reports.pipeline.load import OPERATOR_TABLE, RUN_TABLE, report_tables
 
     tables = report_tables(schema)
     what = f"pruning reports with period_start < {older_than.isoformat()}"
@@ -73,8 +73,10 @@ def build_maintenance_dag(settings: Settings | None = None) -> Any:
     import pendulum
     from airflow.sdk import DAG, CronTriggerTimetable, task
 
-    from cdr_reports.dag_factory import fail_fast, sql_engine, task_default_args
-    from cdr_reports.periods import local_date_of
+    from cdr_reports.integration.connections import sql_engine
+    from cdr_reports.integration.failures import fail_fast
+    from cdr_reports.integration.task_policy import task_default_args
+    from cdr_reports.pipeline.periods import local_date_of
 
     settings = settings or load_settings()
     days = settings.report_retention_days

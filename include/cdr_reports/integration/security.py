@@ -21,8 +21,8 @@ This module imports nothing from Flask/FAB at top level: dag_factory imports it 
 CLI (run after ``airflow db migrate`` and BEFORE the DAG processor first parses the DAGs,
 because syncing ``access_control`` fails for a role that does not exist)::
 
-    python -m cdr_reports.security ensure-roles
-    python -m cdr_reports.security show
+    python -m cdr_reports.integration.security ensure-roles
+    python -m cdr_reports.integration.security show
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cdr_reports.periods import REPORT_TYPES
+from cdr_reports.pipeline.periods import REPORT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def role_permissions(session: Any = None) -> dict[str, list[tuple[str, str]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdr_reports.security", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cdr_reports.integration.security", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ensure-roles", help="create/converge ReportViewer and ReportOperator (idempotent)")
     sub.add_parser("show", help="print the report roles' stored permissions as JSON")

@@ -1,6 +1,6 @@
 """Airflow timetable whose runs are local calendar periods (days, weeks, months).
 
-Each run's data interval is exactly one :class:`cdr_reports.periods.ReportPeriod`
+Each run's data interval is exactly one :class:`cdr_reports.pipeline.periods.ReportPeriod`
 (``[start_utc, end_utc)`` of a local day/week/month, converted with the tz database), and
 the run becomes due ``due_after`` of local wall-clock time after the period ends: with
 ``due_after=2h`` the daily report for 2026-11-27 is due at 2026-11-28 02:00 Istanbul time
@@ -35,7 +35,7 @@ import pendulum
 from airflow.exceptions import AirflowTimetableInvalid
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
 
-from cdr_reports.periods import (
+from cdr_reports.pipeline.periods import (
     WEEKDAY_NAMES,
     PeriodError,
     ReportPeriod,

@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
-from cdr_reports.aggregate import Report
-from cdr_reports.errors import classify_sql_error
+from cdr_reports.pipeline.aggregate import Report
+from cdr_reports.pipeline.errors import classify_sql_error
 
 log = logging.getLogger(__name__)
 

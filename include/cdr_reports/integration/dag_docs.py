@@ -1,0 +1,69 @@
+"""The Markdown shown in the Airflow UI for each report DAG and task (`doc_md`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cdr_reports.pipeline.config import Settings
+
+_WINDOW_TEXT = {
+    "daily": "the previous local calendar day, [D 00:00, D+1 00:00)",
+    "weekly": "the previous local week, [Monday 00:00, next Monday 00:00)",
+    "monthly": "the previous local calendar month, [1st 00:00, next 1st 00:00)",
+}
+
+
+def due_after(report_type: str, settings: Settings) -> timedelta:
+    """How long after its period ends (local midnight) a report is due: the CDR_*_DUE_HOUR setting."""
+    hour = {"daily": settings.due.daily_hour, "weekly": settings.due.weekly_hour, "monthly": settings.due.monthly_hour}
+    return timedelta(hours=hour[report_type])
+
+
+def task_docs(report_type: str) -> dict[str, str]:
+    return {
+        "plan": (
+            f"### Plan the {report_type} report\n"
+            "Works out the local calendar period this run reports (the `report_date` param, else the run's "
+            "data interval) and splits it into `CDR_EXTRACT_SLICES` UTC time slices, one per `extract` task."
+        ),
+        "extract": (
+            "### Extract one time slice\n"
+            "Counts the slice's CDRs **inside MongoDB** (`$match` on `DateTime.Start` plus the global filter, "
+            "`$group` by `Operator.Id`) through connection `cdr_mongo`: source, valid, rejected and answered "
+            "calls and summed durations per operator. Transient server errors are retried with exponential "
+            "backoff; configuration errors fail at once."
+        ),
+        "aggregate": (
+            "### Aggregate\n"
+            "Merges the slices, derives `answer_ratio` and `avg_answered_duration_seconds`, and checks the "
+            "invariants: slices tile the period, source = valid + rejected, answered <= total."
+        ),
+        "load": (
+            "### Load\n"
+            "Replaces the period's rows in `cdr_operator_report` and `cdr_report_run` in **one transaction** "
+            "through connection `cdr_reports_db` (SQL Server, PostgreSQL or SQLite): re-running a period is "
+            "idempotent and a failed load leaves the previous report intact."
+        ),
+    }
+
+
+def dag_doc(report_type: str, settings: Settings, dag_id: str) -> str:
+    return f"""
+# {report_type.capitalize()} CDR report
+
+Per-operator call statistics for **{_WINDOW_TEXT[report_type]}** in `{settings.time_zone}`,
+computed from the MongoDB collection `{settings.collection}` (connection `{settings.mongo_conn_id}`)
+and stored in SQL (connection `{settings.sql_conn_id}`):
+
+* `cdr_operator_report`: one row per operator: `total_calls`, `answered_calls`,
+  `total_duration_seconds`, `answer_ratio`, `avg_answered_duration_seconds`;
+* `cdr_report_run`: one row per period: source / valid / rejected record counts.
+
+Each run's data interval is the reported period; the run is due {due_after(report_type, settings)}
+after the period ends (local time). Tasks: `plan` → `extract` (one per time slice) → `aggregate` → `load`.
+
+**Re-run a period** (late data, fixes): *Clear* its run, or trigger with the `report_date` param
+(any date inside the period), e.g.
+`airflow dags test {dag_id} --conf '{{"report_date": "2026-11-27"}}'`. The load replaces the stored
+report of that period, so re-runs never duplicate rows.
+"""

@@ -1,0 +1,104 @@
+"""One factory for the three report DAGs (daily, weekly, monthly).
+
+`dags/cdr_report_dags.py` calls `build_report_dag` once per DAG, with the id in plain sight.
+Parsing runs only this module's top level: it reads settings from the environment and builds
+the DAG objects; task bodies (`tasks.py`) import pymongo, SQLAlchemy and the hooks at run time,
+and no Variable, Connection, network or database is touched while parsing.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Param, task
+
+from cdr_reports.integration import tasks
+from cdr_reports.integration.alerts import daily_deadline_alert
+from cdr_reports.integration.dag_docs import dag_doc, due_after, task_docs
+from cdr_reports.integration.security import report_dag_access_control
+from cdr_reports.integration.task_policy import task_default_args
+from cdr_reports.integration.timetable import CalendarPeriodTimetable
+from cdr_reports.pipeline.config import Settings, load_settings
+from cdr_reports.pipeline.periods import REPORT_TYPES
+
+DAG_IDS = {report_type: f"cdr_{report_type}_report" for report_type in REPORT_TYPES}
+TAGS = ["cdr", "reports"]
+# The first period the DAGs know of (local time); runs never go back further.
+START_DATE = (2026, 1, 1)
+
+
+def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_id: str | None = None) -> DAG:
+    """Build the DAG of one report type from the settings (environment by default).
+
+    `dag_id`, when given, must be the canonical id of the report type: the RBAC roles, the
+    report view and the alerts all map report types to these ids.
+    """
+    settings = settings or load_settings()
+    if dag_id is not None and dag_id != DAG_IDS[report_type]:
+        raise ValueError(f"the {report_type} report DAG is {DAG_IDS[report_type]!r}, not {dag_id!r}")
+    dag_id = DAG_IDS[report_type]
+    docs = task_docs(report_type)
+    timetable = CalendarPeriodTimetable(
+        report_type=report_type,
+        timezone=settings.time_zone,
+        due_after=due_after(report_type, settings),
+        week_start=settings.week_start,
+    )
+    with DAG(
+        dag_id=dag_id,
+        schedule=timetable,
+        start_date=pendulum.datetime(*START_DATE, tz=settings.time_zone),
+        catchup=settings.catchup,
+        max_active_runs=1,
+        dagrun_timeout=timedelta(hours=settings.dagrun_timeout_hours),
+        deadline=daily_deadline_alert(settings) if report_type == "daily" else None,
+        default_args=task_default_args(settings, report_type),
+        tags=[*TAGS, report_type],
+        doc_md=dag_doc(report_type, settings, dag_id),
+        params={
+            "report_date": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Report date",
+                description=f"Any date inside the {report_type} period to report (local calendar). "
+                "Empty: the run's own period (scheduled) or the last complete one (manual trigger).",
+            )
+        },
+        render_template_as_native_obj=False,
+        # Per-DAG RBAC for the FAB auth manager (ReportViewer/ReportOperator); ignored by others.
+        access_control=report_dag_access_control(),
+    ) as dag:
+
+        @task(task_id="plan", doc_md=docs["plan"])
+        def plan(**context: Any) -> list[dict[str, Any]]:
+            return tasks.plan(report_type, settings, context)
+
+        @task(task_id="extract", doc_md=docs["extract"], map_index_template="{{ window_label }}")
+        def extract(window: dict[str, Any]) -> dict[str, Any]:
+            from airflow.sdk import get_current_context
+
+            # Names the mapped task in the UI by its slice instead of a bare index.
+            get_current_context()["window_label"] = f"{window['start']} .. {window['end']}"
+            return tasks.extract(window, settings)
+
+        @task(task_id="aggregate", doc_md=docs["aggregate"])
+        def aggregate(windows: list[dict[str, Any]], slices: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+            return tasks.aggregate(windows, slices, context["run_id"])
+
+        @task(task_id="load", doc_md=docs["load"])
+        def load(report_data: dict[str, Any]) -> dict[str, Any]:
+            return tasks.load(report_data, settings)
+
+        windows = plan()
+        slices = extract.expand(window=windows)
+        load(aggregate(windows, slices))
+    return dag
+
+
+def build_report_dags(settings: Settings | None = None) -> dict[str, DAG]:
+    """All three report DAGs by id (tests and tools; the DAG file builds them one by one)."""
+    settings = settings or load_settings()
+    return {DAG_IDS[report_type]: build_report_dag(report_type, settings) for report_type in REPORT_TYPES}
