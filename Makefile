@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_VERSION := 26.3
 
-.PHONY: install services services-stop test test-unit lock demo airflow bench bench-quick clean
+.PHONY: install services services-stop test test-unit lint format lock demo airflow bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,17 @@ services-stop:
 
 test: install services
 	$(PY) -m pytest
+
+# Style, types and layers; fails fast before any server starts (.ci/run runs it first).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-unit: install
 	$(PY) -m pytest tests/unit tests/dags

@@ -61,13 +61,10 @@ def log(message: str) -> None:
 
 
 def service_uri(name: str) -> str:
-    if os.environ.get(name):
-        return os.environ[name]
-    if SERVICES_ENV.exists():
-        for line in SERVICES_ENV.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() == name:
-                return value.strip()
+    from cdr_reports_dev.services import service_uri as read_service_uri
+
+    if uri := read_service_uri(name, SERVICES_ENV):
+        return uri
     raise SystemExit(f"{name} is not set and not in {SERVICES_ENV}: run `make services`")
 
 

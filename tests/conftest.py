@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.services import ping_or_fail, require_service
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVICES_ENV = REPO_ROOT / ".services" / "env"
 AIRFLOW_TEST_HOME = REPO_ROOT / ".services" / "airflow_home"
 
 # Airflow reads its configuration when first imported: point it at this repo's dags/ and
@@ -33,40 +34,6 @@ for _key, _value in _AIRFLOW_TEST_ENV.items():
 AIRFLOW_TEST_HOME.mkdir(parents=True, exist_ok=True)
 
 
-def _services_env() -> dict[str, str]:
-    values: dict[str, str] = {}
-    if SERVICES_ENV.exists():
-        for line in SERVICES_ENV.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip():
-                values[key.strip()] = value.strip()
-    return values
-
-
-def service_uri(name: str) -> str | None:
-    return os.environ.get(name) or _services_env().get(name)
-
-
-def require_service(name: str, what: str) -> str:
-    uri = service_uri(name)
-    if uri:
-        return uri
-    reason = f"{what} not configured: set {name} or run `make services`"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(f"!!! SKIPPED: {reason}")
-
-
-def _ping_or_fail(check, what: str) -> None:
-    try:
-        check()
-    except Exception as exc:  # noqa: BLE001 - any failure means the server is unusable
-        message = f"{what} is configured but unreachable: {exc!r}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(f"!!! SKIPPED: {message}")
-
-
 @pytest.fixture(scope="session")
 def mongo_uri() -> str:
     uri = require_service("CDR_TEST_MONGO_URI", "MongoDB-wire server (FerretDB)")
@@ -76,7 +43,7 @@ def mongo_uri() -> str:
         with pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000) as client:
             client.admin.command("ping")
 
-    _ping_or_fail(ping, f"MongoDB-wire server at {uri}")
+    ping_or_fail(ping, f"MongoDB-wire server at {uri}")
     return uri
 
 
@@ -109,7 +76,7 @@ def pg_uri() -> str:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
 
-    _ping_or_fail(ping, "PostgreSQL")
+    ping_or_fail(ping, "PostgreSQL")
     return uri
 
 

@@ -27,6 +27,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cdr_reports_dev.services import services_env
+
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/"
 # 35 days x 1,000 calls = 35,000 CDRs: FerretDB scans the whole collection for every query
@@ -113,22 +115,11 @@ def _repo_root() -> Path:
     raise SystemExit(f"cannot find {DAG_FILE}: run the demo from the repository (make demo)")
 
 
-def _services_env(repo: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    env_file = repo / ".services" / "env"
-    if env_file.is_file():
-        for line in env_file.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                values[key.strip()] = value.strip()
-    return values
-
-
 def demo_mongo_uri(repo: Path) -> str:
     return (
         os.environ.get("DEMO_MONGO_URI")
         or os.environ.get("CDR_TEST_MONGO_URI")
-        or _services_env(repo).get("CDR_TEST_MONGO_URI")
+        or services_env(repo / ".services" / "env").get("CDR_TEST_MONGO_URI")
         or DEFAULT_MONGO_URI
     )
 

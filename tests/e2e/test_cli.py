@@ -22,7 +22,7 @@ from cdr_reports.pipeline.config import load_settings
 from cdr_reports.integration.dag_factory import build_report_dag
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import period_containing
-from reference import edge_case_documents, expected_report, random_documents
+from tests.support.reference import edge_case_documents, expected_report, random_documents
 
 pytestmark = pytest.mark.e2e
 

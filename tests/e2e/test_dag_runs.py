@@ -20,7 +20,7 @@ from cdr_reports.integration.dag_factory import build_report_dag
 from cdr_reports.pipeline.load import ensure_tables, read_report
 from cdr_reports.pipeline.periods import ReportPeriod, period_containing
 from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
-from reference import edge_case_documents, expected_report, random_documents
+from tests.support.reference import edge_case_documents, expected_report, random_documents
 
 pytestmark = pytest.mark.e2e
 

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.services import free_port
+
 from cdr_reports.pipeline.extract import START_FIELD
 from cdr_reports.pipeline.periods import period_containing
-from reference import expected_report
+from tests.support.reference import expected_report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
@@ -187,12 +189,6 @@ def test_demo_prints_the_reference_report_and_reruns_idempotently(demo, mongo_cl
     assert "airflow db migrate" not in result.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _processes_using(marker: str) -> list[int]:
     """Pids whose environment mentions `marker` (the test's private Airflow home)."""
     found = []
@@ -220,7 +216,7 @@ def _http(url: str, *, data: dict | None = None, token: str | None = None) -> tu
 
 
 def test_make_airflow_serves_the_demo_metadata_with_fab_login_and_stops_on_ctrl_c(demo):
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(demo["env"], DEMO_AIRFLOW_PORT=str(port), CDR_DEMO_ADMIN_PASSWORD="Demo-Admin-5e1f")
     home = str(demo["state"] / "demo_airflow_home")

@@ -15,7 +15,7 @@ from cdr_reports.pipeline.extract import START_INDEX_NAME, ensure_indexes, extra
 from cdr_reports.pipeline.load import load_report, read_report
 from cdr_reports.pipeline.periods import period_containing
 from cdr_reports.pipeline.runner import extract_period, run_report
-from reference import edge_case_documents, expected_report, random_documents
+from tests.support.reference import edge_case_documents, expected_report, random_documents
 
 TZ = "Europe/Istanbul"
 DAY = period_containing("daily", date(2026, 11, 27), TZ)

@@ -19,7 +19,7 @@ from cdr_reports.pipeline.extract import ensure_indexes, validity_query, window_
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import period_containing
 from cdr_reports.pipeline.runner import run_report
-from reference import edge_case_documents, expected_report, random_documents
+from tests.support.reference import edge_case_documents, expected_report, random_documents
 
 pytestmark = pytest.mark.integration
 

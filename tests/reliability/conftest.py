@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from relsupport import (
+from tests.support.processes import (
     FAST_RETRIES,
     FerretServer,
     PgCluster,

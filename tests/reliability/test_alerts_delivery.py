@@ -19,8 +19,8 @@ import pytest
 from cdr_reports.integration.alerts import NO_CHANNEL, deadline_interval
 from cdr_reports.pipeline.config import load_settings
 from cdr_reports.integration.dag_factory import build_report_dags
-from relsupport import build_dag, free_port, slack_connection_uri, smtp_connection_uri, task_states
-from reports_fixture import DAY
+from tests.support.processes import build_dag, free_port, slack_connection_uri, smtp_connection_uri, task_states
+from tests.support.reports import DAY
 
 RECIPIENTS = ["ops@example.org", "noc@example.net"]
 

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from cdr_reports.pipeline.config import ConfigError, load_settings
 from cdr_reports.pipeline.load import load_report
-from reference import random_documents
-from relsupport import build_dag, run_output, task_states
-from reports_fixture import DAY, expected_state, make_report, stored_state
+from tests.support.reference import random_documents
+from tests.support.processes import build_dag, run_output, task_states
+from tests.support.reports import DAY, expected_state, make_report, stored_state
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 PREVIOUS = make_report("previous", range(0, 5), base=11)

@@ -27,8 +27,8 @@ from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.runner import extract_period, run_report
 from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
-from reference import expected_report
-from reports_fixture import DAY, assert_stored_equals_reference
+from tests.support.reference import expected_report
+from tests.support.reports import DAY, assert_stored_equals_reference
 
 START, END = DAY.start_utc, DAY.end_utc
 MID = START + timedelta(hours=13, minutes=7)

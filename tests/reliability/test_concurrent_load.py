@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from cdr_reports.pipeline.errors import PermanentError
 from cdr_reports.pipeline.load import ensure_tables, load_report
-from reports_fixture import expected_state, make_report, row_counts, stored_state
+from tests.support.reports import expected_state, make_report, row_counts, stored_state
 
 # Different operators (overlapping and disjoint ids) and different numbers: any mix shows.
 REPORT_A = make_report("A", range(0, 12), base=100)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from cdr_reports.pipeline.errors import PermanentError
 from cdr_reports.pipeline.load import load_report
-from reports_fixture import expected_state, make_report, row_counts, stored_state
+from tests.support.reports import expected_state, make_report, row_counts, stored_state
 
 PREVIOUS = make_report("previous", range(0, 8), base=40)
 NEW = make_report("new", range(4, 15), base=300)

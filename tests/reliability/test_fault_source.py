@@ -14,13 +14,13 @@ import pytest
 import sqlalchemy as sa
 from pymongo.errors import ConnectionFailure
 
-from cdr_reports import extract as extract_module
+from cdr_reports.pipeline import extract as extract_module
 from cdr_reports.pipeline.config import load_settings
 from cdr_reports.integration.connections import mongo_collection
 from cdr_reports.integration.failures import fail_fast
-from reference import edge_case_documents, expected_report, random_documents
-from relsupport import build_dag, task_states
-from reports_fixture import DAY, assert_stored_equals_reference
+from tests.support.reference import edge_case_documents, expected_report, random_documents
+from tests.support.processes import build_dag, task_states
+from tests.support.reports import DAY, assert_stored_equals_reference
 
 DATABASE = "cdr_faults"
 

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from cdr_reports.pipeline.load import read_report
-from reference import expected_report, random_documents
-from relsupport import build_dag, task_states
-from reports_fixture import DAY, assert_stored_equals_reference
+from tests.support.reference import expected_report, random_documents
+from tests.support.processes import build_dag, task_states
+from tests.support.reports import DAY, assert_stored_equals_reference
 
 
 def test_late_cdrs_and_late_deletions_replace_the_days_report(dag_env, mongo_uri, mongo_db, tmp_path):

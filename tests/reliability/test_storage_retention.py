@@ -20,8 +20,8 @@ from cdr_reports.pipeline.config import load_settings
 from cdr_reports.pipeline.load import load_report, report_tables
 from cdr_reports.integration.maintenance import DAG_ID, RETENTION_DISABLED, build_maintenance_dag, prune_reports, retention_cutoff
 from cdr_reports.pipeline.periods import period_containing
-from relsupport import run_output, task_states
-from reports_fixture import make_report
+from tests.support.processes import run_output, task_states
+from tests.support.reports import make_report
 
 TZ = "Europe/Istanbul"
 REPO = Path(__file__).resolve().parents[2]

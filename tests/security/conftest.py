@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.services import free_port, in_ci, require
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "security"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -86,25 +88,6 @@ with DAG("{PROBE_DAG_ID}", schedule=None, start_date=pendulum.datetime(2026, 1, 
 
     leak()
 '''
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip loudly locally, fail under CI=true (as tests/conftest.py's require_service)."""
-    if condition:
-        return
-    if _ci():
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(f"!!! SKIPPED: {reason}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

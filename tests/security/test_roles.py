@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from cdr_reports import security
+from cdr_reports.integration import security
 from cdr_reports.integration.security import (
     REPORT_DAG_ACCESS_CONTROL,
     REPORT_DAG_IDS,
@@ -107,7 +107,7 @@ def test_ensure_roles_is_idempotent_and_reverts_hand_made_grants(airflow_stack):
         import contextlib, io, json
         from airflow.providers.fab.www.security_appless import ApplessAirflowSecurityManager
         from airflow.utils.session import create_session
-        from cdr_reports import security
+        from cdr_reports.integration import security
 
         with create_session() as session:
             sm = ApplessAirflowSecurityManager(session=session)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cdr_reports.pipeline.periods import period_containing
-from reference import edge_case_documents, expected_report, random_documents
+from tests.support.reference import edge_case_documents, expected_report, random_documents
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))

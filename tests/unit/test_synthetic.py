@@ -16,7 +16,7 @@ import pytest
 from bson.int64 import Int64
 
 from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs, seed_collection
-from reference import expected_report
+from tests.support.reference import expected_report
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 END = START + timedelta(days=14)

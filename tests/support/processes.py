@@ -19,38 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.services import free_port, in_ci, port_open, skip_or_fail, wait_for
+
 FERRETDB_VERSION = "v1.24.2"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def missing_dependency(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(f"!!! SKIPPED: {reason}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(predicate, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} within {seconds} s")
+    skip_or_fail(reason)
 
 
 # --------------------------------------------------------------------------- FerretDB
