@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyp
 services:
 	bash scripts/services.sh start
 	bash scripts/install-browser.sh
+	bash scripts/install-redis.sh
 
 services-stop:
 	bash scripts/services.sh stop

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cdr_reports.pipeline.config import Settings
+
 from tests.support.services import ping_or_fail, require_service
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +65,38 @@ def mongo_db(mongo_client):
     db = mongo_client[name]
     yield db
     mongo_client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def mjs_uri() -> str:
+    """mongo-java-server (in memory, reports MongoDB 6.0): runs the aggregation pipeline FerretDB cannot."""
+    uri = require_service("CDR_TEST_MJS_URI", "MongoDB-wire server (mongo-java-server)")
+    import pymongo
+
+    def ping() -> None:
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000) as client:
+            client.admin.command("ping")
+
+    ping_or_fail(ping, f"mongo-java-server at {uri}")
+    return uri
+
+
+@pytest.fixture(scope="session")
+def mjs_client(mjs_uri):
+    import pymongo
+
+    client = pymongo.MongoClient(mjs_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def mjs_db(mjs_client):
+    """A fresh, uniquely named database on mongo-java-server, dropped afterwards."""
+    name = f"cdrtest_{uuid.uuid4().hex[:12]}"
+    db = mjs_client[name]
+    yield db
+    mjs_client.drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +169,18 @@ def airflow_db() -> Path:
     result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return AIRFLOW_TEST_HOME
+
+
+# Every extract strategy on every MongoDB-wire server that can run it (README: "Which strategy runs
+# where"). FerretDB cannot run `pushdown` ($facet, multi-accumulator $group): see test_extract_strategies.
+STRATEGY_SERVERS = [("ferretdb", "stream"), ("mongo-java-server", "stream"), ("mongo-java-server", "pushdown")]
+
+
+@pytest.fixture(params=STRATEGY_SERVERS, ids=[f"{server}-{strategy}" for server, strategy in STRATEGY_SERVERS])
+def cdr_db(request):
+    """(a fresh database on the server, the strategy to extract with), once per supported pair."""
+    from types import SimpleNamespace
+
+    server, strategy = request.param
+    db = request.getfixturevalue("mongo_db" if server == "ferretdb" else "mjs_db")
+    return SimpleNamespace(db=db, server=server, strategy=strategy, settings=lambda **kw: Settings(extract_strategy=strategy, **kw))

@@ -5,11 +5,13 @@
     python -m cdr_reports_dev.demo airflow    `make airflow`: the Airflow components in the foreground
     python -m cdr_reports_dev.demo print ...  print stored reports (latest period of each type)
 
-`run` and `airflow` need no Docker: they use the FerretDB started by `make services`, a SQLite
-Airflow metadata DB in .services/demo_airflow_home and a SQLite report DB
-.services/demo_reports.db, with the connections passed as AIRFLOW_CONN_* variables. Knobs
+`run` and `airflow` need no Docker: they use the FerretDB and the PostgreSQL started by `make
+services` (the Airflow metadata DB is a PostgreSQL database, one per state directory, shared by
+`run` and `airflow`; the Airflow home is .services/demo_airflow_home), a SQLite report DB
+.services/demo_reports.db, and the connections passed as AIRFLOW_CONN_* variables. Knobs
 (environment): DEMO_DAYS, DEMO_CALLS_PER_DAY, DEMO_SEED, DEMO_REPORTS, DEMO_MONGO_URI,
-DEMO_MONGO_DATABASE, DEMO_STATE_DIR, DEMO_AIRFLOW_PORT, CDR_DEMO_ADMIN_USER, CDR_DEMO_ADMIN_PASSWORD.
+DEMO_MONGO_DATABASE, DEMO_STATE_DIR, DEMO_AIRFLOW_PORT, DEMO_METADATA_DB_URL, CDR_DEMO_ADMIN_USER,
+CDR_DEMO_ADMIN_PASSWORD.
 """
 
 from __future__ import annotations
@@ -103,10 +105,6 @@ class DemoPaths:
     def reports_db(self) -> Path:
         return self.state / "demo_reports.db"
 
-    @property
-    def metadata_db(self) -> Path:
-        return self.airflow_home / "airflow.db"
-
 
 def _repo_root() -> Path:
     for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
@@ -141,8 +139,43 @@ def mongo_connection(uri: str, database: str) -> dict[str, Any]:
     return conn
 
 
+def demo_metadata_url(paths: DemoPaths) -> str:
+    """The demo's Airflow metadata DB: DEMO_METADATA_DB_URL, else a PostgreSQL database (created
+    if missing, one per state directory) on the server `make services` started.
+
+    Not SQLite: `make airflow` runs four processes that write to it at once (with SQLite a backfill
+    request answered 503 "database is locked" and the scheduler exited), and SQLite hands a deleted
+    user's id to the next user created, whose rights a still-valid token of the deleted user
+    then carries (docs/security.md).
+    """
+    import hashlib
+
+    import sqlalchemy as sa
+
+    explicit = os.environ.get("DEMO_METADATA_DB_URL", "").strip()
+    if explicit:
+        return explicit
+    server = os.environ.get("CDR_TEST_PG_URI") or services_env(paths.repo / ".services" / "env").get("CDR_TEST_PG_URI")
+    if not server:
+        raise SystemExit("the demo's Airflow metadata DB is PostgreSQL: run `make services` (or set DEMO_METADATA_DB_URL)")
+    name = "cdr_demo_airflow_" + hashlib.sha256(str(paths.state).encode()).hexdigest()[:10]
+    url = sa.engine.make_url(server).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first() is None:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                (paths.airflow_home / ".migrated").unlink(missing_ok=True)  # a new, empty database
+    except sa.exc.OperationalError as exc:
+        raise SystemExit(f"PostgreSQL at {url.render_as_string()} is unreachable ({exc}): run `make services`") from None
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 def airflow_env(paths: DemoPaths, mongo_uri: str, mongo_database: str) -> dict[str, str]:
-    """Environment of every Airflow process of the demo: SQLite metadata, env connections."""
+    """Environment of every Airflow process of the demo: PostgreSQL metadata, env connections."""
+    from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV
     from cdr_reports.pipeline.config import load_settings
 
     settings = load_settings()
@@ -157,7 +190,7 @@ def airflow_env(paths: DemoPaths, mongo_uri: str, mongo_database: str) -> dict[s
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # The same auth manager in `run` and `airflow`, so one migrated DB serves both.
             "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{paths.metadata_db}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": demo_metadata_url(paths),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             f"AIRFLOW_CONN_{settings.mongo_conn_id.upper()}": json.dumps(mongo_connection(mongo_uri, mongo_database)),
             f"AIRFLOW_CONN_{settings.sql_conn_id.upper()}": json.dumps({"conn_type": "sqlite", "host": str(paths.reports_db)}),
@@ -165,6 +198,9 @@ def airflow_env(paths: DemoPaths, mongo_uri: str, mongo_database: str) -> dict[s
             "CDR_SQL_SCHEMA": "",  # SQLite has no schemas
         }
     )
+    # The deployment's hardening (token lifetimes, sessions, masking, Swagger off), as compose sets it.
+    for key, value in AIRFLOW_HARDENING_ENV.items():
+        env.setdefault(key, value)
     # The repository's FAB settings (login, no public access), as in the Docker stack.
     fab_config = paths.repo / "config" / "webserver_config.py"
     if fab_config.is_file():
@@ -208,12 +244,15 @@ def ensure_metadata_db(paths: DemoPaths, env: dict[str, str]) -> None:
     security = find_spec("cdr_reports.integration.security")
     roles_digest = hashlib.sha256(Path(security.origin).read_bytes()).hexdigest()[:16] if security and security.origin else "-"
     marker = paths.airflow_home / ".migrated"
-    wanted = f"apache-airflow-core=={version('apache-airflow-core')} roles={roles_digest}"
-    if paths.metadata_db.exists() and marker.exists() and marker.read_text().strip() == wanted:
+    import sqlalchemy as sa
+
+    database = sa.engine.make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).render_as_string(hide_password=True)
+    wanted = f"apache-airflow-core=={version('apache-airflow-core')} roles={roles_digest} db={database}"
+    if marker.exists() and marker.read_text().strip() == wanted:
         return
     paths.airflow_home.mkdir(parents=True, exist_ok=True)
     logs = paths.airflow_home / "logs"
-    _log(f"airflow db migrate ({paths.metadata_db})")
+    _log(f"airflow db migrate ({database})")
     result = _airflow(env, "db", "migrate", log_file=logs / "db-migrate.log")
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])

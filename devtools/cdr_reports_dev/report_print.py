@@ -16,7 +16,17 @@ import sqlalchemy as sa
 from cdr_reports.pipeline.load import read_report, report_tables
 from cdr_reports.pipeline.periods import REPORT_TYPES
 
-COLUMNS = ("operator", "calls", "answered", "ratio", "duration_s", "avg_s")
+# Short headers of the printed table, keyed by the schema's metric columns (schema.METRIC_COLUMNS,
+# checked by tests/unit/test_schema.py) so that a column added to the report cannot be forgotten here.
+HEADERS = {
+    "operator_id": "operator",
+    "total_calls": "calls",
+    "answered_calls": "answered",
+    "answer_ratio": "ratio",
+    "total_duration_seconds": "duration_s",
+    "avg_answered_duration_seconds": "avg_s",
+}
+COLUMNS = tuple(HEADERS.values())
 
 
 def _avg(value: float | None) -> str:

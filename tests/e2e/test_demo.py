@@ -133,9 +133,16 @@ def test_seed_entry_point_of_the_compose_stack(mongo_uri, mongo_client):
 
 
 @pytest.fixture(scope="module")
-def demo(mongo_uri, mongo_client, tmp_path_factory):
-    """One demo state (Airflow home, report DB, FerretDB database) shared by the tests below."""
+def demo(mongo_uri, mongo_client, pg_uri, tmp_path_factory):
+    """One demo state (Airflow home, PostgreSQL metadata DB, report DB, FerretDB database) shared by the tests below."""
+    import sqlalchemy as sa
+
     database = f"cdrdemo_{uuid.uuid4().hex[:10]}"
+    pg = sa.engine.make_url(pg_uri).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(pg, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{database}_meta"'))
+    metadata_url = pg.set(database=f"{database}_meta").render_as_string(hide_password=False)
     state = tmp_path_factory.mktemp("demo") / "state"
     # Small and quick: 10 days x 300 calls; the daily DAG only (each `airflow dags test` costs
     # tens of seconds of Airflow start-up whatever the data volume).
@@ -146,9 +153,13 @@ def demo(mongo_uri, mongo_client, tmp_path_factory):
         DEMO_DAYS="10",
         DEMO_CALLS_PER_DAY="300",
         DEMO_REPORTS="daily",
+        DEMO_METADATA_DB_URL=metadata_url,
     )
-    yield {"env": env, "state": state, "database": database}
+    yield {"env": env, "state": state, "database": database, "metadata_url": metadata_url}
     mongo_client.drop_database(database)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}_meta" WITH (FORCE)'))
+    admin.dispose()
 
 
 def test_demo_prints_the_reference_report_and_reruns_idempotently(demo, mongo_client):
@@ -251,8 +262,12 @@ def test_make_airflow_serves_the_demo_metadata_with_fab_login_and_stops_on_ctrl_
         # The UI serves the same metadata DB as `make demo`: the same daily runs.
         status, runs = _http(f"{base}/api/v2/dags/cdr_daily_report/dagRuns", token=token)
         assert status == 200
-        with sqlite3.connect(demo["state"] / "demo_airflow_home" / "airflow.db") as conn:
-            stored = {row[0] for row in conn.execute("SELECT run_id FROM dag_run WHERE dag_id = 'cdr_daily_report'")}
+        import sqlalchemy as sa
+
+        metadata = sa.create_engine(demo["metadata_url"])  # PostgreSQL, shared by `run` and `airflow`
+        with metadata.connect() as conn:
+            stored = set(conn.scalars(sa.text("SELECT run_id FROM dag_run WHERE dag_id = 'cdr_daily_report'")))
+        metadata.dispose()
         assert {run["dag_run_id"] for run in runs["dag_runs"]} == stored
         assert len(_processes_using(home)) >= 4  # api-server, scheduler, dag-processor, triggerer (+ workers)
     finally:

@@ -1,12 +1,15 @@
 """A real Airflow 3 stack with the FAB auth manager, for the dashboard security tests.
 
-One session fixture starts, on free loopback ports, in a fresh AIRFLOW_HOME (temp dir, SQLite):
-`airflow db migrate`, then the init step (`python -m cdr_reports.integration.security ensure-roles` and an
+One session fixture starts, on free loopback ports, in a fresh AIRFLOW_HOME (temp dir) with a
+fresh PostgreSQL metadata database on the `make services` server (several processes write to it
+at once, and PostgreSQL never reuses user ids): `airflow db migrate`, then the init step (`python -m cdr_reports.integration.security ensure-roles` and an
 Admin from `airflow users create`), then `airflow dag-processor`, `airflow scheduler`
 (LocalExecutor) and `airflow api-server`; a ReportViewer and a ReportOperator user come from the
 FAB users API. The DAGs folder holds the product's
 dags/cdr_report_dags.py (symlink), a foreign `other_team_dag` and a `secret_probe` DAG that
-prints a connection password. Secrets (JWT, API secret key, Fernet key) are random per session.
+prints a connection password (full of URL-special characters) in several encodings. Secrets (JWT,
+API secret key, Fernet key) are random per session; the hardening settings are the deployment's
+(`cdr_reports.integration.security.AIRFLOW_HARDENING_ENV`).
 Process logs are dumped (and copied to test-artifacts/security/logs/) when a test fails.
 """
 
@@ -31,7 +34,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.services import free_port, in_ci, require
+from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV
+from tests.support.services import free_port, in_ci, require, require_service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "security"
@@ -54,6 +58,7 @@ CHROMIUM_ARGS = [
 ]
 # The report date the Admin's log-producing run and the operator's API trigger use.
 REPORT_DATE = "2026-11-27"
+EARLIEST_REPORT_DATE = "2025-06-01"
 
 OTHER_DAG_SOURCE = '''
 import pendulum
@@ -70,8 +75,10 @@ with DAG("other_team_dag", schedule=None, start_date=pendulum.datetime(2026, 1, 
 
 PROBE_DAG_SOURCE = f'''
 import logging
+import urllib.parse
 
 import pendulum
+import sqlalchemy as sa
 from airflow.sdk import DAG, BaseHook, task
 
 log = logging.getLogger(__name__)
@@ -84,6 +91,10 @@ with DAG("{PROBE_DAG_ID}", schedule=None, start_date=pendulum.datetime(2026, 1, 
         # Deliberately careless task code: both must come out masked in the task log.
         print("probe password=" + conn.password)
         log.info("probe uri %s", conn.get_uri())
+        # The same password as SQLAlchemy and form encoding write it into URLs.
+        url = sa.engine.URL.create("postgresql", conn.login, conn.password, conn.host, conn.port, conn.schema)
+        log.info("probe sqlalchemy url %s", url.render_as_string(hide_password=False))
+        print("probe form password=" + urllib.parse.quote_plus(conn.password))
         return len(conn.password)
 
     leak()
@@ -99,6 +110,7 @@ class AirflowStack:
     passwords: dict[str, str]
     probe_password: str
     log_dir: Path
+    metadata_url: str = ""
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     # dag_id -> run_id of the runs the fixture triggered as Admin.
     started_runs: dict[str, str] = field(default_factory=dict)
@@ -204,7 +216,7 @@ def quote(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def _airflow_env(home: Path, dags: Path, port: int, stack_secrets: dict[str, str]) -> dict[str, str]:
+def _airflow_env(home: Path, dags: Path, port: int, stack_secrets: dict[str, str], metadata_url: str) -> dict[str, str]:
     # Nothing from the outer environment's Airflow/CDR settings may leak into this stack.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CDR_"))}
     env.update(
@@ -217,23 +229,32 @@ def _airflow_env(home: Path, dags: Path, port: int, stack_secrets: dict[str, str
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
             "AIRFLOW__FAB__CONFIG_FILE": str(REPO_ROOT / "config" / "webserver_config.py"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets["jwt_secret"],
             "AIRFLOW__API__SECRET_KEY": stack_secrets["api_secret_key"],
             "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet_key"],
-            # The files do not change during the session: parse once, keep SQLite writes low.
+            # The files do not change during the session: parse once.
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             # Process logs are read while the processes run (and dumped on failure).
             "PYTHONUNBUFFERED": "1",
-            "CDR_RETRIES": "0",
+            # Retries on, so that a test can tell a permanent failure (no retry) from a transient one.
+            "CDR_RETRIES": "2",
             "CDR_RETRY_DELAY_SECONDS": "1",
+            # Earlier than the default (2026-01-01), so that a backfill can exceed the run cap
+            # (366) without reaching back before this date.
+            "CDR_EARLIEST_REPORT_DATE": EARLIEST_REPORT_DATE,
+            # The report view (and the report runs' load, never reached here: no cdr_mongo) read
+            # a SQLite report database holding one stored report.
+            "AIRFLOW_CONN_CDR_REPORTS_DB": f"sqlite:///{home / 'reports.db'}",
             "CDR_MAX_RETRY_DELAY_SECONDS": "2",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )
+    # The deployment's hardening (token lifetimes, sessions, masking, Swagger off), as compose sets it.
+    env.update(AIRFLOW_HARDENING_ENV)
     return env
 
 
@@ -254,7 +275,20 @@ def _wait_until(what: str, check, stack: AirflowStack, timeout: float) -> Any:
 
 @pytest.fixture(scope="session")
 def airflow_stack(request) -> Iterator[AirflowStack]:
+    import sqlalchemy as sa
     from cryptography.fernet import Fernet
+
+    pg_uri = require_service("CDR_TEST_PG_URI", "PostgreSQL server (the stack's metadata database)")
+    pg = sa.engine.make_url(pg_uri).set(drivername="postgresql+psycopg")
+    metadata_db = f"cdr_security_meta_{secrets.token_hex(5)}"
+    admin_engine = sa.create_engine(pg.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    try:
+        with admin_engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{metadata_db}"'))
+    except sa.exc.OperationalError as exc:
+        admin_engine.dispose()
+        require(False, f"PostgreSQL at {pg.render_as_string()} is configured but unreachable: {exc}")
+    metadata_url = pg.set(database=metadata_db).render_as_string(hide_password=False)
 
     tmp = Path(tempfile.mkdtemp(prefix="cdr-security-"))
     home, dags, log_dir = tmp / "home", tmp / "dags", tmp / "process-logs"
@@ -274,13 +308,16 @@ def airflow_stack(request) -> Iterator[AirflowStack]:
     stack = AirflowStack(
         base_url=f"http://127.0.0.1:{port}",
         home=home,
-        env=_airflow_env(home, dags, port, stack_secrets),
+        env=_airflow_env(home, dags, port, stack_secrets, metadata_url),
         secrets=stack_secrets,
         passwords={name: f"pw-{name}-" + secrets.token_urlsafe(12) for name in ("admin", "viewer", "operator")},
-        probe_password="probe-" + secrets.token_hex(12),
+        # Every character that needs escaping in a URL: / @ : # ! % (and '%zz', no valid escape).
+        probe_password="pr0be/P@ss:w0rd#OT!%zz%41-" + secrets.token_hex(8),
+        metadata_url=metadata_url,
         log_dir=log_dir,
     )
     try:
+        _store_report(home / "reports.db")
         stack.run_cli(AIRFLOW, "db", "migrate", timeout=300)
         stack.mark("db migrated")
         # The init step, as docker/airflow-init.sh: the report roles (they must exist before the
@@ -363,6 +400,23 @@ def airflow_stack(request) -> Iterator[AirflowStack]:
             print(f"\n===== Airflow process logs (tests failed) =====\n{stack.log_tails()}")
             _keep_logs(stack)
         shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(Exception), admin_engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{metadata_db}" WITH (FORCE)'))
+        admin_engine.dispose()
+
+
+def _store_report(path: Path) -> None:
+    """One stored daily report (REPORT_DATE) for the report view to show."""
+    import sqlalchemy as sa
+
+    from cdr_reports.pipeline.load import load_report
+    from tests.support.reports import make_report
+
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        load_report(engine, make_report("security-stack", range(3), 100))
+    finally:
+        engine.dispose()
 
 
 def _keep_logs(stack: AirflowStack) -> None:

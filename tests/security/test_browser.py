@@ -133,3 +133,103 @@ def test_operator_triggers_a_daily_report_from_the_ui(page, airflow_stack, artif
     _shot(page, artifacts_dir, "05-operator-run-listed")
     stored = {r["dag_run_id"]: r for r in airflow_stack.dag_runs(DAILY)}
     assert stored[run["dag_run_id"]]["conf"] == {"report_date": UI_REPORT_DATE}
+
+
+# -- response headers: the Content-Security-Policy the UI must live with -------------------------------
+
+CSP_WATCH = """
+document.addEventListener('securitypolicyviolation', (e) => {
+  (window.__cspViolations = window.__cspViolations || []).push(
+    `${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} in ${e.sourceFile || document.location.href}`);
+});
+"""
+
+
+def _violations(page) -> list[str]:
+    found = []
+    for frame in page.frames:
+        found += frame.evaluate("window.__cspViolations || []")
+    return found
+
+
+def test_the_ui_and_the_report_view_work_under_the_content_security_policy(page, airflow_stack, artifacts_dir):
+    """Logged in as Admin: the React UI, the DAG pages, the report view (framed by the UI) and FAB's
+    pages render with no CSP violation; the control at the end proves violations are caught."""
+    from cdr_reports.integration.http_policy import UI_CONTENT_SECURITY_POLICY
+
+    page.add_init_script(CSP_WATCH)
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    documents = {}
+    page.on("response", lambda r: documents.setdefault(r.url, r.headers) if r.request.resource_type == "document" else None)
+
+    _login(page, airflow_stack, "admin")
+    page.get_by_text("5 Dags").wait_for()
+    page.get_by_role("link", name=DAILY, exact=True).click()
+    page.get_by_text("Latest Dag Version").wait_for()
+    page.get_by_role("link", name="Code").first.click()
+    page.get_by_text("build_report_dag").first.wait_for()
+    page.goto("/connections", wait_until="domcontentloaded")
+    page.get_by_text("cdr_probe_secret").wait_for()
+    # The report view: an external view the UI shows in a same-origin frame.
+    page.goto("/dags", wait_until="domcontentloaded")
+    page.get_by_role("link", name=re.compile("CDR Rep")).first.click()
+    frame = page.frame_locator("iframe").first
+    frame.locator("#report-title").wait_for()
+    assert "2026-11-27" in frame.locator("#report-title").inner_text()
+    assert frame.locator("table td", has_text="op-001").count() == 1  # the stored report's rows
+    _shot(page, artifacts_dir, "06-report-view-under-csp")
+    page.goto("/auth/users/list/", wait_until="domcontentloaded")
+    page.get_by_text("List Users").first.wait_for()
+
+    assert _violations(page) == [] and not [m for m in console if "Content Security Policy" in m], console
+    ui_documents = [h for url, h in documents.items() if "/auth/" not in url and "/cdr-reports/" not in url]
+    assert ui_documents and all(h.get("content-security-policy") == UI_CONTENT_SECURITY_POLICY for h in ui_documents)
+    assert all(h.get("x-frame-options") == "SAMEORIGIN" for h in documents.values())
+
+    # Control: an injected inline script is refused (and reported) under the UI's policy.
+    page.goto("/dags", wait_until="domcontentloaded")
+    page.get_by_text("5 Dags").wait_for()
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.__injected = 1'; document.head.append(s); }"
+    )
+    page.wait_for_function("(window.__cspViolations || []).length > 0")
+    assert page.evaluate("window.__injected === undefined")
+    assert any(v.startswith("script-src-elem blocked inline") for v in _violations(page)), _violations(page)
+
+
+def test_an_expired_ui_token_is_renewed_from_the_session(page, browser_context, airflow_stack):
+    """The UI's token lives [api_auth] jwt_expiration_time (1 h); once it expires, the UI gets a
+    new one from the FAB session without a password, and without that session it is sent to log in."""
+    import time
+
+    import jwt
+
+    from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV
+
+    _login(page, airflow_stack, "viewer")
+    page.get_by_text("3 Dags").wait_for()
+    cookie = next(c for c in browser_context.cookies() if c["name"] == "_token")
+    claims = jwt.decode(cookie["value"], options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == int(AIRFLOW_HARDENING_ENV["AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME"])
+
+    # The same token, expired a minute ago (signed with the deployment's key).
+    header = jwt.get_unverified_header(cookie["value"])
+    now = int(time.time())
+    expired = jwt.encode(
+        {**claims, "iat": now - 7200, "nbf": now - 7200, "exp": now - 60},
+        airflow_stack.secrets["jwt_secret"], algorithm=header["alg"], headers={"kid": header.get("kid")},
+    )  # fmt: skip
+    browser_context.add_cookies([{**cookie, "value": expired}])
+    page.goto("/dags", wait_until="domcontentloaded")
+    page.get_by_text("Welcome").wait_for()  # signed in again, on the home page
+    renewed = next(c for c in browser_context.cookies() if c["name"] == "_token")["value"]
+    assert renewed != expired
+    assert jwt.decode(renewed, options={"verify_signature": False})["exp"] > time.time() + 3000
+
+    # Without the FAB session the expired token leads to the sign-in form.
+    browser_context.add_cookies([{**cookie, "value": expired}])
+    browser_context.clear_cookies(name="session")
+    page.goto("/dags", wait_until="domcontentloaded")
+    page.wait_for_url(re.compile(r".*/auth/login/.*"))
+    assert page.locator("input[name=password]").is_visible()

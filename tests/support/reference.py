@@ -30,9 +30,19 @@ def _operator_id(doc: dict) -> str | None:
         return None
     if isinstance(raw, int):
         return str(raw)
-    if isinstance(raw, str) and 0 < len(raw) <= 255:
+    if isinstance(raw, str) and _storable_id(raw):
         return raw
     return None
+
+
+def _storable_id(text: str) -> bool:
+    """What NVARCHAR(255), PostgreSQL text and SQLite all store unchanged and compare exactly."""
+    utf16_units = sum(2 if ord(c) > 0xFFFF else 1 for c in text)
+    if not 1 <= utf16_units <= 255:
+        return False
+    if text[0] == " " or text[-1] == " ":
+        return False  # SQL Server ignores trailing spaces in key comparisons
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 def _duration(doc: dict, max_duration: float) -> float | int | None:
@@ -119,6 +129,23 @@ def edge_case_documents(start: datetime, end: datetime) -> list[dict]:
         {"Operator": {"Id": 4}, "DateTime": {"Start": mid}, "Duration": {"s": 1}},  # object duration
         {"Operator": {"Id": 4}, "DateTime": {"Start": mid.isoformat()}, "Duration": 1},  # string date: out
         {"Operator": {"Id": 4}, "DateTime": {"Start": mid, "Connect": "yes"}, "Duration": 1},  # not answered
+        {"Operator": {"Id": 4}, "DateTime": {"Start": mid, "Connect": [connect]}, "Duration": 1},  # array: not answered
+        # Ids every sink must store unchanged (NUL: PostgreSQL refuses it; control characters; SQL Server pads).
+        {"Operator": {"Id": "a\x00b"}, "DateTime": {"Start": mid}, "Duration": 1},  # NUL: rejected
+        {"Operator": {"Id": "tab\tid"}, "DateTime": {"Start": mid}, "Duration": 1},  # control character
+        {"Operator": {"Id": "bell\x85"}, "DateTime": {"Start": mid}, "Duration": 1},  # C1 control character
+        {"Operator": {"Id": "trailing "}, "DateTime": {"Start": mid}, "Duration": 1},  # SQL Server pads keys
+        {"Operator": {"Id": " leading"}, "DateTime": {"Start": mid}, "Duration": 1},
+        {"Operator": {"Id": "inner space"}, "DateTime": {"Start": mid, "Connect": connect}, "Duration": 2},  # valid
+        {"Operator": {"Id": "\U0001F4DE" * 127}, "DateTime": {"Start": mid}, "Duration": 1},  # 254 UTF-16 units: valid
+        {"Operator": {"Id": "\U0001F4DE" * 128}, "DateTime": {"Start": mid}, "Duration": 1},  # 256 units: rejected
+        {"Operator": {"Id": "y" * 255}, "DateTime": {"Start": mid}, "Duration": 1},  # 255: valid
+        # Starts no window may count (the source audit's business), however they straddle it.
+        {"Operator": {"Id": 5}, "DateTime": {"Start": [start - (end - start), end + (end - start)]}, "Duration": 1},
+        {"Operator": {"Id": 5}, "DateTime": {"Start": [mid]}, "Duration": 1},  # one-element array: no window
+        {"Operator": {"Id": 5}, "DateTime": [{"Start": mid}], "Duration": 1},  # array of DateTime: no window
+        {"Operator": {"Id": 5}, "DateTime": {"Start": int(mid.timestamp())}, "Duration": 1},  # epoch number
+        {"Operator": {"Id": 5}, "Duration": 1},  # no DateTime at all
     ]
     return docs
 
@@ -126,12 +153,14 @@ def edge_case_documents(start: datetime, end: datetime) -> list[dict]:
 def random_documents(rng: random.Random, count: int, start: datetime, end: datetime) -> list[dict]:
     """Seeded random CDRs spread over a margin around [start, end), with a share of junk."""
     span = (end - start).total_seconds()
-    operators: list[Any] = [0, 1, 2, 7, "7", "A-mobile", "ünïcode", None, 2**35]
+    operators: list[Any] = [0, 1, 2, 7, "7", "A-mobile", "ünïcode", None, 2**35, "nul\x00id", "pad "]
     docs = []
     for _ in range(count):
         at = start + timedelta(seconds=rng.uniform(-0.2 * span, 1.2 * span))
         at = at.replace(microsecond=(at.microsecond // 1000) * 1000)  # BSON dates hold milliseconds
         doc: dict[str, Any] = {"DateTime": {"Start": at}}
+        if rng.random() < 0.01:  # a start that straddles the window: never counted in one
+            doc["DateTime"]["Start"] = [at - timedelta(seconds=span), at + timedelta(seconds=span)]
         roll = rng.random()
         if roll < 0.03:
             pass  # no Operator

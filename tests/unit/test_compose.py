@@ -24,6 +24,7 @@ from tests.support.services import skip_or_fail
 import yaml
 
 from cdr_reports.pipeline.config import ENV_VARS
+from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV, REPORT_DB_GRANTS
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
@@ -39,9 +40,12 @@ AIRFLOW_SERVICES = {
     "airflow-worker",
     "flower",
 }
-REQUIRED_SERVICES = AIRFLOW_SERVICES | {"postgres", "mongo", "mongo-seed", "mssql", "mssql-init", "redis"}
+REQUIRED_SERVICES = AIRFLOW_SERVICES | {
+    "postgres", "mongo", "mongo-seed", "mongo-init", "mssql", "reports-schema", "mssql-init", "redis"
+}
 # Values that carry a credential: they must come from .env as ${VAR:?...}.
-SECRET_KEY_RE = re.compile(r"PASSWORD|SECRET|FERNET|_KEY$|^AIRFLOW_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|MONGO_URI")
+# (SECRET_MASK_ADAPTER names a function, not a secret.)
+SECRET_KEY_RE = re.compile(r"PASSWORD|SECRET(?!_MASK_ADAPTER)|FERNET|_KEY$|^AIRFLOW_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|MONGO_URI")
 REQUIRED_REF_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*):\?[^}]*\}")
 ANY_REF_RE = re.compile(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)")
 OPTIONAL_REF_RE = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:-[^}]*\}")
@@ -117,12 +121,15 @@ def test_startup_order_uses_conditions(services):
     # Tasks run in the scheduler (LocalExecutor) or the workers (Celery): both need the data ready.
     for name in ("airflow-scheduler", "airflow-worker"):
         deps = depends(services[name])
-        assert deps["mongo-seed"] == done and deps["mssql-init"] == done, name
+        assert deps["mongo-seed"] == done and deps["mongo-init"] == done and deps["mssql-init"] == done, name
     assert depends(services["airflow-worker"])["redis"] == healthy
     assert depends(services["airflow-worker"])["airflow-apiserver"] == healthy
     assert depends(services["mongo-seed"]) == {"mongo": healthy}
-    assert depends(services["mssql-init"]) == {"mssql": healthy}
-    for one_shot in ("airflow-init", "mongo-seed", "mssql-init"):
+    assert depends(services["mongo-init"]) == {"mongo": healthy}
+    # The init step owns the DDL: tables first (reports-schema), then the DAG login's grants on them.
+    assert depends(services["reports-schema"]) == {"mssql": healthy}
+    assert depends(services["mssql-init"]) == {"mssql": healthy, "reports-schema": done}
+    for one_shot in ("airflow-init", "mongo-seed", "mongo-init", "reports-schema", "mssql-init"):
         assert services[one_shot]["restart"] == "no", one_shot
 
 
@@ -164,7 +171,15 @@ def test_fab_auth_and_shared_secrets_on_every_airflow_service(services):
         assert env["AIRFLOW__CORE__AUTH_MANAGER"] == FAB, name
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false", name
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
-        assert env["AIRFLOW_CONN_CDR_REPORTS_DB"].startswith("mssql://sa:${MSSQL_SA_PASSWORD:?"), name
+        # Least privilege: the DAGs' own accounts, never sa or the Mongo root user.
+        assert env["AIRFLOW_CONN_CDR_REPORTS_DB"].startswith(
+            "mssql://${MSSQL_REPORTS_LOGIN:-cdr_reports_app}:${MSSQL_REPORTS_PASSWORD:?"
+        ), name
+        assert env["AIRFLOW_CONN_CDR_MONGO"].startswith(
+            "mongo://${MONGO_REPORTS_USERNAME:-cdr_reports_reader}:${MONGO_REPORTS_PASSWORD:?"
+        ), name
+        # The deployment's hardening, exactly the table the security tests run with.
+        assert {k: str(env.get(k)) for k in AIRFLOW_HARDENING_ENV} == AIRFLOW_HARDENING_ENV, name
         assert env["AIRFLOW_CONN_CDR_REPORTS_DB"].endswith("@mssql:1433/cdr_reports"), name
         mongo = urlsplit(mask(env["AIRFLOW_CONN_CDR_MONGO"]))
         assert (mongo.scheme, mongo.hostname, mongo.port, mongo.path, mongo.query) == (
@@ -183,6 +198,92 @@ def test_fab_auth_and_shared_secrets_on_every_airflow_service(services):
     assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
 
 
+# ---------------------------------------------------------------- least privilege (docs/security.md)
+
+# Services that may hold the root credentials (sa, the Mongo root user): the servers themselves and
+# the one-shot init steps.
+ROOT_CREDENTIAL_SERVICES = {"mongo", "mongo-seed", "mongo-init", "mssql", "reports-schema", "mssql-init"}
+
+
+def test_root_credentials_reach_only_the_init_steps(services):
+    holders: dict[str, set[str]] = {}
+    for name, service in services.items():
+        text = " ".join(str(v) for v in (service.get("environment") or {}).values())
+        text += " " + " ".join(str(v) for v in (service.get("healthcheck") or {}).get("test", []))
+        for secret in ("MSSQL_SA_PASSWORD", "MONGO_ROOT_PASSWORD"):
+            if "${" + secret in text or "$${" + secret in text:
+                holders.setdefault(secret, set()).add(name)
+    assert holders["MSSQL_SA_PASSWORD"] == {"mssql", "reports-schema", "mssql-init"}
+    assert holders["MONGO_ROOT_PASSWORD"] == {"mongo", "mongo-seed", "mongo-init"}
+    assert set().union(*holders.values()) <= ROOT_CREDENTIAL_SERVICES
+    assert not AIRFLOW_SERVICES & set().union(*holders.values())
+
+
+def _mssql_grants() -> dict[str, tuple[str, ...]]:
+    sql = (REPO / "docker" / "mssql-init.sql").read_text()
+    grants = {}
+    for privileges, table, grantee in re.findall(
+        r"^GRANT ([A-Z, ]+) ON OBJECT::\[\$\(REPORT_SCHEMA\)\]\.\[(\w+)\] TO (\w+);$", sql, re.M
+    ):
+        assert grantee == "cdr_report_writer"
+        grants[table] = tuple(p.strip() for p in privileges.split(","))
+    assert len(grants) == sql.count("GRANT "), "a GRANT the check does not understand"
+    return grants
+
+
+def test_mssql_grants_are_exactly_the_report_db_grants():
+    from cdr_reports.pipeline.migrations import VERSION_TABLE
+    from cdr_reports.pipeline.schema import TABLES
+
+    assert _mssql_grants() == REPORT_DB_GRANTS
+    # Every table of the release's schema, and the migrations' version table, has its grants...
+    assert set(REPORT_DB_GRANTS) == set(TABLES) | {VERSION_TABLE}
+    # ...and the DAG's login never gets UPDATE or DDL rights, nor a fixed role that has them.
+    sql = (REPO / "docker" / "mssql-init.sql").read_text()
+    assert not {"UPDATE", "ALTER", "CONTROL", "REFERENCES"} & {p for ps in REPORT_DB_GRANTS.values() for p in ps}
+    for fixed_role in ("db_owner", "db_ddladmin", "db_datawriter", "db_datareader", "sysadmin"):
+        assert fixed_role not in sql
+    assert "ALTER ROLE cdr_report_writer ADD MEMBER [$(APP_LOGIN)]" in sql
+    # The password comes from the environment (sqlcmd scripting variables), not a command line.
+    script = (REPO / "docker" / "mssql-init.sh").read_text()
+    assert 'export APP_PASSWORD="${MSSQL_REPORTS_PASSWORD}"' in script and " -v " not in script
+
+
+def test_mongo_user_of_the_dags_may_only_read_the_cdr_database(services):
+    js = (REPO / "docker" / "mongo-init.js").read_text()
+    assert re.findall(r'role: "(\w+)"', js) == ["read"]
+    assert "createUser" in js and "updateUser" in js  # idempotent: .env stays the source of truth
+    env = services["mongo-init"]["environment"]
+    connection = urlsplit(mask(services["airflow-scheduler"]["environment"]["AIRFLOW_CONN_CDR_MONGO"]))
+    assert env["CDR_MONGO_DB"] == connection.path.strip("/") == "cdr"
+    assert env["MONGO_REPORTS_USERNAME"] == "${MONGO_REPORTS_USERNAME:-cdr_reports_reader}"
+
+
+def test_reports_schema_step_migrates_a_real_database(pg_schema):
+    """docker/reports-schema.py, run natively against PostgreSQL: the init step creates the tables."""
+    import sqlalchemy as sa
+
+    url, schema = pg_schema
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CDR_", "AIRFLOW"))}
+    env.update({"CDR_INIT_SQL_ALCHEMY_CONN": url, "CDR_SQL_SCHEMA": schema})
+    script = [sys.executable, str(REPO / "docker" / "reports-schema.py")]
+    first = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "[reports-schema] report tables: (empty) ->" in first.stdout
+    again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    head = re.search(r"\(head (\w+)\)", again.stdout).group(1)
+    assert f"report tables: {head} -> {head}" in again.stdout  # idempotent
+    engine = sa.create_engine(url)
+    try:
+        assert set(sa.inspect(engine).get_table_names(schema=schema)) == set(REPORT_DB_GRANTS)
+    finally:
+        engine.dispose()
+    missing = subprocess.run(script, env={k: v for k, v in env.items() if k != "CDR_INIT_SQL_ALCHEMY_CONN"},
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert missing.returncode == 2 and "set CDR_INIT_SQL_ALCHEMY_CONN" in missing.stderr
+
+
 def test_images_are_pinned_and_airflow_is_built_from_the_dockerfile(services):
     for name, service in services.items():
         image = service["image"]
@@ -194,7 +295,7 @@ def test_images_are_pinned_and_airflow_is_built_from_the_dockerfile(services):
         else:
             # A version, not a moving major: 16.10-bookworm, 8.0.17, 2022-CU26-..., 7.2-bookworm.
             assert re.match(r"(\d+\.\d+|\d{4}-CU\d+)", tag), f"{name}: {image!r} has no version tag"
-    assert {name for name, s in services.items() if "build" in s} == AIRFLOW_SERVICES | {"mongo-seed"}
+    assert {name for name, s in services.items() if "build" in s} == AIRFLOW_SERVICES | {"mongo-seed", "reports-schema"}
     assert services["mongo"]["image"].startswith("mongo:8.0.")
     assert re.fullmatch(r"mcr\.microsoft\.com/mssql/server:2022-CU\d+-ubuntu-22\.04", services["mssql"]["image"])
 
@@ -240,7 +341,9 @@ def test_mounted_files_and_scripts_exist(services):
     assert services["airflow-init"]["command"] == ["bash", "/opt/airflow/docker/airflow-init.sh"]
     assert services["airflow-db-clean"]["command"] == ["bash", "/opt/airflow/docker/airflow-maintenance.sh"]
     assert services["mssql-init"]["entrypoint"] == ["/bin/bash", "/docker/mssql-init.sh"]
-    for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh", "mssql-init.sql"):
+    assert services["mongo-init"]["entrypoint"] == ["mongosh", "--nodb", "--quiet", "--file", "/docker/mongo-init.js"]
+    assert services["reports-schema"]["command"] == ["python", "/opt/airflow/docker/reports-schema.py"]
+    for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh", "mssql-init.sql", "mongo-init.js", "reports-schema.py"):
         assert (REPO / "docker" / script).is_file(), script
     assert services["mongo-seed"]["command"][:4] == ["python", "-m", "cdr_reports_dev.demo", "seed"]
     for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh"):
@@ -316,7 +419,12 @@ def test_compose_config_validates_with_a_filled_env(tmp_path):
     rendered = yaml.safe_load(result.stdout)
     api = rendered["services"]["airflow-apiserver"]
     assert api["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] == "Test-airflow_jwt_secret-0a1B"
-    assert api["environment"]["AIRFLOW_CONN_CDR_REPORTS_DB"] == "mssql://sa:Test-mssql_sa_password-0a1B@mssql:1433/cdr_reports"
+    assert api["environment"]["AIRFLOW_CONN_CDR_REPORTS_DB"] == (
+        "mssql://cdr_reports_app:Test-mssql_reports_password-0a1B@mssql:1433/cdr_reports"
+    )
+    assert api["environment"]["AIRFLOW_CONN_CDR_MONGO"] == (
+        "mongo://cdr_reports_reader:Test-mongo_reports_password-0a1B@mongo:27017/cdr?authSource=admin"
+    )
     published = api["ports"][0]
     assert published in ("127.0.0.1:8080:8080/tcp", "127.0.0.1:8080:8080") or (
         isinstance(published, dict) and published.get("host_ip") == "127.0.0.1"

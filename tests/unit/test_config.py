@@ -29,6 +29,7 @@ def test_every_variable_overrides_its_setting():
         "CDR_MAX_CALL_DURATION_SECONDS": "7200",
         "CDR_MONGO_TIMEOUT_MS": "2500",
         "CDR_WEEK_START": "sunday",
+        "CDR_EARLIEST_REPORT_DATE": "2025-06-01",
         "CDR_DAILY_DUE_HOUR": "5",
         "CDR_WEEKLY_DUE_HOUR": "6",
         "CDR_MONTHLY_DUE_HOUR": "7",
@@ -45,17 +46,24 @@ def test_every_variable_overrides_its_setting():
         "CDR_SLACK_CONN_ID": "chat",
         "CDR_SLACK_CHANNEL": "#cdr-alerts",
         "CDR_DAILY_DEADLINE_LOCAL_TIME": "7:30",
+        "CDR_REPORT_EMAILS_DAILY": "finance@example.org",
+        "CDR_REPORT_EMAILS_WEEKLY": "ops@example.org; noc@example.net",
+        "CDR_REPORT_EMAILS_MONTHLY": "cfo@example.org",
     }
     assert set(env) == set(ENV_VARS)  # the test covers the whole table
     s = load_settings(env)
     assert s.time_zone == "Europe/Berlin" and s.mongo_database == "db" and s.collection == "Calls"
     assert s.global_filter["Tenant"] == "x" and s.global_filter["At"]["$gte"].year == 2020
     assert (s.extract_slices, s.max_call_duration_seconds, s.mongo_timeout_ms, s.week_start) == (4, 7200, 2500, 6)
+    assert s.earliest_report_date.isoformat() == "2025-06-01"
     assert (s.due.daily_hour, s.due.weekly_hour, s.due.monthly_hour) == (5, 6, 7)
     assert (s.owner, s.catchup, s.retries, s.retry_delay_seconds, s.max_retry_delay_seconds) == ("team", True, 5, 30, 900)
     assert (s.execution_timeout_minutes, s.dagrun_timeout_hours, s.sql_schema, s.sql_conn_id) == (15, 2, "reports", "s")
     assert (s.report_retention_days, s.alert_emails) == (400, ("ops@example.org", "noc@example.net"))
     assert (s.smtp_conn_id, s.slack_conn_id, s.slack_channel, s.daily_deadline_local_time) == ("mail", "chat", "#cdr-alerts", "07:30")
+    assert (s.report_emails_daily, s.report_emails_weekly, s.report_emails_monthly) == (
+        ("finance@example.org",), ("ops@example.org", "noc@example.net"), ("cfo@example.org",)
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,6 +79,7 @@ def test_every_variable_overrides_its_setting():
         ({"CDR_DAILY_DUE_HOUR": "24"}, "CDR_DAILY_DUE_HOUR"),
         ({"CDR_CATCHUP": "maybe"}, "not a boolean"),
         ({"CDR_WEEK_START": "Caturday"}, "CDR_WEEK_START"),
+        ({"CDR_EARLIEST_REPORT_DATE": "2026-13-01"}, "CDR_EARLIEST_REPORT_DATE='2026-13-01' is not a date"),
         ({"CDR_RETRY_DELAY_SECONDS": "600", "CDR_MAX_RETRY_DELAY_SECONDS": "60"}, "CDR_MAX_RETRY_DELAY_SECONDS must be >="),
     ],
 )

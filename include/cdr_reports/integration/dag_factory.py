@@ -17,6 +17,8 @@ from airflow.sdk import DAG, Param, task
 from cdr_reports.integration import tasks
 from cdr_reports.integration.alerts import daily_deadline_alert
 from cdr_reports.integration.dag_docs import dag_doc, due_after, task_docs
+from cdr_reports.integration.report_view.assets import event_extra, report_asset
+from cdr_reports.integration.report_view.delivery import add_email_task
 from cdr_reports.integration.security import report_dag_access_control
 from cdr_reports.integration.task_policy import task_default_args
 from cdr_reports.integration.timetable import CalendarPeriodTimetable
@@ -25,8 +27,9 @@ from cdr_reports.pipeline.periods import REPORT_TYPES
 
 DAG_IDS = {report_type: f"cdr_{report_type}_report" for report_type in REPORT_TYPES}
 TAGS = ["cdr", "reports"]
-# The first period the DAGs know of (local time); runs never go back further.
-START_DATE = (2026, 1, 1)
+# The first period the DAGs know of (local time) is settings.earliest_report_date
+# (CDR_EARLIEST_REPORT_DATE, default DEFAULT_EARLIEST_REPORT_DATE): the DAGs' start_date, and the
+# `plan` task refuses any period starting before it (backfills and report_date included).
 
 
 def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_id: str | None = None) -> DAG:
@@ -49,7 +52,12 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
     with DAG(
         dag_id=dag_id,
         schedule=timetable,
-        start_date=pendulum.datetime(*START_DATE, tz=settings.time_zone),
+        start_date=pendulum.datetime(
+            settings.earliest_report_date.year,
+            settings.earliest_report_date.month,
+            settings.earliest_report_date.day,
+            tz=settings.time_zone,
+        ),
         catchup=settings.catchup,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=settings.dagrun_timeout_hours),
@@ -88,13 +96,17 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
         def aggregate(windows: list[dict[str, Any]], slices: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
             return tasks.aggregate(windows, slices, context["run_id"])
 
-        @task(task_id="load", doc_md=docs["load"])
-        def load(report_data: dict[str, Any]) -> dict[str, Any]:
-            return tasks.load(report_data, settings)
+        # Each stored report is an event of the type's Asset (period and counts in its extra).
+        @task(task_id="load", doc_md=docs["load"], outlets=[report_asset(report_type)])
+        def load(report_data: dict[str, Any], **context: Any) -> dict[str, Any]:
+            loaded = tasks.load(report_data, settings)
+            context["outlet_events"][report_asset(report_type)].extra = event_extra({**report_data, **loaded})
+            return loaded
 
         windows = plan()
         slices = extract.expand(window=windows)
-        load(aggregate(windows, slices))
+        # E-mail delivery only when CDR_REPORT_EMAILS_<TYPE> names recipients (report_view/delivery.py).
+        add_email_task(report_type, settings, load(aggregate(windows, slices)))
     return dag
 
 

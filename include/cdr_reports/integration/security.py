@@ -111,6 +111,71 @@ FORBIDDEN_RESOURCES = frozenset(
 )
 
 
+# Least privilege of the report database (docs/security.md): what the DAG's login may do, per
+# table. The init step owns the DDL (`python -m cdr_reports.pipeline.migrations upgrade` as the
+# admin login); the DAG's login only reads the schema version (no DDL when it is at head),
+# replaces a period (DELETE + INSERT), reads reports (report view) and deletes old ones
+# (retention): no UPDATE, no DDL, nothing on any other table. docker/mssql-init.sql grants exactly
+# this (tests/unit/test_compose.py compares); every table of pipeline/schema.py must be listed.
+REPORT_DB_GRANTS: dict[str, tuple[str, ...]] = {
+    "cdr_operator_report": ("SELECT", "INSERT", "DELETE"),
+    "cdr_report_run": ("SELECT", "INSERT", "DELETE"),
+    "cdr_reports_schema_version": ("SELECT",),
+}
+
+# Airflow settings of the hardened deployment (docs/security.md), as environment variables. One
+# table, applied by the compose stack (tests/unit/test_compose.py compares), by `make airflow` and
+# by the security test stack, so the tests run the configuration that ships.
+AIRFLOW_HARDENING_ENV: dict[str, str] = {
+    # API/UI tokens live 1 hour (Airflow's default: 24 h), CLI tokens 1 hour (said explicitly).
+    # The UI re-authenticates through the FAB session when its token expires (no refresh token).
+    "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME": "3600",
+    "AIRFLOW__API_AUTH__JWT_CLI_EXPIRATION_TIME": "3600",
+    # The FAB session behind that silent re-authentication: ends after 8 h without a visit to a
+    # FAB page and, whatever the activity, 12 h after the login (UI tokens are capped to it).
+    "AIRFLOW__FAB__SESSION_LIFETIME_MINUTES": "480",
+    "AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES": "720",
+    # No Swagger UI / ReDoc pages: they load their JavaScript from a CDN without integrity hashes.
+    "AIRFLOW__API__ENABLE_SWAGGER_UI": "False",
+    "AIRFLOW__API__EXPOSE_CONFIG": "False",
+    # The URL-encoded forms of every masked secret (connection passwords...) are masked too.
+    "AIRFLOW__LOGGING__SECRET_MASK_ADAPTER": "cdr_reports.integration.security.url_encoded_forms",
+}
+
+
+def url_encoded_forms(secret: str) -> list[str]:
+    """The forms a secret takes inside a URI, for Airflow's ``[logging] secret_mask_adapter``.
+
+    Airflow masks the exact text of a connection password in task logs, but a connection URI
+    carries it percent-encoded (``Connection.get_uri()`` quotes with ``safe=""``, SQLAlchemy's
+    ``URL.render_as_string`` with ``safe=" +"``, form encoding uses ``quote_plus``), and that text
+    went out unmasked. Airflow calls this for every secret it registers, in every process that
+    configures the masker (task processes and their supervisors included), and masks each form
+    returned as well as the secret itself.
+    """
+    from urllib.parse import quote, quote_plus
+
+    if not isinstance(secret, str):
+        return []
+    forms = {
+        quote(secret, safe=""),
+        quote(secret),  # safe="/"
+        quote(secret, safe=" +"),
+        quote_plus(secret, safe=""),
+        quote_plus(secret),
+    }
+    # Lower-case escapes decode the same and some clients produce them.
+    forms |= {_lower_escapes(form) for form in forms}
+    forms.discard(secret)
+    return sorted(forms)
+
+
+def _lower_escapes(text: str) -> str:
+    import re
+
+    return re.sub(r"%[0-9A-F]{2}", lambda match: match.group(0).lower(), text)
+
+
 def is_dag_specific(resource: str) -> bool:
     return resource.startswith(DAG_SPECIFIC_PREFIXES)
 

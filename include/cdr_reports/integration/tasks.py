@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from cdr_reports.integration.failures import fail_fast
@@ -30,6 +30,8 @@ def plan(report_type: str, settings: Settings, context: Mapping[str, Any]) -> li
             (context.get("params") or {}).get("report_date"),
             getattr(dag_run, "data_interval_start", None) or context.get("data_interval_start"),
             getattr(dag_run, "run_after", None),
+            # Only complete periods are reported: the period must have ended by now.
+            now=datetime.now(timezone.utc),
         )
         windows = plan_windows(period, settings.extract_slices)
     log.info(
@@ -53,7 +55,14 @@ def extract(window: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     )
     with fail_fast(f"extracting {window['start']}..{window['end']} via {where}"):
         collection = mongo_collection(settings)
-        counts = extract_slice(collection, start, end, settings.global_filter, settings.max_call_duration_seconds)
+        counts = extract_slice(
+            collection,
+            start,
+            end,
+            settings.global_filter,
+            settings.max_call_duration_seconds,
+            settings.extract_strategy,
+        )
     return counts.to_dict()
 
 

@@ -38,6 +38,7 @@ class Report:
     rows: tuple[OperatorRow, ...]
     generated_at: datetime  # aware UTC
     dag_run_id: str
+    extract_strategy: str | None = None  # how the slices were extracted (pushdown / stream)
 
     @property
     def operators(self) -> int:
@@ -55,6 +56,7 @@ class Report:
             "rows": [row.__dict__.copy() for row in self.rows],
             "generated_at": self.generated_at.isoformat(),
             "dag_run_id": self.dag_run_id,
+            "extract_strategy": self.extract_strategy,
         }
 
     @classmethod
@@ -70,6 +72,7 @@ class Report:
             rows=tuple(OperatorRow(**row) for row in data["rows"]),
             generated_at=datetime.fromisoformat(data["generated_at"]),
             dag_run_id=data["dag_run_id"],
+            extract_strategy=data.get("extract_strategy"),
         )
 
 
@@ -159,6 +162,7 @@ def build_report(
         rows=tuple(rows),
         generated_at=(generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc),
         dag_run_id=dag_run_id,
+        extract_strategy="+".join(sorted({p.strategy for p in parts if p.strategy})) or None,
     )
     log.info(
         "aggregate %s: %d operators, source=%d valid=%d rejected=%d",

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from cdr_reports.pipeline.errors import PermanentError
@@ -20,6 +21,11 @@ DEFAULT_GLOBAL_FILTER: dict[str, Any] = {"IsDeleted": {"$ne": True}}
 # A call longer than the longest report period cannot be real: such durations (and NaN or
 # infinite ones) are rejected and counted instead of being summed.
 DEFAULT_MAX_CALL_DURATION_SECONDS = 31 * 24 * 3600
+
+# The first local day any report may cover: the DAGs' start_date, and the lower bound of every
+# run's period (a report_date or a backfill before it fails at once instead of storing an
+# empty report for a time the source never held).
+DEFAULT_EARLIEST_REPORT_DATE = date(2026, 1, 1)
 
 
 class ConfigError(PermanentError, ValueError):
@@ -45,9 +51,11 @@ class Settings:
     sql_schema: str | None = None
     global_filter: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_GLOBAL_FILTER))
     extract_slices: int = 1
+    extract_strategy: str = "auto"  # auto | pushdown | stream (extract.py)
     max_call_duration_seconds: float = DEFAULT_MAX_CALL_DURATION_SECONDS
     mongo_timeout_ms: int = 10_000
     week_start: int = 0  # Monday
+    earliest_report_date: date = DEFAULT_EARLIEST_REPORT_DATE
     due: DueTimes = field(default_factory=DueTimes)
     # Airflow run policy (see the README for how these match the original system).
     owner: str = "cdr-reports"
@@ -64,6 +72,10 @@ class Settings:
     slack_conn_id: str | None = None
     slack_channel: str | None = None
     daily_deadline_local_time: str | None = None  # "HH:MM" local on the day after the period; None: no alert
+    # Report delivery by e-mail after each successful load (empty: off), per report type.
+    report_emails_daily: tuple[str, ...] = ()
+    report_emails_weekly: tuple[str, ...] = ()
+    report_emails_monthly: tuple[str, ...] = ()
 
 
 # Environment variable -> Settings field. One table so the README, .env.example and the
@@ -77,9 +89,11 @@ ENV_VARS: dict[str, str] = {
     "CDR_SQL_SCHEMA": "sql_schema",
     "CDR_GLOBAL_FILTER": "global_filter",
     "CDR_EXTRACT_SLICES": "extract_slices",
+    "CDR_EXTRACT_STRATEGY": "extract_strategy",
     "CDR_MAX_CALL_DURATION_SECONDS": "max_call_duration_seconds",
     "CDR_MONGO_TIMEOUT_MS": "mongo_timeout_ms",
     "CDR_WEEK_START": "week_start",
+    "CDR_EARLIEST_REPORT_DATE": "earliest_report_date",
     "CDR_DAILY_DUE_HOUR": "due.daily_hour",
     "CDR_WEEKLY_DUE_HOUR": "due.weekly_hour",
     "CDR_MONTHLY_DUE_HOUR": "due.monthly_hour",
@@ -96,7 +110,13 @@ ENV_VARS: dict[str, str] = {
     "CDR_SLACK_CONN_ID": "slack_conn_id",
     "CDR_SLACK_CHANNEL": "slack_channel",
     "CDR_DAILY_DEADLINE_LOCAL_TIME": "daily_deadline_local_time",
+    "CDR_REPORT_EMAILS_DAILY": "report_emails_daily",
+    "CDR_REPORT_EMAILS_WEEKLY": "report_emails_weekly",
+    "CDR_REPORT_EMAILS_MONTHLY": "report_emails_monthly",
 }
+
+# extract.py: `auto` asks the server (buildInfo) and picks `stream` for FerretDB, `pushdown` otherwise.
+EXTRACT_STRATEGIES = ("auto", "pushdown", "stream")
 
 WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 
@@ -134,6 +154,13 @@ def _emails(var: str, raw: str) -> tuple[str, ...]:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
             raise ConfigError(f"{var}: {address!r} is not an email address")
     return addresses
+
+
+def _date(var: str, raw: str) -> date:
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _local_time(var: str, raw: str) -> str:
@@ -216,12 +243,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values["global_filter"] = parse_global_filter(raw)
     if (raw := get("CDR_EXTRACT_SLICES")) is not None:
         values["extract_slices"] = _int("CDR_EXTRACT_SLICES", raw, 1, 1000)
+    if (raw := get("CDR_EXTRACT_STRATEGY")) is not None:
+        strategy = raw.strip().lower()
+        if strategy not in EXTRACT_STRATEGIES:
+            raise ConfigError(f"CDR_EXTRACT_STRATEGY={raw!r} must be one of {', '.join(EXTRACT_STRATEGIES)}")
+        values["extract_strategy"] = strategy
     if (raw := get("CDR_MAX_CALL_DURATION_SECONDS")) is not None:
         values["max_call_duration_seconds"] = _int("CDR_MAX_CALL_DURATION_SECONDS", raw, 1)
     if (raw := get("CDR_MONGO_TIMEOUT_MS")) is not None:
         values["mongo_timeout_ms"] = _int("CDR_MONGO_TIMEOUT_MS", raw, 100)
     if (raw := get("CDR_WEEK_START")) is not None:
         values["week_start"] = _weekday("CDR_WEEK_START", raw)
+    if (raw := get("CDR_EARLIEST_REPORT_DATE")) is not None:
+        values["earliest_report_date"] = _date("CDR_EARLIEST_REPORT_DATE", raw)
     for var, key in (
         ("CDR_DAILY_DUE_HOUR", "daily_hour"),
         ("CDR_WEEKLY_DUE_HOUR", "weekly_hour"),
@@ -246,6 +280,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values["report_retention_days"] = _int("CDR_REPORT_RETENTION_DAYS", raw, 1)
     if (raw := get("CDR_ALERT_EMAILS")) is not None:
         values["alert_emails"] = _emails("CDR_ALERT_EMAILS", raw)
+    for var, name in (
+        ("CDR_REPORT_EMAILS_DAILY", "report_emails_daily"),
+        ("CDR_REPORT_EMAILS_WEEKLY", "report_emails_weekly"),
+        ("CDR_REPORT_EMAILS_MONTHLY", "report_emails_monthly"),
+    ):
+        if (raw := get(var)) is not None:
+            values[name] = _emails(var, raw)
     if (raw := get("CDR_DAILY_DEADLINE_LOCAL_TIME")) is not None:
         values["daily_deadline_local_time"] = _local_time("CDR_DAILY_DEADLINE_LOCAL_TIME", raw)
     settings = Settings(**values)

@@ -1,76 +1,58 @@
-"""Extract per-operator counts of one time slice from MongoDB.
+"""Extract the per-operator counts of one time slice from MongoDB, at the lowest server cost.
 
-All grouping runs inside MongoDB (`$match` + `$group`): what crosses the wire is one small
-document per operator, whatever the number of calls. Every query goes through
-`ScopedCollection`, the one place that builds filters, so the global filter (the original
-system's `ApplyGlobalFilter()`) is part of every query by construction.
+Two strategies give the same `SliceCounts` from the same rules (validity.py):
 
-The pipelines use one accumulator per `$group`, and only `$match`/`$group`/`$type`/`$not`/
-`$nor`/range operators: FerretDB v1.24 computes only the first accumulator of a `$group`
-correctly, and MongoDB >= 6 supports all of these.
+- `pushdown` (MongoDB): ONE aggregation round trip per slice. `$match` on the `DateTime.Start`
+  range (served by the index) and the global filter, then `$facet` computes inside the server the
+  source count, the rejected count (`$nor` of the validity query, counted independently), and
+  per operator the valid calls, summed durations and answered calls. What crosses the wire is one
+  document holding O(operators) entries, whatever the number of CDRs.
+- `stream` (servers that decode the whole collection for every query, such as FerretDB 1.x, which
+  also lacks `$facet` and computes only the first accumulator of a `$group`): ONE projected `find`
+  per slice (plus getMore batches) returning only the fields the rules read (~90 bytes/CDR); the
+  rules are evaluated and the counts accumulated as the batches arrive, so client memory does not
+  grow with the number of CDRs. One query means one full decode on such a server, the least it can do.
+
+`auto` (the default, `CDR_EXTRACT_STRATEGY`) asks the server once (`buildInfo`: FerretDB reports
+`ferretdbVersion`) and picks `stream` for FerretDB, `pushdown` otherwise; the choice is logged and
+stored in `cdr_report_run.extract_strategy`.
+
+Every query is built by `ScopedCollection`, the one place that builds filters, so the window and
+the global filter (the original system's `ApplyGlobalFilter()`) are part of every query.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from cdr_reports.pipeline.errors import classify_mongo_error
+from cdr_reports.pipeline.errors import PermanentError, classify_mongo_error
+from cdr_reports.pipeline.validity import (
+    START_FIELD,
+    DocumentRules,
+    finite_sum,
+    operator_key,
+    window_query,
+)
 
 log = logging.getLogger(__name__)
 
-START_FIELD = "DateTime.Start"
 START_INDEX_NAME = "ix_cdr_datetime_start"
-MAX_OPERATOR_ID_LENGTH = 255  # the width of cdr_operator_report.operator_id
-
-_NUMBER_TYPES = ["int", "long", "double"]
-_OPERATOR_ID_TYPES = ["int", "long", "string"]
-_NOT_ARRAY = {"$not": {"$type": "array"}}
-
-
-def validity_query(max_call_duration_seconds: float) -> dict[str, Any]:
-    """Query matching *valid* CDRs: an operator id and a sane, finite, non-negative duration.
-
-    Arrays are excluded explicitly because MongoDB matches `$type`/ranges against array
-    elements, and `$group` would then key (or `$sum` ignore) the whole array.
-    NaN fails `$gte`, infinities fail `$lte`, so both are rejected.
-    """
-    return {
-        "Operator": dict(_NOT_ARRAY),
-        "Operator.Id": {"$type": list(_OPERATOR_ID_TYPES), **_NOT_ARRAY},
-        "Duration": {
-            "$type": list(_NUMBER_TYPES),
-            "$gte": 0,
-            "$lte": max_call_duration_seconds,
-            **_NOT_ARRAY,
-        },
-        "DateTime": dict(_NOT_ARRAY),
-        START_FIELD: dict(_NOT_ARRAY),
-    }
-
-
-ANSWERED_QUERY: dict[str, Any] = {"DateTime.Connect": {"$type": "date", **_NOT_ARRAY}}
-
-
-def window_query(start: datetime, end: datetime) -> dict[str, Any]:
-    """Calls with start <= DateTime.Start < end (aware UTC instants)."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("window bounds must be timezone-aware")
-    if not start < end:
-        raise ValueError(f"empty window: {start.isoformat()} .. {end.isoformat()}")
-    return {START_FIELD: {"$gte": start.astimezone(timezone.utc), "$lt": end.astimezone(timezone.utc)}}
+STRATEGIES = ("pushdown", "stream")
+AUTO = "auto"
+# Documents per getMore of the stream strategy: ~1 MB of projected CDRs per batch.
+STREAM_BATCH_SIZE = 10_000
 
 
 class ScopedCollection:
     """A collection seen through the global filter and one time window.
 
-    The only way this package reads CDRs: every count and pipeline is built by `match()`,
-    which always ANDs the window and the global filter with the query at hand.
+    The only way this package reads CDRs: every query is built by `match()`, which always ANDs
+    the window and the global filter with the query at hand.
     """
 
     def __init__(self, collection: Any, global_filter: Mapping[str, Any], start: datetime, end: datetime):
@@ -81,15 +63,15 @@ class ScopedCollection:
         return {"$and": [*self._scope, *(dict(q) for q in extra)]}
 
     def count(self, *extra: Mapping[str, Any]) -> int:
-        return int(self._collection.count_documents(self.match(*extra)))
+        """A `$match` + `$count` stage: streams on every server (`count_documents` does not on FerretDB)."""
+        result = list(self._collection.aggregate([{"$match": self.match(*extra)}, {"$count": "n"}]))
+        return int(result[0]["n"]) if result else 0
 
-    def group_sum(self, value: Any, *extra: Mapping[str, Any]) -> list[tuple[Any, Any]]:
-        """[(Operator.Id, sum of `value`)] over matching CDRs, grouped by MongoDB."""
-        pipeline = [
-            {"$match": self.match(*extra)},
-            {"$group": {"_id": "$Operator.Id", "value": {"$sum": value}}},
-        ]
-        return [(doc["_id"], doc["value"]) for doc in self._collection.aggregate(pipeline)]
+    def aggregate(self, *stages: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(self._collection.aggregate([{"$match": self.match()}, *(dict(s) for s in stages)]))
+
+    def find(self, projection: Mapping[str, Any], batch_size: int) -> Iterable[Mapping[str, Any]]:
+        return self._collection.find(self.match(), projection=dict(projection), batch_size=batch_size)
 
 
 @dataclass
@@ -103,6 +85,7 @@ class SliceCounts:
     total_calls: dict[str, int] = field(default_factory=dict)
     answered_calls: dict[str, int] = field(default_factory=dict)
     duration_seconds: dict[str, float | int] = field(default_factory=dict)
+    strategy: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +96,7 @@ class SliceCounts:
             "total_calls": dict(self.total_calls),
             "answered_calls": dict(self.answered_calls),
             "duration_seconds": dict(self.duration_seconds),
+            "strategy": self.strategy,
         }
 
     @classmethod
@@ -125,26 +109,105 @@ class SliceCounts:
             total_calls={str(k): int(v) for k, v in data["total_calls"].items()},
             answered_calls={str(k): int(v) for k, v in data["answered_calls"].items()},
             duration_seconds=dict(data["duration_seconds"]),
+            strategy=data.get("strategy"),
         )
 
-
-def operator_key(raw: Any) -> str | None:
-    """The report's operator id for a `$group` key, or None when the key is not a valid id.
-
-    Ints and strings that print alike (5 and "5") are one operator: the report stores the
-    string form. Empty and over-long strings cannot be stored, so they are rejected.
-    """
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return str(raw)
-    if isinstance(raw, str) and 0 < len(raw) <= MAX_OPERATOR_ID_LENGTH:
-        return raw
-    return None
+    @property
+    def valid_records(self) -> int:
+        return sum(self.total_calls.values())
 
 
-def _add(target: dict[str, Any], key: str, value: Any) -> None:
-    target[key] = target.get(key, 0) + value
+def server_is_ferretdb(collection: Any) -> bool:
+    """FerretDB answers `buildInfo` with a `ferretdbVersion` key (its value may be 'unknown')."""
+    info = collection.database.client.admin.command("buildInfo")
+    return "ferretdbVersion" in info
+
+
+def choose_strategy(collection: Any, requested: str = AUTO) -> str:
+    """The strategy to use: `requested`, or for `auto` the one that suits the server."""
+    if requested in STRATEGIES:
+        return requested
+    if requested != AUTO:
+        raise PermanentError(f"CDR_EXTRACT_STRATEGY={requested!r} must be one of auto, {', '.join(STRATEGIES)}")
+    try:
+        chosen = "stream" if server_is_ferretdb(collection) else "pushdown"
+    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+        raise classify_mongo_error(exc, "asking the server which extract strategy suits it (buildInfo)") from exc
+    log.info("extract strategy auto -> %s (%s)", chosen, "FerretDB" if chosen == "stream" else "MongoDB")
+    return chosen
+
+
+def pushdown_stages(rules: DocumentRules) -> list[dict[str, Any]]:
+    """The stages after the scoped `$match`: one `$facet`, one output document."""
+    valid = rules.validity_query()
+    return [
+        {
+            "$facet": {
+                "source": [{"$count": "n"}],
+                # Counted by its own query, not derived: source = valid + rejected is then a check.
+                "rejected": [{"$match": {"$nor": [valid]}}, {"$count": "n"}],
+                "valid": [
+                    {"$match": valid},
+                    {"$group": {"_id": "$Operator.Id", "calls": {"$sum": 1}, "seconds": {"$sum": "$Duration"}}},
+                ],
+                "answered": [
+                    {"$match": {"$and": [valid, rules.answered_query()]}},
+                    {"$group": {"_id": "$Operator.Id", "calls": {"$sum": 1}}},
+                ],
+            }
+        }
+    ]
+
+
+def _count_of(branch: list[Mapping[str, Any]]) -> int:
+    return int(branch[0]["n"]) if branch else 0
+
+
+def _extract_pushdown(scoped: ScopedCollection, rules: DocumentRules, counts: SliceCounts) -> None:
+    output = scoped.aggregate(*pushdown_stages(rules))
+    # MongoDB returns one document (empty branches) even for no input; a server that skips the
+    # aggregation of a collection that does not exist returns none (seen on mongo-java-server).
+    result = output[0] if output else {"source": [], "rejected": [], "valid": [], "answered": []}
+    counts.source_records = _count_of(result["source"])
+    counts.rejected_records = _count_of(result["rejected"])
+    for group in result["valid"]:
+        key = operator_key(group["_id"])
+        if key is None:
+            counts.rejected_records += int(group["calls"])  # valid document, unusable operator id
+            continue
+        counts.total_calls[key] = counts.total_calls.get(key, 0) + int(group["calls"])
+        counts.duration_seconds[key] = finite_sum(key, counts.duration_seconds.get(key, 0) + group["seconds"])
+    for group in result["answered"]:
+        key = operator_key(group["_id"])
+        if key is not None:
+            counts.answered_calls[key] = counts.answered_calls.get(key, 0) + int(group["calls"])
+
+
+def _extract_stream(scoped: ScopedCollection, rules: DocumentRules, counts: SliceCounts) -> None:
+    keys: dict[Any, str | None] = {}  # raw Operator.Id -> report id (operator_key once per distinct id)
+    totals, answered, seconds = counts.total_calls, counts.answered_calls, counts.duration_seconds
+    source = rejected = 0
+    is_valid, is_answered = rules.is_valid, rules.is_answered
+    for document in scoped.find(rules.projection(), batch_size=STREAM_BATCH_SIZE):
+        source += 1
+        if not is_valid(document):
+            rejected += 1
+            continue
+        raw = document["Operator"]["Id"]
+        try:
+            key = keys[raw]
+        except KeyError:
+            key = keys[raw] = operator_key(raw)
+        if key is None:
+            rejected += 1
+            continue
+        totals[key] = totals.get(key, 0) + 1
+        seconds[key] = seconds.get(key, 0) + document["Duration"]
+        if is_answered(document):
+            answered[key] = answered.get(key, 0) + 1
+    for key, value in seconds.items():
+        finite_sum(key, value)
+    counts.source_records, counts.rejected_records = source, rejected
 
 
 def extract_slice(
@@ -153,46 +216,38 @@ def extract_slice(
     end: datetime,
     global_filter: Mapping[str, Any],
     max_call_duration_seconds: float,
+    strategy: str = AUTO,
 ) -> SliceCounts:
     """Count one [start, end) slice: source, valid, rejected and answered calls per operator."""
+    what = f"extracting CDRs {start.isoformat()}..{end.isoformat()}"
+    chosen = choose_strategy(collection, strategy)
     scoped = ScopedCollection(collection, global_filter, start, end)
-    valid = validity_query(max_call_duration_seconds)
+    rules = DocumentRules.for_settings(max_call_duration_seconds)
+    counts = SliceCounts(start=start, end=end, source_records=0, rejected_records=0, strategy=chosen)
     began = time.monotonic()
-    log.info("extract %s..%s: start", start.isoformat(), end.isoformat())
+    log.info("extract %s..%s: start (strategy %s)", start.isoformat(), end.isoformat(), chosen)
     try:
-        source = scoped.count()
-        rejected = scoped.count({"$nor": [valid]})
-        totals = scoped.group_sum(1, valid)
-        durations = scoped.group_sum("$Duration", valid)
-        answered = scoped.group_sum(1, valid, ANSWERED_QUERY)
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
-        raise classify_mongo_error(exc, f"extracting CDRs {start.isoformat()}..{end.isoformat()}") from exc
-
-    counts = SliceCounts(start=start, end=end, source_records=source, rejected_records=rejected)
-    for raw_id, calls in totals:
-        key = operator_key(raw_id)
-        if key is None:
-            counts.rejected_records += int(calls)  # valid document, unusable operator id
+        if chosen == "pushdown":
+            _extract_pushdown(scoped, rules, counts)
         else:
-            _add(counts.total_calls, key, int(calls))
-    for raw_id, seconds in durations:
-        key = operator_key(raw_id)
-        if key is not None:
-            if isinstance(seconds, float) and not math.isfinite(seconds):
-                raise ValueError(f"operator {key}: summed duration is not finite ({seconds})")
-            _add(counts.duration_seconds, key, seconds)
-    for raw_id, calls in answered:
-        key = operator_key(raw_id)
-        if key is not None:
-            _add(counts.answered_calls, key, int(calls))
-
+            _extract_stream(scoped, rules, counts)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+        error = classify_mongo_error(exc, f"{what} (strategy {chosen})")
+        if chosen == "pushdown" and isinstance(error, PermanentError):
+            raise PermanentError(
+                f"{error} -- this server cannot run the pushdown pipeline; set CDR_EXTRACT_STRATEGY=stream or auto"
+            ) from exc
+        raise error from exc
     log.info(
-        "extract %s..%s: done in %.3f s: source=%d valid=%d rejected=%d operators=%d",
+        "extract %s..%s: done in %.3f s (%s): source=%d valid=%d rejected=%d operators=%d",
         start.isoformat(),
         end.isoformat(),
         time.monotonic() - began,
+        chosen,
         counts.source_records,
-        sum(counts.total_calls.values()),
+        counts.valid_records,
         counts.rejected_records,
         len(counts.total_calls),
     )
@@ -205,6 +260,6 @@ def ensure_indexes(collection: Any) -> str:
         for name, spec in collection.index_information().items():
             if list(spec.get("key", []))[:1] == [(START_FIELD, 1)]:
                 return name  # an index led by DateTime.Start serves the range queries already
-        return collection.create_index([(START_FIELD, 1)], name=START_INDEX_NAME)
+        return str(collection.create_index([(START_FIELD, 1)], name=START_INDEX_NAME))
     except Exception as exc:  # noqa: BLE001 - re-raised, classified
         raise classify_mongo_error(exc, f"creating index {START_INDEX_NAME}") from exc

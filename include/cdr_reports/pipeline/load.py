@@ -14,19 +14,13 @@ from datetime import timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mssql
 
 from cdr_reports.pipeline.aggregate import Report
 from cdr_reports.pipeline.errors import classify_sql_error
+from cdr_reports.pipeline.migrations import ensure_schema
+from cdr_reports.pipeline.schema import OPERATOR_TABLE, RUN_TABLE, build_metadata
 
 log = logging.getLogger(__name__)
-
-OPERATOR_TABLE = "cdr_operator_report"
-RUN_TABLE = "cdr_report_run"
-
-# Naive UTC everywhere; DATETIME2 on SQL Server (its DATETIME rounds to 1/300 s).
-UTC_TIMESTAMP = sa.DateTime(timezone=False).with_variant(mssql.DATETIME2(), "mssql")
-
 
 @dataclass(frozen=True)
 class ReportTables:
@@ -36,46 +30,15 @@ class ReportTables:
 
 
 def report_tables(schema: str | None = None) -> ReportTables:
-    """The two report tables (one definition for every dialect)."""
-    metadata = sa.MetaData(schema=schema)
-    operator = sa.Table(
-        OPERATOR_TABLE,
-        metadata,
-        sa.Column("report_type", sa.String(16), primary_key=True),
-        sa.Column("period_start", sa.DATE, primary_key=True),
-        sa.Column("operator_id", sa.Unicode(255), primary_key=True),
-        sa.Column("period_end", sa.DATE, nullable=False),
-        sa.Column("total_calls", sa.BigInteger, nullable=False),
-        sa.Column("answered_calls", sa.BigInteger, nullable=False),
-        sa.Column("total_duration_seconds", sa.BigInteger, nullable=False),
-        sa.Column("answer_ratio", sa.Float(53), nullable=False),
-        sa.Column("avg_answered_duration_seconds", sa.Float(53), nullable=True),
-        sa.Column("generated_at", UTC_TIMESTAMP, nullable=False, comment="UTC"),
-        sa.Column("dag_run_id", sa.Unicode(250), nullable=False),
-    )
-    run = sa.Table(
-        RUN_TABLE,
-        metadata,
-        sa.Column("report_type", sa.String(16), primary_key=True),
-        sa.Column("period_start", sa.DATE, primary_key=True),
-        sa.Column("period_end", sa.DATE, nullable=False),
-        sa.Column("time_zone", sa.String(64), nullable=False),
-        sa.Column("source_records", sa.BigInteger, nullable=False),
-        sa.Column("valid_records", sa.BigInteger, nullable=False),
-        sa.Column("rejected_records", sa.BigInteger, nullable=False),
-        sa.Column("operators", sa.Integer, nullable=False),
-        sa.Column("generated_at", UTC_TIMESTAMP, nullable=False, comment="UTC"),
-        sa.Column("dag_run_id", sa.Unicode(250), nullable=False),
-    )
-    return ReportTables(metadata, operator, run)
+    """The two report tables, from the one declaration in schema.py (every dialect)."""
+    metadata = build_metadata(schema)
+    prefix = f"{schema}." if schema else ""
+    return ReportTables(metadata, metadata.tables[prefix + OPERATOR_TABLE], metadata.tables[prefix + RUN_TABLE])
 
 
 def ensure_tables(engine: sa.engine.Engine, schema: str | None = None) -> None:
-    """Create the report tables if missing (no-op when they exist)."""
-    try:
-        report_tables(schema).metadata.create_all(engine, checkfirst=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
-        raise classify_sql_error(exc, f"creating tables {OPERATOR_TABLE}/{RUN_TABLE}") from exc
+    """Create or upgrade the report tables to the current schema revision (no-op when at head)."""
+    ensure_schema(engine, schema)
 
 
 def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, Any]]:
@@ -107,6 +70,7 @@ def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, 
         "operators": report.operators,
         "generated_at": generated_at,
         "dag_run_id": report.dag_run_id,
+        "extract_strategy": report.extract_strategy,
     }
 
     def same_period(table: sa.Table) -> Any:
@@ -174,7 +138,7 @@ def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = N
                 if statement.is_delete and statement.table is tables.operator:
                     replaced = result.rowcount
 
-    _replayed_once_on_conflict(lambda: tables.metadata.create_all(engine, checkfirst=True), f"{what} (creating tables)")
+    _replayed_once_on_conflict(lambda: ensure_schema(engine, schema), f"{what} (creating or upgrading tables)")
     _replayed_once_on_conflict(replace, what)
     seconds = time.monotonic() - began
     log.info("%s: done in %.3f s, %d rows written, %d replaced", what, seconds, len(report.rows), replaced)

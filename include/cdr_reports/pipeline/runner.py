@@ -16,7 +16,14 @@ from cdr_reports.pipeline.periods import ReportPeriod
 
 def extract_period(collection: Any, period: ReportPeriod, settings: Settings) -> list[SliceCounts]:
     return [
-        extract_slice(collection, start, end, settings.global_filter, settings.max_call_duration_seconds)
+        extract_slice(
+            collection,
+            start,
+            end,
+            settings.global_filter,
+            settings.max_call_duration_seconds,
+            settings.extract_strategy,
+        )
         for start, end in period.slices(settings.extract_slices)
     ]
 

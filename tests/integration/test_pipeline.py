@@ -1,4 +1,4 @@
-"""The core pipeline against a real MongoDB-wire server (FerretDB) and real SQL sinks."""
+"""The core pipeline against real MongoDB-wire servers (every strategy where it runs) and real SQL sinks."""
 
 from __future__ import annotations
 
@@ -39,10 +39,11 @@ def assert_matches_reference(report, expected):
             assert row.avg_answered_duration_seconds == pytest.approx(want["avg_answered_duration_seconds"]), key
 
 
-def test_edge_cases_match_the_contract(mongo_db):
+def test_edge_cases_match_the_contract(cdr_db):
     docs = edge_case_documents(DAY.start_utc, DAY.end_utc)
-    mongo_db.CdrRecords.insert_many([dict(d) for d in docs])
-    report = build_report(DAY, extract_period(mongo_db.CdrRecords, DAY, Settings()), dag_run_id="t")
+    cdr_db.db.CdrRecords.insert_many([dict(d) for d in docs])
+    report = build_report(DAY, extract_period(cdr_db.db.CdrRecords, DAY, cdr_db.settings()), dag_run_id="t")
+    assert report.extract_strategy == cdr_db.strategy
     expected = expected_report(docs, DAY.start_utc, DAY.end_utc)
     assert_matches_reference(report, expected)
     rows = {r.operator_id: r for r in report.rows}
@@ -51,17 +52,18 @@ def test_edge_cases_match_the_contract(mongo_db):
     assert rows["0"].total_calls == 1  # 0 is a valid operator id
     assert rows["2"].total_calls == 6  # int 2, long 2 and "2" are one operator; bad durations rejected
     assert rows["Türk Telekom ☎"].total_duration_seconds == 61
+    assert "a\x00b" not in rows and "trailing " not in rows and "inner space" in rows  # storable ids only
     assert report.source_records == report.valid_records + report.rejected_records
 
 
 @pytest.mark.parametrize("slices", [1, 7])
-def test_random_data_matches_reference_for_any_slice_count(mongo_db, slices):
+def test_random_data_matches_reference_for_any_slice_count(cdr_db, slices):
     rng = random.Random(1000 + slices)
     week = period_containing("weekly", date(2026, 11, 18), TZ)
     docs = random_documents(rng, 2000, week.start_utc, week.end_utc)
-    mongo_db.CdrRecords.insert_many([dict(d) for d in docs])
-    settings = Settings(extract_slices=slices)
-    report = build_report(week, extract_period(mongo_db.CdrRecords, week, settings), dag_run_id="t")
+    cdr_db.db.CdrRecords.insert_many([dict(d) for d in docs])
+    settings = cdr_db.settings(extract_slices=slices)
+    report = build_report(week, extract_period(cdr_db.db.CdrRecords, week, settings), dag_run_id="t")
     assert_matches_reference(report, expected_report(docs, week.start_utc, week.end_utc))
     assert report.valid_records == sum(row.total_calls for row in report.rows)
 
@@ -75,15 +77,15 @@ def test_empty_period_gives_an_empty_report(mongo_db, sql_engine):
     assert stored["run"]["source_records"] == 0 and stored["run"]["operators"] == 0
 
 
-def test_custom_global_filter_applies(mongo_db):
+def test_custom_global_filter_applies(cdr_db):
     docs = [
         {"Operator": {"Id": 1, "Name": "TEST"}, "DateTime": {"Start": DAY.start_utc}, "Duration": 5},
         {"Operator": {"Id": 1, "Name": "real"}, "DateTime": {"Start": DAY.start_utc}, "Duration": 7, "IsDeleted": True},
         {"Operator": {"Id": 1, "Name": "real"}, "DateTime": {"Start": DAY.start_utc}, "Duration": 9},
     ]
-    mongo_db.CdrRecords.insert_many([dict(d) for d in docs])
+    cdr_db.db.CdrRecords.insert_many([dict(d) for d in docs])
     only_real = {"Operator.Name": {"$ne": "TEST"}}
-    report = build_report(DAY, extract_period(mongo_db.CdrRecords, DAY, Settings(global_filter=only_real)), "t")
+    report = build_report(DAY, extract_period(cdr_db.db.CdrRecords, DAY, cdr_db.settings(global_filter=only_real)), "t")
     expected = expected_report(docs, DAY.start_utc, DAY.end_utc, keep=lambda d: d["Operator"]["Name"] != "TEST")
     assert_matches_reference(report, expected)
     assert report.rows[0].total_calls == 2 and report.rows[0].total_duration_seconds == 16
@@ -113,21 +115,27 @@ def _contains(value, needle) -> bool:
     return False
 
 
-def test_every_query_carries_the_global_filter(mongo_uri):
-    """Listen to every command the extract sends: each read carries the filter and the window."""
+@pytest.mark.parametrize(
+    ("uri_fixture", "strategy", "command"),
+    [("mongo_uri", "stream", "find"), ("mjs_uri", "stream", "find"), ("mjs_uri", "pushdown", "aggregate")],
+)
+def test_one_round_trip_per_slice_and_every_query_carries_the_global_filter(request, uri_fixture, strategy, command):
+    """Listen to every command the extract sends: one read per slice (plus getMore batches for
+    `stream`), and each read carries the filter and the window."""
     import pymongo
 
     listener = _CommandLog()
-    client = pymongo.MongoClient(mongo_uri, event_listeners=[listener], tz_aware=True)
+    client = pymongo.MongoClient(request.getfixturevalue(uri_fixture), event_listeners=[listener], tz_aware=True)
     try:
         name = f"cdrtest_filter_{random.randrange(10**9)}"
         coll = client[name].CdrRecords
         coll.insert_many(random_documents(random.Random(7), 200, DAY.start_utc, DAY.end_utc))
         listener.commands.clear()
         marker = {"Operator.Name": {"$ne": "marker-filter"}}
-        extract_period(coll, DAY, Settings(global_filter=marker, extract_slices=4))
+        extract_period(coll, DAY, Settings(global_filter=marker, extract_slices=4, extract_strategy=strategy))
         reads = [(n, c) for n, c in listener.commands if n in ("aggregate", "find", "count", "distinct")]
-        assert len(reads) == 4 * 5  # five queries per slice
+        assert [n for n, _ in reads] == [command] * 4  # one round trip per slice
+        assert {n for n, _ in listener.commands} <= {command, "getMore"}
         for command_name, command in reads:
             assert _contains(command, marker), (command_name, command)
             assert _contains(command, "DateTime.Start"), (command_name, command)
@@ -185,12 +193,12 @@ def test_other_periods_are_untouched_by_a_reload(mongo_db, sql_engine):
 
 @hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6), count=st.integers(0, 300), slices=st.integers(1, 5))
-def test_property_report_equals_reference(mongo_db, seed, count, slices):
-    coll = mongo_db[f"c{seed}_{count}_{slices}"]
+def test_property_report_equals_reference(cdr_db, seed, count, slices):
+    coll = cdr_db.db[f"c{seed}_{count}_{slices}"]
     docs = random_documents(random.Random(seed), count, DAY.start_utc, DAY.end_utc)
     if docs:
         coll.insert_many([dict(d) for d in docs])
-    report = build_report(DAY, extract_period(coll, DAY, Settings(extract_slices=slices)), "t")
+    report = build_report(DAY, extract_period(coll, DAY, cdr_db.settings(extract_slices=slices)), "t")
     assert_matches_reference(report, expected_report(docs, DAY.start_utc, DAY.end_utc))
     coll.drop()
 
@@ -204,9 +212,9 @@ def test_ensure_indexes_is_idempotent(mongo_db):
     assert len(info) == 2  # _id and ours
 
 
-def test_windows_use_utc_instants_of_local_midnight(mongo_db):
+def test_windows_use_utc_instants_of_local_midnight(cdr_db):
     # 2026-11-27 in Istanbul is 2026-11-26T21:00Z .. 2026-11-27T21:00Z.
-    coll = mongo_db.CdrRecords
+    coll = cdr_db.db.CdrRecords
     coll.insert_many(
         [
             {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 26, 20, 59, 59, tzinfo=timezone.utc)}, "Duration": 1},
@@ -215,5 +223,5 @@ def test_windows_use_utc_instants_of_local_midnight(mongo_db):
             {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 27, 21, 0, tzinfo=timezone.utc)}, "Duration": 8},
         ]
     )
-    counts = extract_slice(coll, DAY.start_utc, DAY.end_utc, {"IsDeleted": {"$ne": True}}, 10**6)
+    counts = extract_slice(coll, DAY.start_utc, DAY.end_utc, {"IsDeleted": {"$ne": True}}, 10**6, cdr_db.strategy)
     assert counts.total_calls == {"1": 2} and counts.duration_seconds == {"1": 6}

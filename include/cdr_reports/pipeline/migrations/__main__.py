@@ -1,0 +1,5 @@
+import sys
+
+from cdr_reports.pipeline.migrations import main
+
+sys.exit(main())

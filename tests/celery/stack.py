@@ -1,0 +1,457 @@
+"""A real CeleryExecutor stack on loopback: used by the scale-out tests and bench/celery_workers.py.
+
+`open_stack()` starts, in a fresh AIRFLOW_HOME (temp dir):
+  * Debian's `redis-server` on a free port (the Celery broker);
+  * a fresh PostgreSQL database as the Airflow metadata DB and the Celery result backend, in the
+    PostgreSQL server of `make services`, then `airflow db migrate`;
+  * `airflow dag-processor`, `airflow scheduler`, `airflow api-server` (the workers' task
+    supervisors talk to its execution API) and `airflow celery worker`s named `w1@host`,
+    `w2@host`..., each recording its name as the task-instance hostname (worker_identity.py).
+The DAGs folder links the product's dags/*.py; plugins/ is the product's. The Celery keys come
+from config/celery.env, the file docker-compose.yaml's Airflow services read too.
+
+Source: a fresh database in the MongoDB-wire server (FerretDB), seeded by the caller, reached as
+connection `cdr_mongo`; sink: a fresh schema in the PostgreSQL test database, connection
+`cdr_reports_db`; both as AIRFLOW_CONN_* variables of every process. The scheduler creates no
+scheduled runs here (use_job_schedule off): only the triggered runs exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CELERY_ENV_FILE = REPO_ROOT / "config" / "celery.env"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+DAG_ID = "cdr_daily_report"
+WORKERS = ("w1", "w2")
+SLICES = 4
+TZ = "Europe/Istanbul"
+
+
+def read_env_file(path: Path = CELERY_ENV_FILE) -> dict[str, str]:
+    """KEY=VALUE lines of a compose env_file (comments and blank lines skipped, no quoting)."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{path}:{number}: not a KEY=VALUE line: {line!r}")
+        values[key] = value
+    return values
+
+
+def worker_of(hostname: str | None) -> str | None:
+    """The test worker (`w1`, `w2`) a task-instance hostname names (see worker_identity.py)."""
+    if not hostname or "@" not in hostname:
+        return None
+    return hostname.split("@", 1)[0]
+
+
+def redis_server_binary() -> str | None:
+    """redis-server; scripts/install-redis.sh installs Debian's package first when missing (as root)."""
+
+    def find() -> str | None:
+        return shutil.which("redis-server") or next(
+            (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(p, os.X_OK)), None
+        )
+
+    if not find():
+        subprocess.run(["bash", str(REPO_ROOT / "scripts" / "install-redis.sh")], check=False, timeout=600)
+    return find()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class CeleryStack:
+    home: Path
+    log_dir: Path
+    env: dict[str, str]
+    metadata_url: str  # SQLAlchemy URL of the metadata DB (psycopg 3)
+    sink_url: str  # SQLAlchemy URL of the report database
+    sink_schema: str
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Workers a test killed or stopped on purpose: not an error when found dead.
+    down: set[str] = field(default_factory=set)
+    timings: dict[str, float] = field(default_factory=dict)
+    _t0: float = field(default_factory=time.monotonic)
+    _engine: Any = None
+
+    def mark(self, step: str) -> None:
+        self.timings[step] = round(time.monotonic() - self._t0, 1)
+
+    # -- processes -----------------------------------------------------------------------------
+    def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
+        env = {**self.env, **(extra_env or {})}
+        with open(self.log_dir / f"{name}.log", "a") as log_file:
+            # A session of its own: a kill or the teardown reaches every child (pool processes,
+            # task supervisors, task processes).
+            self.processes[name] = subprocess.Popen(
+                list(args), env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
+            )
+
+    def start_worker(self, name: str, concurrency: int | None = None) -> None:
+        self.down.discard(name)
+        # Truncated: readiness is read from this start's log only.
+        (self.log_dir / f"worker-{name}.log").write_text("")
+        extra = ["--concurrency", str(concurrency)] if concurrency else []
+        self.start(
+            f"worker-{name}",
+            AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", *extra,
+            # Two workers on one host would both bind the log server's port; the API server reads
+            # the task logs from the shared AIRFLOW_HOME instead.
+            "--skip-serve-logs",
+            extra_env={
+                "CDR_TEST_WORKER_NAME": name,
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.celery.worker_identity.hostname",
+                "PYTHONPATH": str(REPO_ROOT),
+            },
+        )  # fmt: skip
+
+    def worker_alive(self, name: str) -> bool:
+        proc = self.processes.get(f"worker-{name}")
+        return proc is not None and proc.poll() is None
+
+    def worker_ready(self, name: str) -> bool:
+        # Celery logs "<node name> ready." once it consumes from the queue.
+        text = (self.log_dir / f"worker-{name}.log").read_text(errors="replace")
+        return self.worker_alive(name) and f"{name}@" in text and " ready." in text
+
+    def ensure_workers(
+        self, names: tuple[str, ...] = WORKERS, timeout: float = 180, concurrency: int | None = None
+    ) -> None:
+        """Exactly `names` up and consuming: starts missing ones (e.g. killed by a test)."""
+        for name in names:
+            if not self.worker_alive(name):
+                self.start_worker(name, concurrency)
+        self.wait_until(f"Celery workers {names} ready", lambda: all(self.worker_ready(n) for n in names), timeout)
+
+    def stop_worker(self, name: str, timeout: float = 60) -> None:
+        """Warm shutdown (SIGTERM): the worker finishes its tasks and leaves."""
+        proc = self.processes[f"worker-{name}"]
+        self.down.add(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker's whole process group: the node vanishes as in a crash or an OOM kill."""
+        proc = self.processes[f"worker-{name}"]
+        self.down.add(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if name.removeprefix("worker-") in self.down:
+                continue
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}\n{self.log_tails()}")
+
+    def wait_until(self, what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                last = check()
+                if last:
+                    return last
+            except Exception as exc:
+                last = exc
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})\n{self.log_tails()}")
+
+    def run_cli(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            list(args), env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.home
+        )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} -> {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result.stdout
+
+    def log_tails(self, chars: int = 3000) -> str:
+        parts = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            parts.append(f"----- {path.name} (last {chars} chars) -----\n{path.read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
+
+    def keep_logs(self, target: Path) -> None:
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for path in self.log_dir.glob("*.log"):
+            shutil.copy(path, target / path.name)
+        if (self.home / "logs").exists():
+            shutil.copytree(self.home / "logs", target / "task-logs", dirs_exist_ok=True)
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10  # then SIGKILL: the temp home is thrown away anyway
+        for proc in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group (task processes)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # -- Airflow state, read from the metadata DB --------------------------------------------------
+    @property
+    def engine(self):
+        if self._engine is None:
+            import sqlalchemy as sa
+
+            self._engine = sa.create_engine(self.metadata_url, pool_pre_ping=True)
+        return self._engine
+
+    def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(sa.text(sql), params)]
+
+    def trigger(self, report_date: date) -> str:
+        run_id = f"celery_{report_date.isoformat()}_{uuid.uuid4().hex[:8]}"
+        conf = json.dumps({"report_date": report_date.isoformat()})
+        self.run_cli(AIRFLOW, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", conf)
+        return run_id
+
+    def dag_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self.query(
+            "SELECT state, queued_at, start_date, end_date FROM dag_run WHERE dag_id = :d AND run_id = :r",
+            d=DAG_ID,
+            r=run_id,
+        )
+        return rows[0] if rows else None
+
+    def run_state(self, run_id: str) -> str | None:
+        run = self.dag_run(run_id)
+        return run["state"] if run else None
+
+    def wait_run(self, run_id: str, timeout: float) -> str:
+        def finished() -> str | None:
+            state = self.run_state(run_id)
+            return state if state in ("success", "failed") else None
+
+        return self.wait_until(f"run {run_id} to finish", finished, timeout)
+
+    def task_instances(self, run_id: str, task_id: str | None = None) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT task_id, map_index, state, try_number, hostname, start_date, end_date, queued_dttm "
+            "FROM task_instance WHERE dag_id = :d AND run_id = :r ORDER BY task_id, map_index",
+            d=DAG_ID, r=run_id,
+        )  # fmt: skip
+        return [row for row in rows if task_id is None or row["task_id"] == task_id]
+
+    def history(self, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Earlier tries (Airflow copies a try here when the task instance is retried)."""
+        return self.query(
+            "SELECT map_index, state, try_number, hostname, start_date, end_date FROM task_instance_history "
+            "WHERE dag_id = :d AND run_id = :r AND task_id = :t ORDER BY map_index, try_number",
+            d=DAG_ID, r=run_id, t=task_id,
+        )  # fmt: skip
+
+    def slice_seconds(self, run_id: str, attempt: int = 1) -> dict[int, float]:
+        """Query time of each extract slice, from its log line `extract ..: done in X s`."""
+        found = {}
+        for index in range(SLICES):
+            if match := re.search(r": done in ([0-9.]+) s", self.task_log(run_id, "extract", index, attempt)):
+                found[index] = float(match.group(1))
+        return found
+
+    def task_log(self, run_id: str, task_id: str, map_index: int, attempt: int) -> str:
+        folder = self.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
+        path = (folder / f"map_index={map_index}" if map_index >= 0 else folder) / f"attempt={attempt}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def stack_env(
+    home: Path,
+    dags: Path,
+    api_port: int,
+    redis_port: int,
+    metadata_url: str,
+    mongo_conn: str,
+    sink_uri: str,
+    schema: str,
+) -> dict[str, str]:
+    """The environment of every process of the stack: config/celery.env + this stack's own keys."""
+    from cryptography.fernet import Fernet
+
+    # Nothing from the outer environment's Airflow/CDR settings may leak into this stack.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CDR_"))}
+    env.update(read_env_file())  # the shared Celery keys, exactly as compose reads them
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-" + secrets.token_urlsafe(64),
+            "AIRFLOW__API__SECRET_KEY": "key-" + secrets.token_urlsafe(32),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            # Only the triggered runs: no scheduled run of a report DAG competes with them.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # The files do not change during the session: parse once.
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "PYTHONUNBUFFERED": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            # The report, through the connections of the README.
+            "AIRFLOW_CONN_CDR_MONGO": mongo_conn,
+            "AIRFLOW_CONN_CDR_REPORTS_DB": sink_uri,
+            "CDR_SQL_SCHEMA": schema,
+            "CDR_EXTRACT_SLICES": str(SLICES),
+            # FerretDB scans the whole collection per query: seconds per query here, several times
+            # that when slices run side by side on 2 cores. The 10 s default socket timeout would
+            # fail a slow query (see docs/scale-out.md: raise it with the volume in production too).
+            "CDR_MONGO_TIMEOUT_MS": "120000",
+            # A lost slice is retried at once (production: 60 s, doubling); detection is the
+            # shared heartbeat timeout, which the kill test measures.
+            "CDR_RETRY_DELAY_SECONDS": "1",
+            "CDR_MAX_RETRY_DELAY_SECONDS": "2",
+        }
+    )
+    return env
+
+
+def _healthy(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.loads(response.read())
+    return body["metadatabase"]["status"] == "healthy" and body["scheduler"]["status"] == "healthy"
+
+
+@contextlib.contextmanager
+def open_stack(
+    mongo_uri: str,
+    pg_uri: str,
+    redis_bin: str,
+    seed: Callable[[Any], None],
+    workers: tuple[str, ...] = WORKERS,
+    on_exit: Callable[[CeleryStack, bool], None] | None = None,
+) -> Iterator[CeleryStack]:
+    """Start the stack; `seed(collection)` fills the source first. Everything is removed on exit.
+
+    `on_exit(stack, failed)` runs before the processes stop; `failed` when the start-up or the
+    body raised (e.g. to keep the process logs).
+    """
+    import pymongo
+    import sqlalchemy as sa
+
+    began = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="cdr-celery-"))
+    home, dags, log_dir = tmp / "home", tmp / "dags", tmp / "process-logs"
+    for folder in (home, dags, log_dir):
+        folder.mkdir()
+    for dag_file in sorted((REPO_ROOT / "dags").glob("*.py")):
+        (dags / dag_file.name).symlink_to(dag_file)
+
+    tag = uuid.uuid4().hex[:10]
+    pg = sa.engine.make_url(pg_uri).set(drivername="postgresql+psycopg")
+    metadata_db, schema, mongo_name = f"cdr_celery_meta_{tag}", f"cdr_celery_{tag}", f"cdr_celery_{tag}"
+    metadata_url = pg.set(database=metadata_db).render_as_string(hide_password=False)
+    sink_url = pg.render_as_string(hide_password=False)
+    admin = sa.create_engine(sink_url, isolation_level="AUTOCOMMIT")
+    mongo_client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    host, port = mongo_client.address
+    stack: CeleryStack | None = None
+    failed = False
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{metadata_db}"'))
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        seed(mongo_client[mongo_name].CdrRecords)
+        seeded = round(time.monotonic() - began, 1)
+
+        api_port, redis_port = free_port(), free_port()
+        env = stack_env(
+            home, dags, api_port, redis_port, metadata_url, f"mongo://{host}:{port}/{mongo_name}", pg_uri, schema
+        )
+        stack = CeleryStack(
+            home=home, log_dir=log_dir, env=env, metadata_url=metadata_url, sink_url=sink_url, sink_schema=schema
+        )
+        stack.timings["seeded"] = seeded
+        stack.start(
+            "redis", redis_bin, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no",
+            "--dir", str(tmp),
+        )  # fmt: skip
+        stack.run_cli(AIRFLOW, "db", "migrate", timeout=600)
+        stack.mark("db migrated")
+        stack.start("dag-processor", AIRFLOW, "dag-processor")
+        stack.start("scheduler", AIRFLOW, "scheduler", "--skip-serve-logs")
+        stack.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(api_port))
+        for name in workers:
+            stack.start_worker(name)
+        health = f"http://127.0.0.1:{api_port}/api/v2/monitor/health"
+        stack.wait_until("api-server and scheduler healthy", lambda: _healthy(health), 240)
+        stack.mark("api-server healthy")
+        stack.wait_until(
+            f"{DAG_ID} parsed and active",
+            lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = :d AND NOT is_stale AND NOT is_paused", d=DAG_ID),
+            240,
+        )
+        stack.mark("DAG registered")
+        stack.ensure_workers(workers)
+        stack.mark("workers ready")
+        yield stack
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        if stack is not None:
+            if on_exit is not None:
+                on_exit(stack, failed)
+            stack.stop()
+        with contextlib.suppress(Exception):
+            mongo_client.drop_database(mongo_name)
+        mongo_client.close()
+        with contextlib.suppress(Exception), admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{metadata_db}" WITH (FORCE)'))
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)

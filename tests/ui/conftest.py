@@ -1,0 +1,334 @@
+"""A real Airflow stack serving the "CDR Reports" view, with stored reports built from synthetic CDRs.
+
+One package-scoped fixture (`report_stack`), torn down when tests/ui is done:
+
+1. synthetic CDRs (the demo's generator, fixed seed) from the first day of the previous month to
+   yesterday (Istanbul) in a fresh database of the shared FerretDB, plus, yesterday, calls of
+   operators whose ids need escaping (`<script>`, `"onerror=`) or neutralising in CSV (`=`, `+`,
+   `-`, `@`, tab). Relative to today because unpausing the daily DAG makes the scheduler report
+   the last complete day at once: that day must hold data too;
+2. the reports of those periods computed by the pipeline (real extraction from FerretDB) into a
+   SQLite report database: the last 21 daily, every complete weekly and the previous monthly one;
+3. `airflow db migrate`, the report roles, an Admin, then dag-processor, scheduler
+   (LocalExecutor, parallelism 2) and api-server on a free loopback port, with the plugin of
+   this repository; users `viewer` (ReportViewer), `operator` (ReportOperator) and `outsider`
+   (a role with `DAG Runs` read but no report DAG);
+4. a run of `cdr_daily_report` for yesterday triggered through the REST API (next to the
+   scheduled run the unpause creates): it replaces that day's report (so the view's latest
+   report links to a real run) and, through its Asset, makes the scheduler run
+   docs/examples/cdr_report_consumer_dag.py.
+
+The stack's helpers (process control, tokens, env) come from tests/security/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
+TZ = "Europe/Istanbul"
+DAILY_REPORTS = 21
+CALLS_PER_DAY = 120
+CONSUMER_DAG_ID = "cdr_daily_report_consumer"
+CONSUMER_DAG_FILE = REPO_ROOT / "docs" / "examples" / "cdr_report_consumer_dag.py"
+OUTSIDER_ROLE = "OtherTeam"
+
+# Operator ids that must come out escaped in HTML and neutralised in CSV.
+XSS_SCRIPT = '<script>alert("cdr")</script>'
+XSS_ATTR = '"onerror=alert(1) x="'
+FORMULA_IDS = ('=HYPERLINK("http://evil.example","x")', "+41 22", "-5", "@SUM(A1)", "\tTAB")
+SPECIAL_IDS = (XSS_SCRIPT, XSS_ATTR, *FORMULA_IDS)
+
+
+@dataclass
+class ReportStack:
+    """The Airflow stack (tests/security's AirflowStack) plus what the view's tests need to know."""
+
+    stack: Any
+    reports_db: Path
+    mongo_database: str
+    last_day: date  # yesterday, local: the latest daily report
+    daily_run_id: str = ""
+    expected: dict[str, list[date]] = field(default_factory=dict)  # report_type -> seeded period starts
+
+    def __getattr__(self, name: str) -> Any:  # base_url, request, token, passwords, ...
+        return getattr(self.stack, name)
+
+    def engine(self):
+        import sqlalchemy as sa
+
+        return sa.create_engine(f"sqlite:///{self.reports_db}")
+
+
+def _special_documents(day: date) -> list[dict[str, Any]]:
+    """Three calls per special operator on `day` (two answered), local noon."""
+    zone = ZoneInfo(TZ)
+    start = datetime.combine(day, time(12, 0), zone).astimezone(ZoneInfo("UTC"))
+    docs = []
+    for n, operator_id in enumerate(SPECIAL_IDS):
+        for k in range(3):
+            at = start + timedelta(minutes=n * 5 + k)
+            doc = {"Operator": {"Id": operator_id}, "DateTime": {"Start": at}, "Duration": 30 + 10 * k + n}
+            if k < 2:
+                doc["DateTime"]["Connect"] = at + timedelta(seconds=5)
+            docs.append(doc)
+    return docs
+
+
+def seed_window(last_day: date) -> tuple[date, date]:
+    """First and last seeded local day: from the first day of the previous month to `last_day`."""
+    return (last_day.replace(day=1) - timedelta(days=1)).replace(day=1), last_day
+
+
+def _seed_reports(mongo_uri: str, database: str, reports_db: Path, last_day: date) -> dict[str, list[date]]:
+    """Synthetic CDRs into FerretDB, and the reports of the seeded periods into SQLite.
+
+    The stored reports are computed by the independent reference implementation over the very
+    documents inserted (the pipeline needs ~1.7 s per period on FerretDB; the reference, ms) and
+    stored by the pipeline's load. The DAG run of the fixture then recomputes the last day through
+    Airflow and FerretDB; a test checks that both agree.
+    """
+    import copy
+
+    import pymongo
+    import sqlalchemy as sa
+
+    from cdr_reports.pipeline.aggregate import OperatorRow, Report
+    from cdr_reports.pipeline.extract import ensure_indexes
+    from cdr_reports.pipeline.load import load_report
+    from cdr_reports.pipeline.periods import period_containing
+    from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
+    from tests.support.reference import expected_report
+
+    zone = ZoneInfo(TZ)
+    first_day, last_day = seed_window(last_day)
+    start = datetime.combine(first_day, time(), zone)
+    end = datetime.combine(last_day + timedelta(days=1), time(), zone)
+    days = (last_day - first_day).days + 1
+    docs = [
+        *generate_cdrs(SyntheticConfig(seed=42, start=start, end=end, calls=days * CALLS_PER_DAY)),
+        *_special_documents(last_day),
+    ]
+    periods: dict[str, list[date]] = {"daily": [], "weekly": [], "monthly": [first_day]}
+    for offset in range(DAILY_REPORTS):
+        periods["daily"].append(last_day - timedelta(days=offset))
+    week = period_containing("weekly", last_day + timedelta(days=1), TZ).previous()
+    while week.start_date >= first_day:
+        periods["weekly"].append(week.start_date)
+        week = week.previous()
+    generated_at = datetime.now(ZoneInfo("UTC")).replace(microsecond=0)
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000, tz_aware=True)
+    engine = sa.create_engine(f"sqlite:///{reports_db}")
+    try:
+        collection = client[database]["CdrRecords"]
+        collection.insert_many([copy.deepcopy(doc) for doc in docs], ordered=False)
+        ensure_indexes(collection)
+        for report_type, starts in periods.items():
+            for day in starts:
+                period = period_containing(report_type, day, TZ)
+                ref = expected_report(docs, period.start_utc, period.end_utc)
+                rows = tuple(OperatorRow(operator_id=key, **values) for key, values in sorted(ref["rows"].items()))
+                report = Report(
+                    report_type=report_type, period_start=period.start_date, period_end=period.end_date, time_zone=TZ,
+                    source_records=ref["source"], valid_records=ref["valid"], rejected_records=ref["rejected"],
+                    rows=rows, generated_at=generated_at, dag_run_id=f"seed__{report_type}_{day.isoformat()}",
+                )  # fmt: skip
+                load_report(engine, report)
+        return {report_type: sorted(starts) for report_type, starts in periods.items()}
+    finally:
+        engine.dispose()
+        client.close()
+
+
+def _mongo_connection(uri: str, database: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    return json.dumps({"conn_type": "mongo", "host": parts.hostname, "port": parts.port or 27017, "schema": database})
+
+
+@pytest.fixture(scope="package")
+def report_stack(request, mongo_uri, pg_uri) -> Iterator[ReportStack]:
+    import sqlalchemy as sa
+    from cryptography.fernet import Fernet
+
+    from tests.security import conftest as sec
+
+    # The metadata database on the `make services` PostgreSQL, as tests/security does (several
+    # Airflow processes write at once).
+    pg = sa.engine.make_url(pg_uri).set(drivername="postgresql+psycopg")
+    metadata_db = f"cdr_ui_meta_{secrets.token_hex(5)}"
+    admin_engine = sa.create_engine(pg.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{metadata_db}"'))
+    metadata_url = pg.set(database=metadata_db).render_as_string(hide_password=False)
+    tmp = Path(tempfile.mkdtemp(prefix="cdr-ui-"))
+    home, dags, log_dir = tmp / "home", tmp / "dags", tmp / "process-logs"
+    for folder in (home, dags, log_dir):
+        folder.mkdir()
+    (dags / "cdr_report_dags.py").symlink_to(REPO_ROOT / "dags" / "cdr_report_dags.py")
+    (dags / "cdr_report_consumer_dag.py").symlink_to(CONSUMER_DAG_FILE)
+    (dags / "other_team_dag.py").write_text(sec.OTHER_DAG_SOURCE)
+    reports_db = tmp / "reports.db"
+    database = f"cdr_ui_{uuid.uuid4().hex[:10]}"
+    last_day = datetime.now(ZoneInfo(TZ)).date() - timedelta(days=1)
+
+    port = sec.free_port()
+    stack_secrets = {
+        "jwt_secret": "jwt-" + secrets.token_urlsafe(64),
+        "api_secret_key": "key-" + secrets.token_urlsafe(32),
+        "fernet_key": Fernet.generate_key().decode(),
+    }
+    env = sec._airflow_env(home, dags, port, stack_secrets, metadata_url)
+    env.update(
+        {
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW_CONN_CDR_MONGO": _mongo_connection(mongo_uri, database),
+            "AIRFLOW_CONN_CDR_REPORTS_DB": json.dumps({"conn_type": "sqlite", "host": str(reports_db)}),
+            "CDR_TIMEZONE": TZ,
+            "CDR_MONGO_TIMEOUT_MS": "60000",
+        }
+    )
+    stack = sec.AirflowStack(
+        base_url=f"http://127.0.0.1:{port}",
+        home=home,
+        env=env,
+        secrets=stack_secrets,
+        passwords={n: f"pw-{n}-" + secrets.token_urlsafe(12) for n in ("admin", "viewer", "operator", "outsider")},
+        probe_password="",
+        log_dir=log_dir,
+    )
+    result = ReportStack(stack=stack, reports_db=reports_db, mongo_database=database, last_day=last_day)
+    try:
+        migrate = stack.popen_cli(sec.AIRFLOW, "db", "migrate")
+        # The reports are computed while Airflow migrates its metadata database.
+        result.expected = _seed_reports(mongo_uri, database, reports_db, last_day)
+        stack.mark("reports seeded")
+        output = migrate.communicate(timeout=300)[0]
+        assert migrate.returncode == 0, output[-3000:]
+        stack.mark("db migrated")
+        stack.run_cli(sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles")
+        stack.run_cli(
+            sec.AIRFLOW, "users", "create", "--username", "admin", "--password", stack.passwords["admin"],
+            "--role", "Admin", "--email", "admin@example.test", "--firstname", "admin", "--lastname", "Test",
+        )  # fmt: skip
+        stack.start("dag-processor", sec.AIRFLOW, "dag-processor")
+        stack.start("scheduler", sec.AIRFLOW, "scheduler", "--skip-serve-logs")
+        stack.start("api-server", sec.AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port))
+
+        def healthy() -> bool:
+            with stack.client() as client:
+                return client.get("/api/v2/monitor/health").json()["metadatabase"]["status"] == "healthy"
+
+        sec._wait_until("api-server health", healthy, stack, timeout=240)
+        stack.mark("api-server healthy")
+        role = stack.request(
+            "admin", "POST", "/auth/fab/v1/roles",
+            json={"name": OUTSIDER_ROLE, "actions": [
+                {"action": {"name": "can_read"}, "resource": {"name": "DAG Runs"}},
+                {"action": {"name": "can_read"}, "resource": {"name": "Website"}},
+            ]},
+        )  # fmt: skip
+        assert role.status_code == 200, role.text
+        for username, role_name in (
+            ("viewer", "ReportViewer"),
+            ("operator", "ReportOperator"),
+            ("outsider", OUTSIDER_ROLE),
+        ):
+            created = stack.request(
+                "admin", "POST", "/auth/fab/v1/users",
+                json={"username": username, "password": stack.passwords[username], "email": f"{username}@example.test",
+                      "first_name": username, "last_name": "Test", "roles": [{"name": role_name}]},
+            )  # fmt: skip
+            assert created.status_code == 200, created.text
+        expected_dags = {*sec.REPORT_DAG_IDS, CONSUMER_DAG_ID, sec.OTHER_DAG_ID}
+
+        def all_dags() -> bool:
+            response = stack.request("admin", "GET", "/api/v2/dags", params={"limit": 100})
+            return response.status_code == 200 and {d["dag_id"] for d in response.json()["dags"]} == expected_dags
+
+        sec._wait_until(f"DAGs {sorted(expected_dags)} registered", all_dags, stack, timeout=240)
+        stack.mark("DAGs registered")
+        # The consumer first (an asset event only queues runs of DAGs that exist and are unpaused).
+        for dag_id in (CONSUMER_DAG_ID, "cdr_daily_report"):
+            unpaused = stack.request("admin", "PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+            assert unpaused.status_code == 200, unpaused.text
+        run = stack.request(
+            "admin", "POST", "/api/v2/dags/cdr_daily_report/dagRuns",
+            json={"logical_date": None, "conf": {"report_date": last_day.isoformat()}},
+        )  # fmt: skip
+        assert run.status_code == 200, run.text
+        result.daily_run_id = run.json()["dag_run_id"]
+        stack.mark("daily run triggered")
+        print(f"\nreport stack ready: {stack.timings}")
+        yield result
+    except BaseException:
+        print(stack.log_tails())
+        _keep_logs(stack)
+        raise
+    finally:
+        stack.stop()
+        if request.session.testsfailed:
+            print(f"\n===== Airflow process logs (tests failed) =====\n{stack.log_tails()}")
+            _keep_logs(stack)
+        _drop_database(mongo_uri, database)
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(Exception), admin_engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{metadata_db}" WITH (FORCE)'))
+        admin_engine.dispose()
+
+
+def _drop_database(uri: str, database: str) -> None:
+    import pymongo
+
+    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+        client.drop_database(database)
+
+
+def _keep_logs(stack: Any) -> None:
+    target = ARTIFACTS / "logs"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in stack.log_dir.glob("*.log"):
+        shutil.copy(path, target / path.name)
+    task_logs = stack.home / "logs"
+    if task_logs.exists():
+        shutil.copytree(task_logs, target / "task-logs", dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="package")
+def finished_daily_run(report_stack) -> dict[str, Any]:
+    """The fixture's cdr_daily_report run, once finished (it must succeed)."""
+    run = report_stack.stack.wait_run_finished("cdr_daily_report", report_stack.daily_run_id, timeout=420)
+    assert run["state"] == "success", run
+    return run
+
+
+@pytest.fixture(scope="package")
+def ui_artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ARTIFACTS.glob("FAILED-*.png"):
+        stale.unlink()
+    return ARTIFACTS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
