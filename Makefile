@@ -21,8 +21,7 @@ $(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyp
 
 services:
 	bash scripts/services.sh start
-	bash scripts/install-browser.sh
-	bash scripts/install-redis.sh
+	bash scripts/install-test-packages.sh
 
 services-stop:
 	bash scripts/services.sh stop
@@ -46,11 +45,13 @@ test-unit: install
 
 # No Docker needed: synthetic CDRs in FerretDB (db cdr_demo), the three DAGs via `airflow dags
 # test`, reports printed as tables. DEMO_DAYS / DEMO_CALLS_PER_DAY size the data (docs/local-stack.md).
-demo: install services
+demo: install
+	bash scripts/services.sh start ferretdb postgres
 	$(PY) -m cdr_reports_dev.demo run
 
 # The Airflow UI on the demo data (FAB login), in the foreground: Ctrl-C stops every component.
-airflow: install services
+airflow: install
+	bash scripts/services.sh start ferretdb postgres
 	$(PY) -m cdr_reports_dev.demo airflow
 
 lock: install

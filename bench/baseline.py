@@ -1,9 +1,14 @@
-"""The original approach, as the benchmark's baseline: load every record, group in the client.
+"""The original approach, the benchmark's baseline: fetch every record of the period, group in the client.
 
 This mirrors what the .NET Hangfire job did (``collection.Find(filter).ToList()`` followed by
-``GroupBy(r => r.Operator.Id)``): fetch the full documents of the period, with the global
-filter, hold them all in memory, then count per operator in a dictionary. It applies the same
-validity rules as the product so both approaches can be checked to agree on the numbers.
+``GroupBy(r => r.Operator.Id)``): one `find` of the full documents of the period with the global
+filter, all held in memory, then counted per operator in a dictionary.
+
+To compare data access and nothing else, each document is judged by the product's own rules
+(`cdr_reports.pipeline.validity`: the same Python predicates the `stream` strategy runs), so the
+two approaches do the same per-document work in Python and must produce the same report. The
+independent check of those rules is tests/support/reference.py (tests/unit/test_bench_quick.py
+runs this baseline against it).
 """
 
 from __future__ import annotations
@@ -17,27 +22,6 @@ DEFAULT_GLOBAL_FILTER: dict[str, Any] = {"IsDeleted": {"$ne": True}}
 DEFAULT_MAX_CALL_DURATION_SECONDS = 31 * 24 * 3600
 
 
-def _operator_key(operator: Any) -> str | None:
-    if not isinstance(operator, Mapping):
-        return None
-    raw = operator.get("Id")
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return str(raw)
-    if isinstance(raw, str) and 0 < len(raw) <= 255:
-        return raw
-    return None
-
-
-def _duration(value: Any, limit: float) -> float | int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value if 0 <= value <= limit else None
-
-
 def original_approach(
     collection: Any,
     start: datetime,
@@ -46,23 +30,26 @@ def original_approach(
     max_call_duration_seconds: float = DEFAULT_MAX_CALL_DURATION_SECONDS,
 ) -> dict[str, Any]:
     """Per-operator totals of [start, end), computed in Python from every full document."""
-    query = {"$and": [{"DateTime.Start": {"$gte": start, "$lt": end}}, dict(global_filter)]}
+    from cdr_reports.pipeline.validity import DocumentRules, operator_key, window_query
+
+    rules = DocumentRules.for_settings(max_call_duration_seconds)
+    # The window as the product states it (a single BSON date in [start, end)) so both count the
+    # same documents; the original's plain range differs only for array-valued DateTime.Start.
+    query = {"$and": [window_query(start, end), dict(global_filter)]}
     records = list(collection.find(query))  # ToList(): the whole period in memory, like the .NET job
 
     groups: dict[str, list[Any]] = {}  # operator -> [calls, answered, seconds]
     rejected = 0
     for record in records:
-        key = _operator_key(record.get("Operator"))
-        seconds = _duration(record.get("Duration"), max_call_duration_seconds)
-        times = record.get("DateTime")
-        if key is None or seconds is None or not isinstance(times, Mapping):
+        key = operator_key(record["Operator"]["Id"]) if rules.is_valid(record) else None
+        if key is None:
             rejected += 1
             continue
         group = groups.setdefault(key, [0, 0, 0])
         group[0] += 1
-        if isinstance(times.get("Connect"), datetime):
+        if rules.is_answered(record):
             group[1] += 1
-        group[2] += seconds
+        group[2] += record["Duration"]
 
     rows = {
         key: {

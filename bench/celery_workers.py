@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     mongo_uri, pg_uri = service_uri("CDR_TEST_MONGO_URI", env_file), service_uri("CDR_TEST_PG_URI", env_file)
     redis_bin = redis_server_binary()
     if not (mongo_uri and pg_uri and redis_bin):
-        parser.error("needs `make services` (FerretDB, PostgreSQL) and redis-server (scripts/install-redis.sh)")
+        parser.error("needs `make services` (FerretDB, PostgreSQL) and redis-server (scripts/install-test-packages.sh)")
     period = period_containing("daily", DAY, TZ)
     seeded: dict[str, Any] = {}
 

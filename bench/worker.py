@@ -3,7 +3,8 @@
 Run by bench/run.py, never imported by it: each mode starts from a clean interpreter so that
 the parent can read this process's own peak RSS (os.wait4) and import costs are not shared.
 
-  worker.py extract  '{"approach": "ours"|"original"|"idle", "uri":..., "database":..., "day":..., "tz":...}'
+  worker.py extract  '{"approach": "ours"|"baseline"|"idle", "strategy": "auto", "slices": 1, "uri":..., "database":...,
+                      "day":..., "tz":..., "server_pid": N|null}'
   worker.py parse    '{"file": "dags/x.py"}'
   worker.py dagtest  '{"dags_folder":..., "runs": N, "report_date":..., "mongo_uri":..., "database":..., "plain_sink_url":...}'
   worker.py load     '{"url":..., "schema": null|"name", "rows": 10000, "runs": N}'
@@ -23,6 +24,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 
 def _extract(args: dict[str, Any]) -> dict[str, Any]:
+    """One report's extract + aggregate by one approach, with the cost on both sides of the wire.
+
+    approach: "ours" (the product: `extract_period` + `build_report`, strategy and slices as
+    given), "baseline" (bench/baseline.py, fetch-all) or "idle" (same imports and connection, no
+    work: the floor of a worker's memory). With `server_pid`, the server process's CPU time over
+    the timed section and its peak RSS (reset just before) are read from /proc.
+    """
+    import resource
     from datetime import date
 
     import bson
@@ -30,7 +39,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
     from pymongo import monitoring
 
     class WireCounter(monitoring.CommandListener):
-        """Documents (and their BSON bytes) in every server reply, plus time per command."""
+        """Every command sent (name, in order), documents and BSON bytes of every reply."""
 
         def __init__(self) -> None:
             self.reset()
@@ -38,10 +47,11 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
         def reset(self) -> None:
             self.documents = 0
             self.bytes = 0
-            self.commands: dict[str, dict[str, float]] = {}
+            self.sequence: list[str] = []
+            self.seconds = 0.0
 
         def started(self, event: Any) -> None:
-            pass
+            self.sequence.append(event.command_name)
 
         def failed(self, event: Any) -> None:
             pass
@@ -51,9 +61,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
             batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
             self.documents += len(batch)
             self.bytes += sum(len(bson.encode(doc)) for doc in batch)
-            entry = self.commands.setdefault(event.command_name, {"count": 0, "seconds": 0.0})
-            entry["count"] += 1
-            entry["seconds"] += event.duration_micros / 1e6
+            self.seconds += event.duration_micros / 1e6
 
     # The same imports in every approach (and before the clock): only the work differs.
     from cdr_reports.pipeline.aggregate import build_report
@@ -63,45 +71,68 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
 
     sys.path.insert(0, str(BENCH_DIR))
     from baseline import original_approach
+    from servers import cpu_seconds, reset_peak_rss, status_kib
 
     period = period_containing("daily", date.fromisoformat(args["day"]), args["tz"])
+    settings = Settings(extract_strategy=args.get("strategy", "auto"), extract_slices=args.get("slices", 1))
     wire = WireCounter()
     client = pymongo.MongoClient(args["uri"], tz_aware=True, event_listeners=[wire])
-    collection = client[args["database"]][args.get("collection", "CdrRecords")]
+    collection = client[args["database"]]["CdrRecords"]
     client.admin.command("ping")  # connect before the clock starts
+    pid = args.get("server_pid")
+    server: dict[str, Any] = {}
+    if pid:
+        server["peak_reset"] = reset_peak_rss(pid)
+        server["rss_before_bytes"] = status_kib(pid, "VmRSS") * 1024
+        server_cpu = cpu_seconds(pid)
     wire.reset()
 
     approach = args["approach"]
     summary: dict[str, Any] = {}
+    strategy = None
+    own = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
     if approach == "ours":
-        report = build_report(period, extract_period(collection, period, Settings()), dag_run_id="bench")
+        slices = extract_period(collection, period, settings)
+        report = build_report(period, slices, dag_run_id="bench")
         seconds = time.perf_counter() - began
+        strategy = sorted({s.strategy for s in slices})
         summary = {
             "source_records": report.source_records,
             "valid_records": report.valid_records,
+            "rejected_records": report.rejected_records,
             "rows": {r.operator_id: [r.total_calls, r.answered_calls, r.total_duration_seconds] for r in report.rows},
         }
-    elif approach == "original":
+    elif approach == "baseline":
         result = original_approach(collection, period.start_utc, period.end_utc)
         seconds = time.perf_counter() - began
         summary = {
             "source_records": result["source_records"],
             "valid_records": result["valid_records"],
+            "rejected_records": result["rejected_records"],
             "rows": {k: [r["total_calls"], r["answered_calls"], r["total_duration_seconds"]] for k, r in result["rows"].items()},
         }
     elif approach == "idle":
-        # Same imports and connection, no work: the floor of a worker's resident memory.
         seconds = time.perf_counter() - began
     else:
         raise SystemExit(f"unknown approach {approach!r}")
+    done = resource.getrusage(resource.RUSAGE_SELF)
+    if pid:
+        server["cpu_seconds"] = cpu_seconds(pid) - server_cpu
+        server["peak_rss_bytes"] = status_kib(pid, "VmHWM") * 1024
+    commands = list(wire.sequence)
     client.close()
     return {
         "approach": approach,
+        "strategy": strategy,
+        "slices": settings.extract_slices,
         "seconds": seconds,
+        "client_cpu_seconds": (done.ru_utime + done.ru_stime) - (own.ru_utime + own.ru_stime),
+        "driver_seconds": wire.seconds,
         "wire_documents": wire.documents,
         "wire_bytes": wire.bytes,
-        "commands": wire.commands,
+        "commands": commands,
+        "server": server,
         "summary": summary,
     }
 

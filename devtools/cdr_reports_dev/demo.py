@@ -206,8 +206,10 @@ def airflow_env(paths: DemoPaths, mongo_uri: str, mongo_database: str) -> dict[s
     if fab_config.is_file():
         env["AIRFLOW__FAB__CONFIG_FILE"] = str(fab_config)
     # A demo should not sit in minute-long retry delays, and FerretDB answers every query with a
-    # full collection scan (seconds per query): explicit settings still win.
+    # full collection scan (seconds per query); the LocalExecutor forks `parallelism` task workers at
+    # start (Airflow's default 32): one per CPU core is plenty here. Explicit settings still win.
     for key, value in (
+        ("AIRFLOW__CORE__PARALLELISM", str(max(2, os.cpu_count() or 2))),
         ("CDR_RETRIES", "1"),
         ("CDR_RETRY_DELAY_SECONDS", "2"),
         ("CDR_MAX_RETRY_DELAY_SECONDS", "4"),
@@ -293,20 +295,64 @@ def _report_periods(report_types: list[str], run_after: datetime) -> dict[str, d
     }
 
 
-def run_dags(paths: DemoPaths, env: dict[str, str], report_types: list[str], run_after: datetime, timeout: float) -> None:
-    """`airflow dags test` per DAG, all with the same logical date: each reports its last complete period."""
+def run_dags(
+    paths: DemoPaths, env: dict[str, str], report_types: list[str], run_after: datetime, timeout: float
+) -> None:
+    """`airflow dags test --use-executor` per DAG, same logical date: each reports its last complete period.
+
+    Through the LocalExecutor, not in-process: then each task writes its log file under the demo's
+    log folder, where `make airflow`'s API server reads it (an in-process `dags test` only prints
+    the logs, and the UI answered "Could not read served logs ... Connection refused"). The
+    executor's task processes talk to Airflow through the execution API: a `--apps execution` API
+    server runs on a free loopback port meanwhile.
+    """
+    import socket
+    import urllib.error
+    import urllib.request
+
     from cdr_reports.integration.dag_factory import DAG_IDS
 
-    logical_date = run_after.isoformat()
-    for report_type in report_types:
-        dag_id = DAG_IDS[report_type]
-        began = time.monotonic()
-        log_file = paths.airflow_home / "logs" / f"dags-test-{dag_id}.log"
-        result = _airflow(env, "dags", "test", dag_id, logical_date, timeout=timeout, log_file=log_file)
-        if result.returncode != 0:
-            sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-            raise SystemExit(f"airflow dags test {dag_id} failed (full output: {log_file})")
-        _log(f"airflow dags test {dag_id}: success in {time.monotonic() - began:.1f} s (log: {log_file})")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **env,
+        **_demo_secrets(paths),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+    }
+    logs = paths.airflow_home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "execution-api.out", "ab") as out:
+        server = subprocess.Popen(
+            [_airflow_bin(), "api-server", "--apps", "execution", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/execution/health", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"the execution API server did not start (see {logs / 'execution-api.out'})"
+                    ) from None
+                time.sleep(0.5)
+        logical_date = run_after.isoformat()
+        for report_type in report_types:
+            dag_id = DAG_IDS[report_type]
+            began = time.monotonic()
+            log_file = logs / f"dags-test-{dag_id}.log"
+            result = _airflow(
+                env, "dags", "test", dag_id, logical_date, "--use-executor", timeout=timeout, log_file=log_file
+            )
+            if result.returncode != 0:
+                sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+                raise SystemExit(f"airflow dags test {dag_id} failed (full output: {log_file})")
+            _log(f"airflow dags test {dag_id}: success in {time.monotonic() - began:.1f} s (log: {log_file})")
+    finally:
+        _stop({"execution-api": server}, grace=15)
 
 
 def print_reports(paths: DemoPaths, periods: dict[str, date]) -> str:
@@ -526,6 +572,10 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         _wait_healthy(f"{base_url}/api/v2/monitor/health", processes, timeout=_int_env("DEMO_AIRFLOW_START_TIMEOUT", 300))
         _log(f"Airflow UI: {base_url}  ({credentials})")
         _log("the report DAGs start paused; unpause them in the UI to let the scheduler run them. Ctrl-C stops.")
+        _log(f"the stored reports: {base_url}/plugin/cdr-reports (CDR Reports in the navigation)")
+        # Airflow 3.3 has no server-side default (webserver.default_ui_timezone was removed): the UI
+        # shows the browser's zone until the user picks one, kept per browser.
+        _log("times in the UI: your browser's time zone; pick Europe/Istanbul with the clock icon (bottom left)")
         while True:
             for name, process in processes.items():
                 if process.poll() is not None:

@@ -2,7 +2,7 @@
 
 Source data: two days of seeded random CDRs (tests/support/reference.py) plus the edge cases, in
 a fresh FerretDB database (CDR_TEST_MONGO_URI). redis-server comes from Debian's package
-(scripts/install-redis.sh installs it when missing and we are root); under CI=true a missing
+(scripts/install-test-packages.sh installs it when missing and we are root); under CI=true a missing
 server fails the tests, locally they skip loudly. Process and task logs are copied to
 test-artifacts/celery/logs/ when the session has failures.
 """
@@ -49,7 +49,7 @@ def seeded_docs() -> list[dict]:
 def celery_stack(request, mongo_uri: str, pg_uri: str, seeded_docs: list[dict]) -> Iterator[CeleryStack]:
     redis_bin = redis_server_binary()
     if redis_bin is None:
-        skip_or_fail("redis-server is not installed (run scripts/install-redis.sh as root)")
+        skip_or_fail("redis-server is not installed (run scripts/install-test-packages.sh as root)")
 
     def seed(collection: Any) -> None:
         collection.insert_many([dict(doc) for doc in seeded_docs])  # copies: insert_many adds _id

@@ -68,7 +68,7 @@ def worker_of(hostname: str | None) -> str | None:
 
 
 def redis_server_binary() -> str | None:
-    """redis-server; scripts/install-redis.sh installs Debian's package first when missing (as root)."""
+    """redis-server; scripts/install-test-packages.sh installs Debian's package first when missing (as root)."""
 
     def find() -> str | None:
         return shutil.which("redis-server") or next(
@@ -76,7 +76,7 @@ def redis_server_binary() -> str | None:
         )
 
     if not find():
-        subprocess.run(["bash", str(REPO_ROOT / "scripts" / "install-redis.sh")], check=False, timeout=600)
+        subprocess.run(["bash", str(REPO_ROOT / "scripts" / "install-test-packages.sh")], check=False, timeout=600)
     return find()
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from tests.support.services import free_port
 
-from cdr_reports.pipeline.extract import START_FIELD
+from cdr_reports.pipeline.validity import START_FIELD
 from cdr_reports.pipeline.periods import period_containing
 from tests.support.reference import expected_report
 

@@ -15,7 +15,8 @@ from datetime import date
 import pytest
 
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline.extract import ensure_indexes, validity_query, window_query
+from cdr_reports.pipeline.extract import ensure_indexes
+from cdr_reports.pipeline.validity import validity_query, window_query
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import period_containing
 from cdr_reports.pipeline.runner import run_report

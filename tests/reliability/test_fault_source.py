@@ -54,25 +54,32 @@ def test_dead_server_fails_a_try_within_seconds(ferret, seeded, monkeypatch):
     assert elapsed < 30  # pymongo's own default server selection timeout is 30 s; we configure 2 s
 
 
-def test_server_killed_after_the_first_query(ferret, seeded, monkeypatch):
-    """The server dies between two queries of one extract: the try fails with a transient error."""
+def _killing_find(ferret, after_documents: int, fired: list):
+    """ScopedCollection.find that kills the server once `after_documents` have been streamed."""
+    original = extract_module.ScopedCollection.find
+
+    def find(self, projection, batch_size):
+        for seen, document in enumerate(original(self, projection, batch_size)):
+            if seen == after_documents and ferret.running and not fired:
+                fired.append(seen)
+                ferret.kill()
+            yield document
+
+    return find
+
+
+def test_server_killed_in_the_middle_of_the_stream(ferret, seeded, monkeypatch):
+    """The server dies between two batches of the extract's find: the try fails with a transient
+    error (no partial counts are returned), and the retry starts the slice from scratch."""
     monkeypatch.setenv("AIRFLOW_CONN_CDR_MONGO", ferret.conn_uri(DATABASE))
     settings = load_settings({"CDR_MONGO_TIMEOUT_MS": "2000"})
-    queries: list[str] = []
-    original = extract_module.ScopedCollection.count
-
-    def count_then_kill(self, *extra):
-        result = original(self, *extra)
-        queries.append("count")
-        if len(queries) == 1:
-            ferret.kill()
-        return result
-
-    monkeypatch.setattr(extract_module.ScopedCollection, "count", count_then_kill)
+    fired: list[int] = []
+    monkeypatch.setattr(extract_module, "STREAM_BATCH_SIZE", 50)
+    monkeypatch.setattr(extract_module.ScopedCollection, "find", _killing_find(ferret, 60, fired))
     with pytest.raises(ConnectionFailure) as caught:
         _extract_like_the_task(settings)
-    print(f"\nkilled after query 1: {type(caught.value).__name__}: {str(caught.value)[:160]}")
-    assert queries == ["count"]  # the second query is the one that failed
+    print(f"\nkilled after {fired} documents: {type(caught.value).__name__}: {str(caught.value)[:160]}")
+    assert fired == [60]  # the getMore of the second batch is what failed
 
 
 def _restart_later(ferret, seconds: float, log: list) -> threading.Thread:
@@ -95,7 +102,7 @@ def test_retries_recover_once_the_server_is_back(ferret, seeded, dag_env, tmp_pa
     restarted: list[float] = []
     threads: list[threading.Thread] = []
     original_extract = extract_module.extract_slice
-    original_count = extract_module.ScopedCollection.count
+    original_find = extract_module.ScopedCollection.find
 
     def extract_slice(*args, **kwargs):
         attempts.append(time.monotonic())
@@ -103,15 +110,16 @@ def test_retries_recover_once_the_server_is_back(ferret, seeded, dag_env, tmp_pa
             threads.append(_restart_later(ferret, 3.0, restarted))  # down since before the run
         return original_extract(*args, **kwargs)
 
-    def count(self, *extra):
-        result = original_count(self, *extra)
-        if when == "during-extract" and len(attempts) == 1 and ferret.running and not threads:
-            ferret.kill()  # after the first query of the first try
-            threads.append(_restart_later(ferret, 3.0, restarted))
-        return result
+    def find(self, projection, batch_size):
+        for seen, document in enumerate(original_find(self, projection, batch_size)):
+            if when == "during-extract" and seen == 60 and len(attempts) == 1 and ferret.running and not threads:
+                ferret.kill()  # after the first batch of the first try
+                threads.append(_restart_later(ferret, 3.0, restarted))
+            yield document
 
     monkeypatch.setattr(extract_module, "extract_slice", extract_slice)
-    monkeypatch.setattr(extract_module.ScopedCollection, "count", count)
+    monkeypatch.setattr(extract_module, "STREAM_BATCH_SIZE", 50)
+    monkeypatch.setattr(extract_module.ScopedCollection, "find", find)
     if when == "before-extract":
         ferret.kill()
 

@@ -22,7 +22,7 @@ UI_REPORT_DATE = "2026-11-26"
 
 @pytest.fixture(scope="module")
 def browser():
-    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: run `make services` (scripts/install-browser.sh)")
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: run `make services` (scripts/install-test-packages.sh)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

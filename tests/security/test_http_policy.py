@@ -303,12 +303,16 @@ def test_a_deleted_users_token_never_resolves_to_a_new_user(airflow_stack):
     old_id = jwt.decode(token, options={"verify_signature": False})["sub"]
     assert airflow_stack.request("admin", "DELETE", "/auth/fab/v1/users/ephemeral").status_code == 204
     create("successor", "Admin")
-    with airflow_stack.client() as client:
-        new_token = client.post("/auth/token", json={"username": "successor", "password": password}).json()["access_token"]
-    assert jwt.decode(new_token, options={"verify_signature": False})["sub"] != old_id
-    for path in ("/api/v2/connections", "/api/v2/dags"):
-        response = airflow_stack.request(None, "GET", path, headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code in (401, 403), (path, response.status_code, response.text)
+    try:
+        with airflow_stack.client() as client:
+            body = {"username": "successor", "password": password}
+            new_token = client.post("/auth/token", json=body).json()["access_token"]
+        assert jwt.decode(new_token, options={"verify_signature": False})["sub"] != old_id
+        for path in ("/api/v2/connections", "/api/v2/dags"):
+            response = airflow_stack.request(None, "GET", path, headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code in (401, 403), (path, response.status_code, response.text)
+    finally:  # other tests count the users
+        airflow_stack.request("admin", "DELETE", "/auth/fab/v1/users/successor")
 
 
 def test_the_metadata_database_is_postgresql(airflow_stack):

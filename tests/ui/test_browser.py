@@ -25,7 +25,7 @@ def browser():
     from tests.security.conftest import CHROMIUM_ARGS
     from tests.support.services import require
 
-    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: run `make services` (scripts/install-browser.sh)")
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: run `make services` (scripts/install-test-packages.sh)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

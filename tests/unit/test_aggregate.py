@@ -6,7 +6,8 @@ import pytest
 
 from cdr_reports.pipeline.aggregate import Report, build_report, round_seconds
 from cdr_reports.pipeline.errors import InvariantError
-from cdr_reports.pipeline.extract import SliceCounts, operator_key
+from cdr_reports.pipeline.extract import SliceCounts
+from cdr_reports.pipeline.validity import operator_key
 from cdr_reports.pipeline.periods import period_containing
 
 DAY = period_containing("daily", date(2026, 11, 27), "Europe/Istanbul")

@@ -10,8 +10,8 @@ what Airflow and FAB do not do themselves (docs/security.md lists it, tests/secu
   ``X-Frame-Options: SAMEORIGIN`` with CSP ``frame-ancestors 'self'`` (no framing by other sites,
   while the UI can still frame its own plugin views), ``X-Content-Type-Options: nosniff`` and
   ``Referrer-Policy: same-origin``.
-* **Closed for anonymous visitors**: ``/api/v2/version`` and every OpenAPI document answer 401
-  without a valid token (the UI sends its cookie, so it keeps working); the Swagger/ReDoc pages
+* **Closed for anonymous visitors**: ``/api/v2/version``, every OpenAPI document and the execution
+  API's changelog answer 401 without a valid token (the UI sends its cookie, so it keeps working); the Swagger/ReDoc pages
   (JavaScript from a CDN, no integrity hashes) answer 404 for everyone.
 * **Brute-force brake** on the endpoints that take a password in a JSON body (``POST
   /auth/token``, ``/auth/token/cli`` and FAB's ``/auth/api/v1/security/login``): after
@@ -72,7 +72,9 @@ DEFAULT_WINDOW_SECONDS = 60.0
 MAX_TRACKED_CLIENTS = 10_000
 
 # Anonymous visitors get 401 here; any valid token (header or the UI's cookie) passes.
-AUTHENTICATED_ONLY_PATHS = frozenset({"/api/v2/version", "/openapi.json", "/auth/openapi.json", "/execution/openapi.json"})
+AUTHENTICATED_ONLY_PATHS = frozenset(
+    {"/api/v2/version", "/openapi.json", "/auth/openapi.json", "/execution/openapi.json", "/execution/changelog"}
+)
 # API documentation pages (Swagger UI, ReDoc): 404 for everyone.
 CLOSED_PATHS = frozenset(
     {
