@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_VERSION := 26.3
 
-.PHONY: install services services-stop test test-unit lint format lock demo airflow bench bench-quick clean
+.PHONY: install services services-stop test test-unit lint format lock env demo airflow bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ format: install
 
 test-unit: install
 	$(PY) -m pytest tests/unit tests/dags
+
+# The compose stack's .env with every secret generated (refuses to overwrite an existing .env).
+env: install
+	$(PY) -m cdr_reports_dev.envfile
 
 # No Docker needed: synthetic CDRs in FerretDB (db cdr_demo), the three DAGs via `airflow dags
 # test`, reports printed as tables. DEMO_DAYS / DEMO_CALLS_PER_DAY size the data (docs/local-stack.md).

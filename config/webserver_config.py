@@ -32,9 +32,17 @@ WTF_CSRF_TIME_LIMIT = None
 
 # Brute-force brake on the login form: at most 10 sign-in POSTs a minute per client address
 # (then HTTP 429). Behind a reverse proxy every user shares the proxy's address unless
-# AIRFLOW__FAB__ENABLE_PROXY_FIX=True makes Airflow trust X-Forwarded-For.
+# AIRFLOW__FAB__ENABLE_PROXY_FIX=True makes Airflow trust X-Forwarded-For. This limiter only
+# covers FAB's sign-in view; the JSON token endpoints (/auth/token, /auth/token/cli, FAB's
+# /auth/api/v1/security/login) get the same budget of failures from the plugin's
+# HttpPolicyMiddleware (include/cdr_reports/integration/http_policy.py).
 AUTH_RATE_LIMITED = True
 AUTH_RATE_LIMIT = "10 per minute"
+
+# Session lifetimes ([fab] session_lifetime_minutes / session_max_lifetime_minutes) and token
+# lifetimes ([api_auth] jwt_expiration_time) are Airflow options, not FAB keys of this file: the
+# deployment sets them as environment variables (AIRFLOW_HARDENING_ENV in
+# include/cdr_reports/integration/security.py, the same values in docker-compose.yaml).
 
 # The session cookie is never readable from JavaScript and is not sent on cross-site
 # sub-requests. Behind HTTPS also set AIRFLOW__FAB__COOKIE_SECURE=True (or SESSION_COOKIE_SECURE).

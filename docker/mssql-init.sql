@@ -5,9 +5,10 @@
 --
 -- Least privilege (docs/security.md): the Airflow connection cdr_reports_db logs in as APP_LOGIN,
 -- whose only rights are those of the role cdr_report_writer below: SELECT/INSERT/DELETE on the
--- two report tables (a load replaces a period: DELETE + INSERT; the report view reads; retention
--- deletes) and SELECT on the schema version table (a load checks it is at head, then needs no
--- DDL). No UPDATE, no DDL, nothing on other tables or databases. The grants must match
+-- report tables (a load replaces a period: DELETE + INSERT; the report view reads; retention
+-- deletes; the quality checks and the source audit replace their findings) and SELECT on the
+-- schema version table (a load checks it is at head, then needs no DDL). No UPDATE, no DDL,
+-- nothing on other tables or databases. The grants must match
 -- REPORT_DB_GRANTS in include/cdr_reports/integration/security.py (tests/unit/test_compose.py).
 IF DB_ID(N'$(DB_NAME)') IS NULL
 BEGIN
@@ -47,6 +48,8 @@ END
 GO
 GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_operator_report] TO cdr_report_writer;
 GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_report_run] TO cdr_report_writer;
+GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_quality_check] TO cdr_report_writer;
+GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_source_audit] TO cdr_report_writer;
 GRANT SELECT ON OBJECT::[$(REPORT_SCHEMA)].[cdr_reports_schema_version] TO cdr_report_writer;
 GO
 SELECT name, is_read_committed_snapshot_on FROM sys.databases WHERE name = N'$(DB_NAME)';

@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 import pytest
 
 from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV
-from tests.support.services import free_port, in_ci, require, require_service
+from tests.support.services import free_port, require, require_service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "security"
@@ -60,7 +59,7 @@ CHROMIUM_ARGS = [
 REPORT_DATE = "2026-11-27"
 EARLIEST_REPORT_DATE = "2025-06-01"
 
-OTHER_DAG_SOURCE = '''
+OTHER_DAG_SOURCE = """
 import pendulum
 from airflow.sdk import DAG, task
 
@@ -71,7 +70,7 @@ with DAG("other_team_dag", schedule=None, start_date=pendulum.datetime(2026, 1, 
         return "not a report"
 
     hello()
-'''
+"""
 
 PROBE_DAG_SOURCE = f'''
 import logging
@@ -165,9 +164,13 @@ class AirflowStack:
 
     # -- process helpers -------------------------------------------------------------------
     def run_cli(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.home)
+        result = subprocess.run(
+            list(args), env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.home
+        )
         if check:
-            assert result.returncode == 0, f"{' '.join(args)} -> {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            assert result.returncode == 0, (
+                f"{' '.join(args)} -> {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result
 
     def popen_cli(self, *args: str) -> subprocess.Popen:
@@ -180,7 +183,12 @@ class AirflowStack:
         with open(self.log_dir / f"{name}.log", "w") as log_file:
             # A new session: teardown signals the whole process group (workers, task processes).
             self.processes[name] = subprocess.Popen(
-                list(args), env=self.env, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
+                list(args),
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+                start_new_session=True,
             )
 
     def check_alive(self) -> None:
@@ -267,7 +275,7 @@ def _wait_until(what: str, check, stack: AirflowStack, timeout: float) -> Any:
             last = check()
             if last:
                 return last
-        except Exception as exc:  # noqa: BLE001 - server still starting
+        except Exception as exc:
             last = exc
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{stack.log_tails()}")
@@ -326,8 +334,21 @@ def airflow_stack(request) -> Iterator[AirflowStack]:
         init = {
             "ensure-roles": stack.popen_cli(sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles"),
             "users create": stack.popen_cli(
-                AIRFLOW, "users", "create", "--username", "admin", "--password", stack.passwords["admin"],
-                "--role", "Admin", "--email", "admin@example.test", "--firstname", "admin", "--lastname", "Test",
+                AIRFLOW,
+                "users",
+                "create",
+                "--username",
+                "admin",
+                "--password",
+                stack.passwords["admin"],
+                "--role",
+                "Admin",
+                "--email",
+                "admin@example.test",
+                "--firstname",
+                "admin",
+                "--lastname",
+                "Test",
             ),  # fmt: skip
         }
         outputs = {name: proc.communicate(timeout=300)[0] for name, proc in init.items()}

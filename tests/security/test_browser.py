@@ -106,7 +106,9 @@ def test_viewer_sees_the_report_dags_and_cannot_trigger(page, airflow_stack, art
     runs_before = {r["dag_run_id"] for r in airflow_stack.dag_runs(DAILY)}
     dialog = _open_trigger_dialog(page, UI_REPORT_DATE)
     # The UI shows the button to everyone; the server refuses the viewer's POST.
-    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/dags/{DAILY}/dagRuns")) as posted:
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith(f"/dags/{DAILY}/dagRuns")
+    ) as posted:
         dialog.get_by_role("button", name="Trigger").click()
     assert posted.value.status == 403
     page.get_by_text("Access Denied").wait_for()
@@ -121,7 +123,9 @@ def test_operator_triggers_a_daily_report_from_the_ui(page, airflow_stack, artif
 
     dialog = _open_trigger_dialog(page, UI_REPORT_DATE)
     _shot(page, artifacts_dir, "04-operator-trigger-dialog")
-    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/dags/{DAILY}/dagRuns")) as posted:
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith(f"/dags/{DAILY}/dagRuns")
+    ) as posted:
         dialog.get_by_role("button", name="Trigger").click()
     assert posted.value.status == 200, posted.value.text()
     run = posted.value.json()
@@ -161,7 +165,9 @@ def test_the_ui_and_the_report_view_work_under_the_content_security_policy(page,
     console = []
     page.on("console", lambda message: console.append(message.text))
     documents = {}
-    page.on("response", lambda r: documents.setdefault(r.url, r.headers) if r.request.resource_type == "document" else None)
+    page.on(
+        "response", lambda r: documents.setdefault(r.url, r.headers) if r.request.resource_type == "document" else None
+    )
 
     _login(page, airflow_stack, "admin")
     page.get_by_text("5 Dags").wait_for()

@@ -9,7 +9,7 @@ the REST API and reads the outcome back from the scheduler's real task instances
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -22,7 +22,7 @@ from .conftest import EARLIEST_REPORT_DATE, quote, task_log_text
 
 TZ = "Europe/Istanbul"
 # 2026-12-01 10:00 in Istanbul.
-NOW = datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
 SETTINGS = Settings()
 
 
@@ -66,8 +66,16 @@ def test_a_period_ending_exactly_now_is_complete():
     ("report_type", "report_date", "needles"),
     [
         # The current day, week and month, and a date in the future: partial reports.
-        ("daily", "2026-12-01", ["param report_date=2026-12-01", "has not ended yet", "2026-12-02 00:00 Europe/Istanbul"]),
-        ("weekly", "2026-11-30", ["param report_date=2026-11-30", "weekly 2026-11-30..2026-12-06", "has not ended yet"]),
+        (
+            "daily",
+            "2026-12-01",
+            ["param report_date=2026-12-01", "has not ended yet", "2026-12-02 00:00 Europe/Istanbul"],
+        ),
+        (
+            "weekly",
+            "2026-11-30",
+            ["param report_date=2026-11-30", "weekly 2026-11-30..2026-12-06", "has not ended yet"],
+        ),
         ("monthly", "2026-12-01", ["param report_date=2026-12-01", "monthly 2026-12", "has not ended yet"]),
         ("daily", "2027-06-15", ["param report_date=2027-06-15", "has not ended yet"]),
         # Before the first day reports exist for: an empty report would be stored as final.
@@ -93,12 +101,12 @@ def test_incomplete_early_and_unrepresentable_periods_are_permanent_errors(repor
 def test_data_interval_and_run_after_are_checked_too():
     # A scheduled run's data interval at the end of the calendar, and a run_after at its start.
     with pytest.raises(PermanentError, match=r"the run's data interval .* outside the dates"):
-        _resolve("daily", interval_start=datetime(9999, 12, 31, 21, 0, tzinfo=timezone.utc))
+        _resolve("daily", interval_start=datetime(9999, 12, 31, 21, 0, tzinfo=UTC))
     with pytest.raises(PermanentError, match=r"the run's run_after time .* outside the dates"):
-        _resolve("monthly", run_after=datetime(1, 1, 1, tzinfo=timezone.utc))
+        _resolve("monthly", run_after=datetime(1, 1, 1, tzinfo=UTC))
     # A data interval before the earliest date (a backfill from long ago).
     with pytest.raises(PermanentError, match="CDR_EARLIEST_REPORT_DATE"):
-        _resolve("daily", interval_start=datetime(1970, 1, 1, 21, 0, tzinfo=timezone.utc))
+        _resolve("daily", interval_start=datetime(1970, 1, 1, 21, 0, tzinfo=UTC))
     # The failure alerts describe a run without `now`: no completeness check, same period.
     today = resolve_period("daily", SETTINGS, "2026-12-01", None, None)
     assert today.start_date == date(2026, 12, 1)
@@ -122,7 +130,7 @@ def test_the_plan_task_refuses_such_runs_at_once_and_nothing_is_stored(airflow_s
 
     from cdr_reports.pipeline.load import read_report
 
-    today = local_date_of(datetime.now(timezone.utc), TZ)
+    today = local_date_of(datetime.now(UTC), TZ)
     refused = {
         today.isoformat(): "has not ended yet",
         (today + timedelta(days=40)).isoformat(): "has not ended yet",
@@ -134,7 +142,10 @@ def test_the_plan_task_refuses_such_runs_at_once_and_nothing_is_stored(airflow_s
     run_ids = {}
     for report_date in refused:
         response = airflow_stack.request(
-            "operator", "POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {"report_date": report_date}}
+            "operator",
+            "POST",
+            f"/api/v2/dags/{dag_id}/dagRuns",
+            json={"logical_date": None, "conf": {"report_date": report_date}},
         )
         assert response.status_code == 200, response.text
         run_ids[report_date] = response.json()["dag_run_id"]

@@ -8,7 +8,7 @@ lifetimes, and user ids that are never reused (PostgreSQL metadata DB).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -106,7 +106,9 @@ def _anonymous(stack, method: str, path: str) -> httpx.Response:
     transport = httpx.HTTPTransport(local_address="127.0.0.7")
     with httpx.Client(base_url=stack.base_url, transport=transport, timeout=30, follow_redirects=False) as client:
         if method == "POST":
-            return client.post(path, json={"username": "nobody-anonymous", "password": "wrong-password", "provider": "db"})
+            return client.post(
+                path, json={"username": "nobody-anonymous", "password": "wrong-password", "provider": "db"}
+            )
         return client.get(path)
 
 
@@ -142,7 +144,9 @@ def test_no_api_route_outside_the_documented_surface_answers_anonymously(airflow
                 open_routes[prefix + path] = status
     assert checked > 100
     assert set(open_routes) <= documented, open_routes
-    assert open_routes == {path: status for (method, path), status in documented_public_surface().items() if path in open_routes}
+    assert open_routes == {
+        path: status for (method, path), status in documented_public_surface().items() if path in open_routes
+    }
 
 
 def test_version_and_api_documents_need_a_login(airflow_stack):
@@ -244,7 +248,7 @@ def test_backfills_over_the_run_cap_are_refused(airflow_stack):
 
 def test_backfill_refusal_counts_runs_like_the_timetable():
     settings = load_settings({"CDR_EARLIEST_REPORT_DATE": "2026-01-01"})
-    now = datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
 
     def refusal(dag_id, start, end, max_runs=366):
         body = f'{{"dag_id": "{dag_id}", "from_date": "{start}", "to_date": "{end}"}}'.encode()

@@ -135,7 +135,7 @@ def test_stored_reports_cannot_be_updated_and_foreign_tables_not_touched(restric
         f'UPDATE "{schema}".{FOREIGN_TABLE} SET amount = 999999',
         f'DELETE FROM "{schema}".{FOREIGN_TABLE}',
         f'SELECT * FROM "{schema}".{FOREIGN_TABLE}',
-        f'UPDATE "{schema}".cdr_reports_schema_version SET version_num = \'0001\'',
+        f"UPDATE \"{schema}\".cdr_reports_schema_version SET version_num = '0001'",
     ):
         assert "permission denied" in str(_refused(engine, statement)), statement
     assert stored_state(engine, schema=schema) == before
@@ -163,7 +163,7 @@ def test_a_schema_behind_head_needs_the_init_step(restricted):
         assert stored_state(engine, schema=schema) == before  # nothing stored
     finally:
         with admin.connect() as conn:
-            conn.execute(sa.text(f"UPDATE \"{schema}\".cdr_reports_schema_version SET version_num = :v"), {"v": version})
+            conn.execute(sa.text(f'UPDATE "{schema}".cdr_reports_schema_version SET version_num = :v'), {"v": version})
 
 
 @pytest.mark.e2e

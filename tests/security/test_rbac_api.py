@@ -24,7 +24,14 @@ def _dag_ids(stack, username):
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v2/dags", f"/api/v2/dags/{DAILY}/dagRuns", "/api/v2/connections", "/api/v2/variables", "/auth/fab/v1/users", "/ui/dags"],
+    [
+        "/api/v2/dags",
+        f"/api/v2/dags/{DAILY}/dagRuns",
+        "/api/v2/connections",
+        "/api/v2/variables",
+        "/auth/fab/v1/users",
+        "/ui/dags",
+    ],
 )
 def test_anonymous_api_calls_are_unauthorized(airflow_stack, path):
     response = airflow_stack.request(None, "GET", path)
@@ -53,7 +60,9 @@ def test_tokens_must_be_signed_with_the_configured_secret(airflow_stack):
     header = jwt.get_unverified_header(real)
 
     def call(token):
-        response = airflow_stack.request(None, "GET", "/api/v2/connections", headers={"Authorization": f"Bearer {token}"})
+        response = airflow_stack.request(
+            None, "GET", "/api/v2/connections", headers={"Authorization": f"Bearer {token}"}
+        )
         return response.status_code, response.json()["detail"] if response.status_code != 200 else None
 
     secret = airflow_stack.secrets["jwt_secret"]
@@ -61,7 +70,10 @@ def test_tokens_must_be_signed_with_the_configured_secret(airflow_stack):
     # Control: the same claims re-signed with the deployment's secret are accepted...
     assert call(jwt.encode(claims, secret, algorithm=header["alg"], headers=kid)) == (200, None)
     # ...so a different key, an unsigned token or an expired one is rejected for that reason alone.
-    assert call(jwt.encode(claims, "guessed-secret-" + "x" * 64, algorithm=header["alg"], headers=kid)) == (403, "Invalid JWT token")
+    assert call(jwt.encode(claims, "guessed-secret-" + "x" * 64, algorithm=header["alg"], headers=kid)) == (
+        403,
+        "Invalid JWT token",
+    )
     assert call(jwt.encode(claims, None, algorithm="none")) == (403, "Invalid JWT token")
     now = int(time.time())
     expired = {**claims, "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600}
@@ -175,14 +187,19 @@ def test_viewer_cannot_read_other_dags_logs(airflow_stack):
 
 def test_operator_triggers_a_daily_report_for_a_date(airflow_stack):
     response = airflow_stack.request(
-        "operator", "POST", f"/api/v2/dags/{DAILY}/dagRuns", json={"logical_date": None, "conf": {"report_date": REPORT_DATE}}
+        "operator",
+        "POST",
+        f"/api/v2/dags/{DAILY}/dagRuns",
+        json={"logical_date": None, "conf": {"report_date": REPORT_DATE}},
     )
     assert response.status_code == 200, response.text
     run_id = response.json()["dag_run_id"]
     stored = {r["dag_run_id"]: r for r in airflow_stack.dag_runs(DAILY)}
     assert stored[run_id]["conf"] == {"report_date": REPORT_DATE}
     # ...and may mark it (edit DAG runs of the report DAGs).
-    marked = airflow_stack.request("operator", "PATCH", f"/api/v2/dags/{DAILY}/dagRuns/{quote(run_id)}", json={"state": "failed"})
+    marked = airflow_stack.request(
+        "operator", "PATCH", f"/api/v2/dags/{DAILY}/dagRuns/{quote(run_id)}", json={"state": "failed"}
+    )
     assert marked.status_code == 200, marked.text
     assert marked.json()["state"] == "failed"
 
@@ -211,7 +228,18 @@ def test_operator_only_sees_report_dags(airflow_stack):
         ("GET", "/api/v2/variables", None),
         ("GET", "/api/v2/config", None),
         ("GET", "/auth/fab/v1/users", None),
-        ("POST", "/auth/fab/v1/users", {"username": "x", "password": "x", "email": "x@example.test", "first_name": "x", "last_name": "x", "roles": [{"name": "Admin"}]}),
+        (
+            "POST",
+            "/auth/fab/v1/users",
+            {
+                "username": "x",
+                "password": "x",
+                "email": "x@example.test",
+                "first_name": "x",
+                "last_name": "x",
+                "roles": [{"name": "Admin"}],
+            },
+        ),
     ],
 )
 def test_operator_is_forbidden(airflow_stack, method, path, body):

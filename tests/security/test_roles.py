@@ -68,8 +68,8 @@ def test_access_control_uses_only_actions_fab_accepts():
 
 
 def test_each_report_dag_carries_its_own_access_control():
-    from cdr_reports.pipeline.config import load_settings
     from cdr_reports.integration.dag_factory import build_report_dags
+    from cdr_reports.pipeline.config import load_settings
 
     dags = build_report_dags(load_settings({}))
     assert sorted(dags) == sorted(REPORT_DAG_IDS)

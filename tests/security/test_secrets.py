@@ -49,7 +49,9 @@ def test_connection_password_is_masked_in_the_task_log(airflow_stack):
 
     # The task really had the password: it returned its length as XCom.
     xcom = airflow_stack.request(
-        "admin", "GET", f"/api/v2/dags/{PROBE_DAG_ID}/dagRuns/{quote(run_id)}/taskInstances/leak/xcomEntries/return_value"
+        "admin",
+        "GET",
+        f"/api/v2/dags/{PROBE_DAG_ID}/dagRuns/{quote(run_id)}/taskInstances/leak/xcomEntries/return_value",
     )
     assert xcom.status_code == 200, xcom.text
     assert int(xcom.json()["value"]) == len(password)

@@ -382,14 +382,11 @@ def _compose_cli() -> str:
 
 
 def _filled_env_file(tmp_path: Path) -> Path:
-    """.env.example with every empty secret filled in, as a user's .env would be."""
-    lines = []
-    for line in (REPO / ".env.example").read_text().splitlines():
-        if match := re.match(r"^([A-Z_][A-Z0-9_]*)=$", line):
-            line = f"{match.group(1)}=Test-{match.group(1).lower()}-0a1B"
-        lines.append(line)
+    """The .env that `make env` writes (every secret generated), as a user's would be."""
+    from cdr_reports_dev import envfile
+
     path = tmp_path / "filled.env"
-    path.write_text("\n".join(lines) + "\n")
+    assert envfile.main(["--output", str(path)]) == 0
     return path
 
 
@@ -417,13 +414,14 @@ def test_compose_config_validates_with_a_filled_env(tmp_path):
     result = _run_compose(cli, env_file, "config")
     assert result.returncode == 0, result.stderr[-3000:]
     rendered = yaml.safe_load(result.stdout)
+    secrets = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", env_file.read_text(), re.M))
     api = rendered["services"]["airflow-apiserver"]
-    assert api["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] == "Test-airflow_jwt_secret-0a1B"
+    assert api["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] == secrets["AIRFLOW_JWT_SECRET"]
     assert api["environment"]["AIRFLOW_CONN_CDR_REPORTS_DB"] == (
-        "mssql://cdr_reports_app:Test-mssql_reports_password-0a1B@mssql:1433/cdr_reports"
+        f"mssql://cdr_reports_app:{secrets['MSSQL_REPORTS_PASSWORD']}@mssql:1433/cdr_reports"
     )
     assert api["environment"]["AIRFLOW_CONN_CDR_MONGO"] == (
-        "mongo://cdr_reports_reader:Test-mongo_reports_password-0a1B@mongo:27017/cdr?authSource=admin"
+        f"mongo://cdr_reports_reader:{secrets['MONGO_REPORTS_PASSWORD']}@mongo:27017/cdr?authSource=admin"
     )
     published = api["ports"][0]
     assert published in ("127.0.0.1:8080:8080/tcp", "127.0.0.1:8080:8080") or (

@@ -26,6 +26,7 @@ def test_every_variable_overrides_its_setting():
         "CDR_SQL_SCHEMA": "reports",
         "CDR_GLOBAL_FILTER": '{"Tenant": "x", "At": {"$gte": {"$date": "2020-01-01T00:00:00Z"}}}',
         "CDR_EXTRACT_SLICES": "4",
+        "CDR_EXTRACT_STRATEGY": "Stream",
         "CDR_MAX_CALL_DURATION_SECONDS": "7200",
         "CDR_MONGO_TIMEOUT_MS": "2500",
         "CDR_WEEK_START": "sunday",
@@ -49,6 +50,11 @@ def test_every_variable_overrides_its_setting():
         "CDR_REPORT_EMAILS_DAILY": "finance@example.org",
         "CDR_REPORT_EMAILS_WEEKLY": "ops@example.org; noc@example.net",
         "CDR_REPORT_EMAILS_MONTHLY": "cfo@example.org",
+        "CDR_VOLUME_CHECK_HISTORY": "14",
+        "CDR_VOLUME_DROP_THRESHOLD": "0.25",
+        "CDR_VOLUME_MIN_EXPECTED_CALLS": "0",
+        "CDR_LATE_DATA_LOOKBACK_DAYS": "0",
+        "CDR_LATE_DATA_ACTION": "Alert",
     }
     assert set(env) == set(ENV_VARS)  # the test covers the whole table
     s = load_settings(env)
@@ -64,6 +70,15 @@ def test_every_variable_overrides_its_setting():
     assert (s.report_emails_daily, s.report_emails_weekly, s.report_emails_monthly) == (
         ("finance@example.org",), ("ops@example.org", "noc@example.net"), ("cfo@example.org",)
     )
+    assert s.extract_strategy == "stream"
+    assert (s.volume_check_history, s.volume_drop_threshold, s.volume_min_expected_calls) == (14, 0.25, 0)
+    assert (s.late_data_lookback_days, s.late_data_action) == (0, "alert")
+
+
+def test_data_quality_defaults():
+    s = load_settings({})
+    assert (s.volume_check_history, s.volume_drop_threshold, s.volume_min_expected_calls) == (7, 0.5, 20)
+    assert (s.late_data_lookback_days, s.late_data_action) == (2, "rereport")
 
 
 @pytest.mark.parametrize(
@@ -81,6 +96,13 @@ def test_every_variable_overrides_its_setting():
         ({"CDR_WEEK_START": "Caturday"}, "CDR_WEEK_START"),
         ({"CDR_EARLIEST_REPORT_DATE": "2026-13-01"}, "CDR_EARLIEST_REPORT_DATE='2026-13-01' is not a date"),
         ({"CDR_RETRY_DELAY_SECONDS": "600", "CDR_MAX_RETRY_DELAY_SECONDS": "60"}, "CDR_MAX_RETRY_DELAY_SECONDS must be >="),
+        ({"CDR_VOLUME_CHECK_HISTORY": "-1"}, "CDR_VOLUME_CHECK_HISTORY='-1' must be between 0 and 366"),
+        ({"CDR_VOLUME_DROP_THRESHOLD": "50%"}, "CDR_VOLUME_DROP_THRESHOLD='50%' is not a number"),
+        ({"CDR_VOLUME_DROP_THRESHOLD": "0"}, "must be a fraction > 0 and <= 1"),
+        ({"CDR_VOLUME_DROP_THRESHOLD": "nan"}, "must be a fraction > 0 and <= 1"),
+        ({"CDR_VOLUME_MIN_EXPECTED_CALLS": "-5"}, "CDR_VOLUME_MIN_EXPECTED_CALLS='-5' must be >= 0"),
+        ({"CDR_LATE_DATA_LOOKBACK_DAYS": "32"}, "CDR_LATE_DATA_LOOKBACK_DAYS='32' must be between 0 and 31"),
+        ({"CDR_LATE_DATA_ACTION": "fix"}, "CDR_LATE_DATA_ACTION='fix' must be one of rereport, alert"),
     ],
 )
 def test_bad_values_name_the_variable(env, needle):

@@ -17,6 +17,7 @@ from airflow.sdk import DAG, Param, task
 from cdr_reports.integration import tasks
 from cdr_reports.integration.alerts import daily_deadline_alert
 from cdr_reports.integration.dag_docs import dag_doc, due_after, task_docs
+from cdr_reports.integration.quality_tasks import add_quality_tasks
 from cdr_reports.integration.report_view.assets import event_extra, report_asset
 from cdr_reports.integration.report_view.delivery import add_email_task
 from cdr_reports.integration.security import report_dag_access_control
@@ -105,8 +106,11 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
 
         windows = plan()
         slices = extract.expand(window=windows)
+        loaded = load(aggregate(windows, slices))
         # E-mail delivery only when CDR_REPORT_EMAILS_<TYPE> names recipients (report_view/delivery.py).
-        add_email_task(report_type, settings, load(aggregate(windows, slices)))
+        add_email_task(report_type, settings, loaded)
+        # Volume-drop and (daily) late-data checks after the load, off the report's path (quality_tasks.py).
+        add_quality_tasks(report_type, settings, loaded)
     return dag
 
 

@@ -36,7 +36,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ UI_CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
 )
 # The FAB pages under /auth (sign-in form, user management): their templates carry inline scripts.
-FAB_CONTENT_SECURITY_POLICY = UI_CONTENT_SECURITY_POLICY.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+FAB_CONTENT_SECURITY_POLICY = UI_CONTENT_SECURITY_POLICY.replace(
+    "script-src 'self'", "script-src 'self' 'unsafe-inline'"
+)
 SECURITY_HEADERS: dict[str, str] = {
     "x-frame-options": "SAMEORIGIN",
     "x-content-type-options": "nosniff",
@@ -180,7 +182,10 @@ class HttpPolicyMiddleware:
         if wait is not None:
             seconds = max(int(wait + 0.999), 1)
             await _json(
-                send, 429, {"detail": f"Too many failed sign-in attempts; retry in {seconds} s"}, {"retry-after": str(seconds)}
+                send,
+                429,
+                {"detail": f"Too many failed sign-in attempts; retry in {seconds} s"},
+                {"retry-after": str(seconds)},
             )
             return
         status: dict[str, int] = {}
@@ -293,7 +298,7 @@ def backfill_refusal(body: bytes, max_runs: int, now: datetime | None = None, se
         settings = settings or load_settings()
     except PermanentError as exc:
         return f"the report settings are invalid: {exc}"
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     dag_id = request["dag_id"]
     try:
         period = period_containing_instant(report_type, start, settings.time_zone, settings.week_start)
@@ -324,4 +329,4 @@ def _instant(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
     parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -47,7 +47,13 @@ REPORT_DAG_IDS = tuple(f"cdr_{report_type}_report" for report_type in REPORT_TYP
 
 # FAB resource and action names (airflow.providers.fab.www.security.permissions), spelled out
 # so that this module stays importable without the provider.
-CAN_READ, CAN_EDIT, CAN_CREATE, CAN_DELETE, MENU_ACCESS = "can_read", "can_edit", "can_create", "can_delete", "menu_access"
+CAN_READ, CAN_EDIT, CAN_CREATE, CAN_DELETE, MENU_ACCESS = (
+    "can_read",
+    "can_edit",
+    "can_create",
+    "can_delete",
+    "menu_access",
+)
 DAGS = "DAGs"
 DAG_RUNS = "DAG Runs"
 TASK_INSTANCES = "Task Instances"
@@ -66,26 +72,32 @@ REPORT_DAG_ACCESS_CONTROL: dict[str, dict[str, set[str]]] = {
 
 def report_dag_access_control() -> dict[str, dict[str, set[str]]]:
     """A fresh copy of REPORT_DAG_ACCESS_CONTROL for one DAG (DAG objects keep the dict they get)."""
-    return {role: {resource: set(actions) for resource, actions in per.items()} for role, per in REPORT_DAG_ACCESS_CONTROL.items()}
+    return {
+        role: {resource: set(actions) for resource, actions in per.items()}
+        for role, per in REPORT_DAG_ACCESS_CONTROL.items()
+    }
 
 
 # Global (not DAG-specific) permissions. The sub-entity ones only take effect together with
 # the per-DAG `DAG:<dag_id>` permission above, so they do not reach other teams' DAGs.
 _VIEWER_GLOBAL: frozenset[tuple[str, str]] = frozenset(
-    [(CAN_READ, resource) for resource in (
-        DAG_RUNS,
-        TASK_INSTANCES,
-        "Task Logs",
-        "DAG Code",
-        "DAG Dependencies",
-        "DAG Versions",
-        "DAG Warnings",
-        "XComs",
-        "HITL Detail",  # the UI's DAG list endpoint requires it
-        "Website",
-        "My Profile",
-        "My Password",
-    )]
+    [
+        (CAN_READ, resource)
+        for resource in (
+            DAG_RUNS,
+            TASK_INSTANCES,
+            "Task Logs",
+            "DAG Code",
+            "DAG Dependencies",
+            "DAG Versions",
+            "DAG Warnings",
+            "XComs",
+            "HITL Detail",  # the UI's DAG list endpoint requires it
+            "Website",
+            "My Profile",
+            "My Password",
+        )
+    ]
     + [(CAN_EDIT, "My Profile"), (CAN_EDIT, "My Password")]
     + [(MENU_ACCESS, resource) for resource in ("Browse", DAGS, DAG_RUNS, TASK_INSTANCES, "Docs", "Documentation")]
 )
@@ -120,6 +132,9 @@ FORBIDDEN_RESOURCES = frozenset(
 REPORT_DB_GRANTS: dict[str, tuple[str, ...]] = {
     "cdr_operator_report": ("SELECT", "INSERT", "DELETE"),
     "cdr_report_run": ("SELECT", "INSERT", "DELETE"),
+    # Data-quality findings and source audits: replaced (DELETE + INSERT) when a check runs again.
+    "cdr_quality_check": ("SELECT", "INSERT", "DELETE"),
+    "cdr_source_audit": ("SELECT", "INSERT", "DELETE"),
     "cdr_reports_schema_version": ("SELECT",),
 }
 
@@ -224,7 +239,9 @@ def ensure_roles(
     for dag_id in dag_ids:
         # Same call as the DAG processor's sync: grants these and revokes other non-Admin roles'
         # per-DAG permissions on the report DAGs.
-        sm.sync_perm_for_dag(dag_id, {role: {res: set(acts) for res, acts in per.items()} for role, per in access_control.items()})
+        sm.sync_perm_for_dag(
+            dag_id, {role: {res: set(acts) for res, acts in per.items()} for role, per in access_control.items()}
+        )
     session.commit()
     return changes
 
@@ -243,12 +260,16 @@ def role_permissions(session: Any = None) -> dict[str, list[tuple[str, str]]]:
     for role_name in REPORT_ROLES:
         role = sm.find_role(role_name)
         if role is not None:
-            result[role_name] = sorted((p.action.name, p.resource.name) for p in role.permissions if p.action and p.resource)
+            result[role_name] = sorted(
+                (p.action.name, p.resource.name) for p in role.permissions if p.action and p.resource
+            )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdr_reports.integration.security", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cdr_reports.integration.security", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ensure-roles", help="create/converge ReportViewer and ReportOperator (idempotent)")
     sub.add_parser("show", help="print the report roles' stored permissions as JSON")

@@ -27,6 +27,16 @@ DEFAULT_MAX_CALL_DURATION_SECONDS = 31 * 24 * 3600
 # empty report for a time the source never held).
 DEFAULT_EARLIEST_REPORT_DATE = date(2026, 1, 1)
 
+# Data-quality alarms (quality.py; the README reasons the defaults). A week of daily reports is
+# the history (one of each weekday, so the median is robust to a weekend or a holiday); an
+# operator is flagged below half of its median; operators expecting fewer calls than
+# DEFAULT_VOLUME_MIN_EXPECTED_CALLS are too small to judge (Poisson noise).
+DEFAULT_VOLUME_CHECK_HISTORY = 7
+DEFAULT_VOLUME_DROP_THRESHOLD = 0.5
+DEFAULT_VOLUME_MIN_EXPECTED_CALLS = 20
+DEFAULT_LATE_DATA_LOOKBACK_DAYS = 2
+LATE_DATA_ACTIONS = ("rereport", "alert")
+
 
 class ConfigError(PermanentError, ValueError):
     """A setting has a value the pipeline cannot use (a permanent error: retrying cannot help)."""
@@ -76,6 +86,12 @@ class Settings:
     report_emails_daily: tuple[str, ...] = ()
     report_emails_weekly: tuple[str, ...] = ()
     report_emails_monthly: tuple[str, ...] = ()
+    # Data quality (quality.py): volume-drop alarm after each load, late-data recount of past days.
+    volume_check_history: int = DEFAULT_VOLUME_CHECK_HISTORY  # 0: no volume check
+    volume_drop_threshold: float = DEFAULT_VOLUME_DROP_THRESHOLD
+    volume_min_expected_calls: int = DEFAULT_VOLUME_MIN_EXPECTED_CALLS
+    late_data_lookback_days: int = DEFAULT_LATE_DATA_LOOKBACK_DAYS  # 0: no late-data check
+    late_data_action: str = "rereport"  # rereport | alert
 
 
 # Environment variable -> Settings field. One table so the README, .env.example and the
@@ -113,6 +129,11 @@ ENV_VARS: dict[str, str] = {
     "CDR_REPORT_EMAILS_DAILY": "report_emails_daily",
     "CDR_REPORT_EMAILS_WEEKLY": "report_emails_weekly",
     "CDR_REPORT_EMAILS_MONTHLY": "report_emails_monthly",
+    "CDR_VOLUME_CHECK_HISTORY": "volume_check_history",
+    "CDR_VOLUME_DROP_THRESHOLD": "volume_drop_threshold",
+    "CDR_VOLUME_MIN_EXPECTED_CALLS": "volume_min_expected_calls",
+    "CDR_LATE_DATA_LOOKBACK_DAYS": "late_data_lookback_days",
+    "CDR_LATE_DATA_ACTION": "late_data_action",
 }
 
 # extract.py: `auto` asks the server (buildInfo) and picks `stream` for FerretDB, `pushdown` otherwise.
@@ -139,6 +160,17 @@ def _bool(var: str, raw: str) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{var}={raw!r} is not a boolean (true/false)")
+
+
+def _fraction(var: str, raw: str) -> float:
+    """A number in (0, 1]: a share of an expected value."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a number") from None
+    if not 0 < value <= 1:  # NaN fails too
+        raise ConfigError(f"{var}={raw!r} must be a fraction > 0 and <= 1 (e.g. 0.5)")
+    return value
 
 
 def _weekday(var: str, raw: str) -> int:
@@ -287,6 +319,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if (raw := get(var)) is not None:
             values[name] = _emails(var, raw)
+    if (raw := get("CDR_VOLUME_CHECK_HISTORY")) is not None:
+        values["volume_check_history"] = _int("CDR_VOLUME_CHECK_HISTORY", raw, 0, 366)
+    if (raw := get("CDR_VOLUME_DROP_THRESHOLD")) is not None:
+        values["volume_drop_threshold"] = _fraction("CDR_VOLUME_DROP_THRESHOLD", raw)
+    if (raw := get("CDR_VOLUME_MIN_EXPECTED_CALLS")) is not None:
+        values["volume_min_expected_calls"] = _int("CDR_VOLUME_MIN_EXPECTED_CALLS", raw, 0)
+    if (raw := get("CDR_LATE_DATA_LOOKBACK_DAYS")) is not None:
+        values["late_data_lookback_days"] = _int("CDR_LATE_DATA_LOOKBACK_DAYS", raw, 0, 31)
+    if (raw := get("CDR_LATE_DATA_ACTION")) is not None:
+        action = raw.strip().lower()
+        if action not in LATE_DATA_ACTIONS:
+            raise ConfigError(f"CDR_LATE_DATA_ACTION={raw!r} must be one of {', '.join(LATE_DATA_ACTIONS)}")
+        values["late_data_action"] = action
     if (raw := get("CDR_DAILY_DEADLINE_LOCAL_TIME")) is not None:
         values["daily_deadline_local_time"] = _local_time("CDR_DAILY_DEADLINE_LOCAL_TIME", raw)
     settings = Settings(**values)

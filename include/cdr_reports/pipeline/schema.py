@@ -20,6 +20,8 @@ from sqlalchemy.dialects import mssql
 
 OPERATOR_TABLE = "cdr_operator_report"
 RUN_TABLE = "cdr_report_run"
+QUALITY_CHECK_TABLE = "cdr_quality_check"
+SOURCE_AUDIT_TABLE = "cdr_source_audit"
 
 # Naive UTC everywhere; DATETIME2 on SQL Server (its DATETIME rounds to 1/300 s).
 UTC_TIMESTAMP = sa.DateTime(timezone=False).with_variant(mssql.DATETIME2(), "mssql")
@@ -110,6 +112,69 @@ RUN_COLUMNS: tuple[Column, ...] = (
     ),
 )
 
+# Data-quality findings (quality.py): volume drops, vanished and new operators, late data. Only
+# findings are stored; a period's rows of one check are replaced whenever that check runs again.
+QUALITY_CHECK_COLUMNS: tuple[Column, ...] = (
+    *_PERIOD_KEY,
+    Column(
+        "operator_id",
+        sa.Unicode(MAX_OPERATOR_ID_LENGTH),
+        "the operator judged; empty for a finding about the whole period (`late_data`)",
+        key=True,
+        label="operator",
+    ),
+    Column(
+        "verdict",
+        sa.String(16),
+        "`drop` (below `CDR_VOLUME_DROP_THRESHOLD` × expected), `vanished` (no calls, some expected), "
+        "`new` (no calls in any of the previous reports) or `late_data` (the source count changed after the report)",
+        key=True,
+        label="verdict",
+    ),
+    Column(
+        "expected",
+        sa.Float(53),
+        "median `total_calls` of the operator's previous `CDR_VOLUME_CHECK_HISTORY` reports (absent = 0); "
+        "for `late_data` the stored `source_records`; NULL for `new`",
+        nullable=True,
+        label="expected",
+    ),
+    Column(
+        "actual",
+        sa.BigInteger(),
+        "`total_calls` in this report (0 when vanished); for `late_data` the source count found now",
+        label="actual",
+    ),
+    Column("detail", sa.Unicode(400), "the finding in words, and what was done about it", label="detail"),
+    Column("dag_run_id", sa.Unicode(250), "the Airflow run that made the check", label="DAG run"),
+    Column("checked_at", UTC_TIMESTAMP, "when the check ran (UTC)", comment="UTC", label="checked"),
+)
+
+# The source audit (audit.py): CDRs no report period can ever hold, one row per audit run.
+SOURCE_AUDIT_COLUMNS: tuple[Column, ...] = (
+    Column("dag_run_id", sa.Unicode(250), "the Airflow run of the audit", key=True, label="DAG run"),
+    Column("audited_at", UTC_TIMESTAMP, "when the audit counted (UTC)", comment="UTC", label="audited"),
+    Column(
+        "unplaceable_records",
+        sa.BigInteger(),
+        "CDRs passing the global filter whose `DateTime.Start` is missing, not a date, or an array",
+        label="unplaceable",
+    ),
+    Column(
+        "previous_records",
+        sa.BigInteger(),
+        "`unplaceable_records` of the previous audit; NULL for the first audit",
+        nullable=True,
+        label="previous",
+    ),
+    Column(
+        "sample_ids",
+        sa.Unicode(2000),
+        "up to 5 `_id`s of such CDRs, a JSON array in MongoDB Extended JSON (relaxed)",
+        label="sample _ids",
+    ),
+)
+
 # The per-operator figures the aggregate step computes (OperatorRow's fields, in order).
 METRIC_COLUMNS: tuple[str, ...] = (
     "operator_id",
@@ -120,7 +185,12 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "avg_answered_duration_seconds",
 )
 
-TABLES: dict[str, tuple[Column, ...]] = {OPERATOR_TABLE: OPERATOR_COLUMNS, RUN_TABLE: RUN_COLUMNS}
+TABLES: dict[str, tuple[Column, ...]] = {
+    OPERATOR_TABLE: OPERATOR_COLUMNS,
+    RUN_TABLE: RUN_COLUMNS,
+    QUALITY_CHECK_TABLE: QUALITY_CHECK_COLUMNS,
+    SOURCE_AUDIT_TABLE: SOURCE_AUDIT_COLUMNS,
+}
 
 
 def column(table: str, name: str) -> Column:
@@ -149,6 +219,9 @@ def markdown_table(table: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args in (["--help"], ["-h"]):
+        print("usage: python -m cdr_reports.pipeline.schema markdown")
+        return 0
     if args != ["markdown"]:
         print("usage: python -m cdr_reports.pipeline.schema markdown", file=sys.stderr)
         return 2
