@@ -28,15 +28,21 @@ def original_approach(
     end: datetime,
     global_filter: Mapping[str, Any] = DEFAULT_GLOBAL_FILTER,
     max_call_duration_seconds: float = DEFAULT_MAX_CALL_DURATION_SECONDS,
+    batch_size: int = 0,
 ) -> dict[str, Any]:
-    """Per-operator totals of [start, end), computed in Python from every full document."""
+    """Per-operator totals of [start, end), computed in Python from every full document.
+
+    `batch_size` 0 leaves batching to the driver and the server, as the original did; a server
+    that answers a default getMore with every remaining document (mongo-java-server) needs a cap,
+    or its reply outgrows the 48 MB message limit.
+    """
     from cdr_reports.pipeline.validity import DocumentRules, operator_key, window_query
 
     rules = DocumentRules.for_settings(max_call_duration_seconds)
     # The window as the product states it (a single BSON date in [start, end)) so both count the
     # same documents; the original's plain range differs only for array-valued DateTime.Start.
     query = {"$and": [window_query(start, end), dict(global_filter)]}
-    records = list(collection.find(query))  # ToList(): the whole period in memory, like the .NET job
+    records = list(collection.find(query, batch_size=batch_size))  # ToList(): the whole period in memory, like the .NET job
 
     groups: dict[str, list[Any]] = {}  # operator -> [calls, answered, seconds]
     rejected = 0

@@ -108,7 +108,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
             "rows": {r.operator_id: [r.total_calls, r.answered_calls, r.total_duration_seconds] for r in report.rows},
         }
     elif approach == "baseline":
-        result = original_approach(collection, period.start_utc, period.end_utc)
+        result = original_approach(collection, period.start_utc, period.end_utc, batch_size=args.get("batch_size", 0))
         seconds = time.perf_counter() - began
         summary = {
             "source_records": result["source_records"],

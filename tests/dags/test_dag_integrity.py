@@ -31,6 +31,8 @@ SUMMARY = {
     "monthly": "monthly, Europe/Istanbul, due 04:00",
 }
 TASK_IDS = ["plan", "extract", "aggregate", "load"]
+# After the load, off the report's path (integration/quality_tasks.py); on by default.
+QUALITY_TASK_IDS = {"daily": ["check_volume", "check_late_data"], "weekly": ["check_volume"], "monthly": ["check_volume"]}
 
 
 def _parse_dags_folder(monkeypatch, env: dict[str, str] | None = None):
@@ -105,13 +107,13 @@ def test_run_policy(dag, report_type):
     assert dag.owner == "cdr-reports"
 
 
-def test_docs_on_dag_and_every_task(dag):
+def test_docs_on_dag_and_every_task(dag, report_type):
     assert dag.doc_md and dag.doc_md.strip()
     assert dag.dag_id in dag.doc_md  # the re-run command names this DAG
-    assert sorted(dag.task_ids) == sorted(TASK_IDS)
+    assert sorted(dag.task_ids) == sorted(TASK_IDS + QUALITY_TASK_IDS[report_type])
     for task in dag.tasks:
         assert task.doc_md and task.doc_md.strip(), task.task_id
-    assert len({task.doc_md for task in dag.tasks}) == len(TASK_IDS)  # one text per task, not a copy
+    assert len({task.doc_md for task in dag.tasks}) == len(dag.tasks)  # one text per task, not a copy
 
 
 def test_retry_and_timeout_defaults_on_every_task(dag):
@@ -138,10 +140,10 @@ def test_report_date_param(dag):
             param.resolve(bad)
 
 
-def test_task_graph_is_plan_extract_aggregate_load(dag):
+def test_task_graph_is_plan_extract_aggregate_load(dag, report_type):
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    assert [t.task_id for t in dag.topological_sort()] == TASK_IDS
+    assert [t.task_id for t in dag.topological_sort()][: len(TASK_IDS)] == TASK_IDS
     plan, extract, aggregate, load = (dag.task_dict[t] for t in TASK_IDS)
     assert isinstance(extract, MappedOperator) and not isinstance(plan, MappedOperator)
     # extract is mapped over plan's output: one task instance per time slice
@@ -150,7 +152,10 @@ def test_task_graph_is_plan_extract_aggregate_load(dag):
     assert extract.upstream_task_ids == {"plan"}
     assert aggregate.upstream_task_ids == {"plan", "extract"}
     assert load.upstream_task_ids == {"aggregate"}
-    assert load.downstream_task_ids == set()
+    assert load.downstream_task_ids == set(QUALITY_TASK_IDS[report_type])
+    for task_id in QUALITY_TASK_IDS[report_type]:
+        assert dag.task_dict[task_id].upstream_task_ids == {"load"}
+        assert dag.task_dict[task_id].downstream_task_ids == set()
 
 
 # --------------------------------------------------------------------------- settings reach the DAG
@@ -275,7 +280,7 @@ def test_dag_survives_serialization_round_trip(plugins_from_repo, dag, report_ty
     assert tt.summary == SUMMARY[report_type]
     assert scheduler_dag.catchup is False and scheduler_dag.max_active_runs == 1
     assert scheduler_dag.dagrun_timeout == timedelta(hours=6)
-    assert sorted(scheduler_dag.task_ids) == sorted(TASK_IDS)
+    assert sorted(scheduler_dag.task_ids) == sorted(TASK_IDS + QUALITY_TASK_IDS[report_type])
     assert scheduler_dag.params.get_param("report_date").schema["format"] == "date"
     for task_id in TASK_IDS:
         task = scheduler_dag.get_task(task_id)

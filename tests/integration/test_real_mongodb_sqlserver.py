@@ -15,8 +15,8 @@ from datetime import date
 import pytest
 
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline.extract import ensure_indexes
-from cdr_reports.pipeline.validity import validity_query, window_query
+from cdr_reports.pipeline.extract import ScopedCollection, ensure_indexes, pushdown_stages
+from cdr_reports.pipeline.validity import DocumentRules
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import period_containing
 from cdr_reports.pipeline.runner import run_report
@@ -57,27 +57,29 @@ def mssql_engine():
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     yield engine, schema
     with engine.begin() as conn:
-        for table in ("cdr_operator_report", "cdr_report_run"):
+        for table in ("cdr_operator_report", "cdr_report_run", "cdr_reports_schema_version"):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {schema}.{table}"))
         conn.execute(sa.text(f"DROP SCHEMA {schema}"))
     engine.dispose()
 
 
-def test_queries_use_the_start_index_on_mongodb(real_mongo):
+def test_pushdown_is_one_aggregation_served_by_the_start_index(real_mongo):
     coll = real_mongo.CdrRecords
     coll.insert_many(random_documents(random.Random(5), 500, DAY.start_utc, DAY.end_utc))
     ensure_indexes(coll)
-    query = {"$and": [window_query(DAY.start_utc, DAY.end_utc), {"IsDeleted": {"$ne": True}}, validity_query(86400)]}
-    plan = coll.find(query).explain()["queryPlanner"]["winningPlan"]
-    assert "IXSCAN" in str(plan) and "DateTime.Start" in str(plan)
+    scoped = ScopedCollection(coll, {"IsDeleted": {"$ne": True}}, DAY.start_utc, DAY.end_utc)
+    pipeline = [{"$match": scoped.match()}, *pushdown_stages(DocumentRules.for_settings(86400))]
+    plan = real_mongo.command("aggregate", coll.name, pipeline=pipeline, explain=True)
+    assert "IXSCAN" in str(plan) and "DateTime.Start" in str(plan), plan
 
 
-def test_pipeline_on_mongodb_and_sqlserver(real_mongo, mssql_engine):
+@pytest.mark.parametrize("strategy", ["pushdown", "stream"])
+def test_pipeline_on_mongodb_and_sqlserver(real_mongo, mssql_engine, strategy):
     engine, schema = mssql_engine
-    coll = real_mongo.CdrRecordsFull
+    coll = real_mongo[f"CdrRecordsFull_{strategy}"]
     docs = edge_case_documents(DAY.start_utc, DAY.end_utc) + random_documents(random.Random(9), 2000, DAY.start_utc, DAY.end_utc)
     coll.insert_many([dict(d) for d in docs])
-    settings = Settings(sql_schema=schema, extract_slices=3)
+    settings = Settings(sql_schema=schema, extract_slices=3, extract_strategy=strategy)
     for run_id in ("first", "second"):
         report = run_report(coll, engine, DAY, settings, dag_run_id=run_id)
     expected = expected_report(docs, DAY.start_utc, DAY.end_utc)
@@ -91,4 +93,5 @@ def test_pipeline_on_mongodb_and_sqlserver(real_mongo, mssql_engine):
         key: row["total_calls"] for key, row in expected["rows"].items()
     }
     assert all(row["dag_run_id"] == "second" for row in stored["rows"])
+    assert stored["run"]["extract_strategy"] == strategy
     assert stored["run"]["source_records"] == expected["source"]

@@ -5,7 +5,7 @@ One package-scoped fixture (`report_stack`), torn down when tests/ui is done:
 1. synthetic CDRs (the demo's generator, fixed seed) from the first day of the previous month to
    yesterday (Istanbul) in a fresh database of the shared FerretDB, plus, yesterday, calls of
    operators whose ids need escaping (`<script>`, `"onerror=`) or neutralising in CSV (`=`, `+`,
-   `-`, `@`, tab). Relative to today because unpausing the daily DAG makes the scheduler report
+   `-`, `@`). Relative to today because unpausing the daily DAG makes the scheduler report
    the last complete day at once: that day must hold data too;
 2. the reports of those periods computed by the pipeline (real extraction from FerretDB) into a
    SQLite report database: the last 21 daily, every complete weekly and the previous monthly one;
@@ -48,10 +48,11 @@ CONSUMER_DAG_ID = "cdr_daily_report_consumer"
 CONSUMER_DAG_FILE = REPO_ROOT / "docs" / "examples" / "cdr_report_consumer_dag.py"
 OUTSIDER_ROLE = "OtherTeam"
 
-# Operator ids that must come out escaped in HTML and neutralised in CSV.
+# Operator ids that must come out escaped in HTML and neutralised in CSV. (A leading tab or CR
+# cannot reach a report: ids with control characters are invalid, see pipeline/validity.py.)
 XSS_SCRIPT = '<script>alert("cdr")</script>'
 XSS_ATTR = '"onerror=alert(1) x="'
-FORMULA_IDS = ('=HYPERLINK("http://evil.example","x")', "+41 22", "-5", "@SUM(A1)", "\tTAB")
+FORMULA_IDS = ('=HYPERLINK("http://evil.example","x")', "+41 22", "-5", "@SUM(A1)")
 SPECIAL_IDS = (XSS_SCRIPT, XSS_ATTR, *FORMULA_IDS)
 
 

@@ -85,6 +85,17 @@ def _day_documents() -> list[dict]:
     return docs
 
 
+def states_before_email(run) -> set[str]:
+    """The data-quality tasks that finished before email_report started (they are its upstreams)."""
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = {ti.task_id: ti for ti in session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id)}
+    email = tis["email_report"]
+    return {tid for tid, ti in tis.items() if tid.startswith("check_") and ti.end_date <= email.start_date}
+
+
 def _text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
@@ -131,6 +142,9 @@ def test_one_email_per_distinct_report_and_a_corrected_copy_after_a_change(repor
     assert f"source {run['source_records']} · valid {run['valid_records']} · rejected 1 · operators {len(rows)}" in text
     assert "✓ source 18 = valid 17 + rejected 1" in text
     assert "CORRECTED" not in html
+    # The data-quality findings stored for the period (the checks ran before the e-mail).
+    assert "Data-quality findings" in text
+    assert states_before_email(first) == {"check_volume", "check_late_data"}
     # Operator ids escaped in the HTML body: present as text, never as markup.
     assert "&lt;script&gt;alert(&quot;cdr&quot;)&lt;/script&gt;" in html and "<script" not in html
     assert "&quot;onerror=alert(1) x=&quot;" in html and '"onerror=' not in html

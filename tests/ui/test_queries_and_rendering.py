@@ -39,9 +39,9 @@ def stored(sql_engine):
     for n, period in enumerate(periods):
         report = make_report(f"d{n}", range(3), base=10 * (n + 1), period=period)
         if n == len(periods) - 1:
-            extra = tuple(
-                OperatorRow(op, 2, 1, 30, 0.5, 30.0) for op in (XSS_SCRIPT, XSS_ATTR, *FORMULA_IDS)
-            )
+            # Stored directly (validity would reject a tab): the CSV's tab rule is checked too.
+            hostile = (XSS_SCRIPT, XSS_ATTR, *FORMULA_IDS, "\tTAB")
+            extra = tuple(OperatorRow(op, 2, 1, 30, 0.5, 30.0) for op in hostile)
             rows = tuple(sorted(report.rows + extra, key=lambda r: r.operator_id))
             report = replace(
                 report,
@@ -111,7 +111,7 @@ def test_page_table_chart_and_csv_of_a_hostile_report(stored):
     # Every cdr_operator_report column is a header; one body row per operator; totals in <tfoot>.
     assert re.findall(r'<th scope="col"[^>]*title="([^"]+)"', html) == render.display_columns(report)
     assert sorted(render.display_columns(report)) == sorted(c.name for c in queries.report_tables().operator.columns)
-    assert html.count("<tr><td") == len(report.rows) == 3 + 2 + len(FORMULA_IDS)
+    assert html.count("<tr><td") == len(report.rows) == 3 + 2 + len(FORMULA_IDS) + 1
     # The chart is well-formed XML with the hostile id escaped in its title.
     svg = re.search(r"<svg .*?</svg>", html, re.S).group(0)
     import xml.etree.ElementTree as ET
@@ -123,7 +123,7 @@ def test_page_table_chart_and_csv_of_a_hostile_report(stored):
     assert lines[0] == list(report.columns)
     cells = [cell for line in lines[1:] for cell in line]
     assert not any(cell.startswith(csv_export.FORMULA_TRIGGERS) for cell in cells)
-    assert {"'" + op for op in FORMULA_IDS} <= set(cells) and XSS_SCRIPT in cells
+    assert {"'" + op for op in (*FORMULA_IDS, "\tTAB")} <= set(cells) and XSS_SCRIPT in cells
 
 
 @pytest.mark.parametrize(

@@ -290,8 +290,12 @@ def test_images_are_pinned_and_airflow_is_built_from_the_dockerfile(services):
         repo, _, tag = image.rpartition(":")
         assert repo and tag and tag != "latest", f"{name}: image {image!r} is not pinned"
         if "build" in service:
-            assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
-            assert image == "${CDR_AIRFLOW_IMAGE:-cdr-reports-airflow:3.3.2}", name
+            if name == "mongo-seed":  # the tools stage: production image + cdr_reports_dev
+                assert service["build"] == {"context": ".", "dockerfile": "Dockerfile", "target": "tools"}, name
+                assert image == "${CDR_TOOLS_IMAGE:-cdr-reports-tools:3.3.2}", name
+            else:
+                assert service["build"] == {"context": ".", "dockerfile": "Dockerfile", "target": "airflow"}, name
+                assert image == "${CDR_AIRFLOW_IMAGE:-cdr-reports-airflow:3.3.2}", name
         else:
             # A version, not a moving major: 16.10-bookworm, 8.0.17, 2022-CU26-..., 7.2-bookworm.
             assert re.match(r"(\d+\.\d+|\d{4}-CU\d+)", tag), f"{name}: {image!r} has no version tag"
@@ -313,7 +317,11 @@ def test_dockerfile_installs_pinned_requirements_and_the_package_at_build_time()
     instructions = [line.strip() for line in dockerfile.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     joined = "\n".join(instructions).replace("\\\n", " ")
     airflow_pin = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M).group(1)
-    assert instructions[0] == f"FROM apache/airflow:{airflow_pin}-python3.11"
+    assert instructions[0] == f"FROM apache/airflow:{airflow_pin}-python3.11 AS airflow"
+    # The production stage never installs the developer tooling; only the `tools` stage does.
+    production = joined.split("FROM airflow AS tools")[0]
+    assert "devtools" not in production and '! python -c "import cdr_reports_dev"' in production
+    assert "pip install --no-cache-dir --no-deps /opt/cdr-reports/devtools" in joined.split("FROM airflow AS tools")[1]
     install = re.search(r"RUN pip install[^\n]*", joined).group(0)
     assert "-r /opt/cdr-reports/requirements.txt" in install and "-c /opt/cdr-reports/requirements.lock" in install
     assert re.search(r"COPY \S* ?requirements\.txt requirements\.lock /opt/cdr-reports/", joined)

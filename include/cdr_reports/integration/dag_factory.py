@@ -107,10 +107,11 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
         windows = plan()
         slices = extract.expand(window=windows)
         loaded = load(aggregate(windows, slices))
-        # E-mail delivery only when CDR_REPORT_EMAILS_<TYPE> names recipients (report_view/delivery.py).
-        add_email_task(report_type, settings, loaded)
         # Volume-drop and (daily) late-data checks after the load, off the report's path (quality_tasks.py).
-        add_quality_tasks(report_type, settings, loaded)
+        checks = add_quality_tasks(report_type, settings, loaded)
+        # E-mail delivery only when CDR_REPORT_EMAILS_<TYPE> names recipients, after the checks
+        # so that it carries their findings (report_view/delivery.py).
+        add_email_task(report_type, settings, loaded, after=checks)
     return dag
 
 

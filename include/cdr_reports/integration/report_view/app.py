@@ -142,6 +142,7 @@ def _report_json(report: Any) -> dict[str, Any]:
         "rows": [{key: plain(value) for key, value in row.items()} for row in report.rows],
         "totals": report.totals(),
         "checks": [{"check": text, "ok": ok} for text, ok in report.checks()],
+        "quality": None if report.quality is None else [{k: plain(v) for k, v in f.items()} for f in report.quality],
     }
 
 

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -218,12 +218,14 @@ def deliver_report(
     return DeliveryResult(status, report_type, period_start.isoformat(), digest, to, previous_sent)
 
 
-def email_report_task(report_type: str, settings: Any, loaded: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+def email_report_task(report_type: str, settings: Any, loaded: Mapping[str, Any] | None, run_id: str) -> dict[str, Any]:
     """Body of the DAG's ``email_report`` task (after ``load``): skipped when the content was already sent."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from cdr_reports.integration.failures import fail_fast
 
+    if not loaded:
+        raise AirflowSkipException("this run stored no report (load did not succeed): nothing to e-mail")
     period_start = date.fromisoformat(str(loaded["period_start"]))
     where = f"e-mailing the {report_type} report of {period_start} via connection {settings.smtp_conn_id!r} (CDR_SMTP_CONN_ID)"
     with fail_fast(where):
@@ -236,22 +238,34 @@ def email_report_task(report_type: str, settings: Any, loaded: Mapping[str, Any]
     return result.as_dict()
 
 
-def add_email_task(report_type: str, settings: Any, loaded: Any, doc_md: str | None = None) -> Any:
-    """Add ``email_report`` after the load task (inside the DAG context) when recipients are configured."""
+def add_email_task(report_type: str, settings: Any, loaded: Any, after: Sequence[Any] = ()) -> Any:
+    """Add ``email_report`` (inside the DAG context) when recipients are configured.
+
+    It runs after ``load`` (`loaded`, its XComArg) and after the data-quality tasks (`after`),
+    whatever their outcome (``all_done``), so that the e-mail carries this run's findings and a
+    failed check does not hold the report back; it skips itself when the load stored nothing.
+    """
     if not recipients(settings, report_type):
         return None
     from airflow.sdk import task
 
-    @task(task_id="email_report", doc_md=doc_md or EMAIL_TASK_DOC)
-    def email_report(loaded_summary: dict[str, Any], **context: Any) -> dict[str, Any]:
+    @task(task_id="email_report", doc_md=EMAIL_TASK_DOC, trigger_rule="all_done")
+    def email_report(**context: Any) -> dict[str, Any]:
+        # Pulled, not passed as an argument: with all_done the load may have failed (no XCom).
+        loaded_summary = context["ti"].xcom_pull(task_ids="load")
         return email_report_task(report_type, settings, loaded_summary, context["run_id"])
 
-    return email_report(loaded)
+    email = email_report()
+    loaded >> email
+    for upstream in after:
+        upstream >> email
+    return email
 
 
 EMAIL_TASK_DOC = (
     "### E-mail the stored report\n"
-    "Sends the report just stored (HTML table, reconciliation line, checks, CSV attachment) to "
+    "After `load` and the data-quality tasks, sends the report just stored (HTML table, reconciliation "
+    "line, checks, data-quality findings, CSV attachment) to "
     "`CDR_REPORT_EMAILS_<TYPE>` through the SMTP connection `CDR_SMTP_CONN_ID`. A re-run whose stored "
     "content is unchanged sends nothing (skipped); a changed one sends a copy marked CORRECTED."
 )

@@ -74,6 +74,8 @@ class StoredReport:
     run: dict[str, Any]
     rows: list[dict[str, Any]]
     columns: tuple[str, ...]  # cdr_operator_report columns, declaration order
+    # The period's data-quality findings (cdr_quality_check); None when that table does not exist.
+    quality: list[dict[str, Any]] | None = None
 
     @property
     def report_type(self) -> str:
@@ -183,6 +185,29 @@ def find_period(engine: sa.engine.Engine, report_type: str, day: date | None, sc
         return conn.execute(query).scalar()
 
 
+def quality_table(schema: str | None = None) -> Any:
+    """`cdr_quality_check` from the single schema declaration."""
+    from cdr_reports.pipeline.schema import QUALITY_CHECK_TABLE, build_metadata
+
+    prefix = f"{schema}." if schema else ""
+    return build_metadata(schema).tables[prefix + QUALITY_CHECK_TABLE]
+
+
+def _quality_findings(
+    conn: sa.engine.Connection, report_type: str, period_start: date, schema: str | None
+) -> list[dict[str, Any]] | None:
+    table = quality_table(schema)
+    if not sa.inspect(conn).has_table(table.name, schema=table.schema):
+        return None
+    rows = conn.execute(
+        sa.select(table)
+        .where(table.c.report_type == report_type, table.c.period_start == period_start)
+        .order_by(table.c.verdict, table.c.operator_id)
+        .limit(MAX_LISTED_OPERATORS)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
 def read_stored_report(
     engine: sa.engine.Engine, report_type: str, period_start: date, schema: str | None = None
 ) -> StoredReport | None:
@@ -208,8 +233,12 @@ def read_stored_report(
             .mappings()
             .all()
         )
+        quality = _quality_findings(conn, report_type, period_start, schema)
     return StoredReport(
-        run=dict(run_row), rows=[dict(r) for r in rows], columns=tuple(c.name for c in operator.columns)
+        run=dict(run_row),
+        rows=[dict(r) for r in rows],
+        columns=tuple(c.name for c in operator.columns),
+        quality=quality,
     )
 
 

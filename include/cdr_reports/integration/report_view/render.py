@@ -162,6 +162,34 @@ def checks_html(report: StoredReport, *, inline_style: bool = False) -> str:
     return f'<ul class="checks" id="checks">{"".join(items)}</ul>'
 
 
+VERDICT_TEXT = {
+    "drop": "volume drop",
+    "vanished": "vanished",
+    "new": "new operator",
+    "late_data": "late data",
+}
+
+
+def quality_html(report: StoredReport, *, email: bool = False) -> str:
+    """The period's stored data-quality findings (cdr_quality_check); nothing when that table is absent."""
+    if report.quality is None:
+        return ""
+    title = (
+        "<p><strong>Data-quality findings</strong></p>"
+        if email
+        else '<h3 class="quality-title">Data-quality findings</h3>'
+    )
+    if not report.quality:
+        return f'{title}<p class="quality-none" id="quality">None for this period.</p>'
+    items = []
+    for finding in report.quality:
+        verdict = VERDICT_TEXT.get(str(finding.get("verdict")), str(finding.get("verdict")))
+        who = f"operator {finding['operator_id']}: " if finding.get("operator_id") else ""
+        items.append(f'<li data-verdict="{esc(finding.get("verdict"))}"><strong>{esc(verdict)}</strong> '
+                     f"{esc(who)}{esc(finding.get('detail') or '')}</li>")  # fmt: skip
+    return f'{title}<ul class="quality" id="quality">{"".join(items)}</ul>'
+
+
 # ----------------------------------------------------------------------------- table
 
 
@@ -451,6 +479,7 @@ def page_html(model: PageModel) -> str:
             f'<h2 id="report-title">{esc(label.capitalize())} <small>({esc(span)}, {esc(run["time_zone"])})</small></h2>'
             f"{reconciliation_html(report, run_link)}"
             f"{checks_html(report)}"
+            f"{quality_html(report)}"
             f'<p class="actions"><a class="button" id="csv-link" href="{esc(csv_href)}" download>Download CSV</a></p>'
             "</section>"
             f'<section class="table-wrap" aria-label="Operators">{report_table_html(report)}</section>'
@@ -522,6 +551,7 @@ def email_html(
         f"<p><strong>Reconciliation:</strong> {esc(reconciliation_text(report))}</p>"
         f"<p>Time zone {esc(run['time_zone'])} · generated {esc(generated_text)} by DAG run {run_ref}</p>"
         f"<p><strong>Checks</strong></p>{checks_html(report, inline_style=True)}"
+        f"{quality_html(report, email=True)}"
         f"{report_table_html(report, email=True)}"
         "<p>The same table is attached as CSV.</p></body></html>"
     )

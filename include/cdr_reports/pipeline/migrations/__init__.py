@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 VERSION_TABLE = "cdr_reports_schema_version"
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent)
 FIRST_REVISION = "0001"
+# Alembic's environment and revision modules are loaded and run per call: two threads of one
+# process migrating at once can wait on each other (a DB lock held by one, a Python lock by the
+# other). One migration per process at a time; across processes the database's own locks and the
+# load's replay-once-on-conflict decide.
+_MIGRATING = threading.Lock()
 
 
 def _config(connection: sa.Connection, schema: str | None) -> Any:
@@ -64,7 +70,7 @@ def upgrade(engine: sa.engine.Engine, schema: str | None = None, target: str = "
     """Upgrade the report tables to `target`; returns (revision before, revision after)."""
     from alembic import command
 
-    with engine.begin() as connection:
+    with _MIGRATING, engine.begin() as connection:
         before = current_revision(connection, schema)
         if before is None and sa.inspect(connection).has_table(RUN_TABLE, schema=schema):
             log.info("report tables of release 0.1 found without a version table: stamping %s", FIRST_REVISION)
