@@ -91,3 +91,17 @@ def test_schema_markdown_command_prints_the_readme_tables():
     assert result.returncode == 0
     for table_block in re.findall(r"<!-- schema:\S+ [^>]*-->\n(.*?)\n<!-- /schema -->", README, re.S):
         assert table_block in result.stdout
+
+
+def test_every_local_setting_is_in_the_readme():
+    """Each variable the local servers and the demo read is documented (with its default)."""
+    sources = [REPO / "scripts" / "services.sh", REPO / "devtools" / "cdr_reports_dev" / "demo.py"]
+    names = set()
+    for source in sources:
+        names |= set(re.findall(r"\b((?:CDR|DEMO)_[A-Z][A-Z0-9_]+)\b", source.read_text()))
+    # CDR_TEST_*: the URIs `make services` writes for the tests; CDR_* report settings: their own table.
+    from cdr_reports.pipeline.config import ENV_VARS
+
+    names = {n for n in names if not n.startswith("CDR_TEST_") and n not in ENV_VARS}
+    missing = sorted(n for n in names if f"`{n}`" not in README)
+    assert not missing, f"not in the README: {missing}"

@@ -15,15 +15,21 @@ The source audit DAG stores its count and alerts only when the count grew.
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-import sqlalchemy as sa
 
+from bson import ObjectId, Timestamp
+
+from cdr_reports.integration.source_audit import DAG_ID as AUDIT_DAG_ID
+from cdr_reports.integration.source_audit import build_source_audit_dag
 from cdr_reports.pipeline.audit import read_audits
-from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.config import Settings, load_settings
+from cdr_reports.pipeline.validity import unplaceable_query
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import ReportPeriod
 from cdr_reports.pipeline.quality import check_volume, read_findings
@@ -100,7 +106,7 @@ def _mails(smtp) -> list[tuple[str, str]]:
     for mail in smtp.received():
         message = mail["message"]
         body = message.get_body(preferencelist=("html", "plain")).get_content()
-        out.append((str(message["Subject"]), re.sub(r"<[^>]+>", "", body).replace("&#x27;", "'")))
+        out.append((str(message["Subject"]), html.unescape(re.sub(r"<[^>]+>", "", body))))
     return out
 
 
@@ -216,3 +222,57 @@ def test_late_cdrs_give_one_late_data_row_and_one_alert(quality_env, action):
     assert subject.startswith("[cdr-reports] LATE DATA cdr_daily_report: source count changed for 2026-11-26")
     assert f"LATE_DATA daily 2026-11-26 whole period: source CDRs {stored_source} when reported" in body
     assert f"{stored_source + 7} now (+7)" in body
+
+
+# --------------------------------------------------------------------------- source audit
+
+
+def test_source_audit_dag_stores_the_count_and_alerts_only_when_it_grows(quality_env):
+    mid = CURRENT.start_utc + timedelta(hours=12)
+    unplaceable = [
+        {"Operator": {"Id": 1}, "Duration": 5},  # no DateTime
+        {"Operator": {"Id": 1}, "DateTime": {"Connect": mid}, "Duration": 5},  # no Start
+        {"Operator": {"Id": 1}, "DateTime": {"Start": None}, "Duration": 5},
+        {"Operator": {"Id": 1}, "DateTime": {"Start": mid.isoformat()}, "Duration": 5},  # ISO string
+        {"Operator": {"Id": 1}, "DateTime": {"Start": int(mid.timestamp())}, "Duration": 5},  # epoch seconds
+        {"Operator": {"Id": 1}, "DateTime": {"Start": Timestamp(int(mid.timestamp()), 1)}, "Duration": 5},  # BSON timestamp
+        {"Operator": {"Id": 1}, "DateTime": [{"Start": mid}], "Duration": 5},  # DateTime an array
+    ]
+    deleted = {"Operator": {"Id": 1}, "DateTime": {"Start": "yesterday"}, "IsDeleted": True}  # the global filter drops it
+    quality_env.db.CdrRecords.insert_many([dict(d) for d in [*unplaceable, deleted]])
+    expected = len(unplaceable) + len(PREVIOUS_DAYS)  # + one straddling array start per seeded day
+    quality_env.apply()
+
+    def audit_run():
+        run = build_source_audit_dag(load_settings()).test()
+        assert str(run.state) == "success" and task_states(run) == {"audit": ("success", 1)}
+        return run
+
+    first = audit_run()
+    [row] = read_audits(quality_env.engine, schema=quality_env.schema)
+    assert (row["dag_run_id"], row["unplaceable_records"], row["previous_records"]) == (first.run_id, expected, None)
+    samples = [ObjectId(value["$oid"]) for value in json.loads(row["sample_ids"])]
+    assert len(samples) == 5
+    # Every sample is a CDR the audit is about (and passes the global filter).
+    assert quality_env.db.CdrRecords.count_documents(
+        {"$and": [{"_id": {"$in": samples}}, unplaceable_query(), {"IsDeleted": {"$ne": True}}]}
+    ) == 5
+    mails = _mails(quality_env.smtp)
+    assert len(mails) == 1
+    subject, body = mails[0]
+    print(f"\n{subject}\n{body}")
+    assert subject == f"[cdr-reports] SOURCE AUDIT {expected} CDRs in no period (previous audit: none)"
+    assert f"DAG: {AUDIT_DAG_ID}" in body and f"Run: {first.run_id}" in body
+
+    second = audit_run()  # nothing new: stored, not alerted
+    assert [(r["dag_run_id"], r["unplaceable_records"], r["previous_records"]) for r in read_audits(
+        quality_env.engine, schema=quality_env.schema)] == [(first.run_id, expected, None), (second.run_id, expected, expected)]
+    assert len(quality_env.smtp.received()) == 1
+
+    quality_env.db.CdrRecords.insert_one({"Operator": {"Id": 2}, "DateTime": {"Start": "2026-11-28"}, "Duration": 1})
+    third = audit_run()  # one more: alerted
+    assert read_audits(quality_env.engine, schema=quality_env.schema)[-1]["unplaceable_records"] == expected + 1
+    mails = _mails(quality_env.smtp)
+    assert len(mails) == 2
+    assert mails[1][0] == f"[cdr-reports] SOURCE AUDIT {expected + 1} CDRs in no period (previous audit: {expected})"
+    assert f"Run: {third.run_id}" in mails[1][1]

@@ -28,10 +28,12 @@ def task_docs(report_type: str) -> dict[str, str]:
         ),
         "extract": (
             "### Extract one time slice\n"
-            "Counts the slice's CDRs **inside MongoDB** (`$match` on `DateTime.Start` plus the global filter, "
-            "`$group` by `Operator.Id`) through connection `cdr_mongo`: source, valid, rejected and answered "
-            "calls and summed durations per operator. Transient server errors are retried with exponential "
-            "backoff; configuration errors fail at once."
+            "Reads the slice's CDRs through connection `cdr_mongo` in **one round trip** "
+            "(`CDR_EXTRACT_STRATEGY`, default `auto`): on MongoDB one aggregation (`$match` on the "
+            "`DateTime.Start` index and the global filter, then `$facet`) returns per operator the valid "
+            "and answered calls and summed durations, plus the source and rejected counts; on FerretDB one "
+            "projected `find` streams the slice and the rules are applied as it arrives. Transient server "
+            "errors are retried with exponential backoff; configuration errors fail at once."
         ),
         "aggregate": (
             "### Aggregate\n"
