@@ -1,11 +1,12 @@
 """Malformed CDRs mixed into realistic data: the report completes and counts every bad document.
 
-Rules (tests/reference.py states them independently): a document of the period is valid with an
-operator id (int/long, or a 1..255-character string) and a finite duration 0..31 days (int,
-long or double); any other document of the period is counted in rejected_records. A document
-without a date in DateTime.Start belongs to no period (it cannot be placed) and is counted
-nowhere. NaN, +-Infinity and Decimal128 cannot be stored in FerretDB at all: they are checked
-against the pure reference only.
+Rules (tests/support/reference.py states them independently): a document of the period is valid
+with an operator id every sink stores unchanged (int/long, or a string of 1..255 UTF-16 code
+units without control characters or edge spaces) and a finite duration 0..31 days (int, long or
+double); any other document of the period is counted in rejected_records. A document whose
+DateTime.Start is not one date (missing, a string, a number, a timestamp, an array) belongs to no
+period and is counted in none: the source audit counts it. NaN, +-Infinity and Decimal128 cannot
+be stored in FerretDB at all: they are checked against the pure reference only.
 """
 
 from __future__ import annotations
@@ -13,21 +14,25 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from bson import Int64, ObjectId
+from bson import Int64, ObjectId, Timestamp
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pymongo.errors import PyMongoError
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
 
 from cdr_reports.pipeline.aggregate import build_report
+from cdr_reports.pipeline.audit import audit_source
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline.load import read_report
+from cdr_reports.pipeline.load import read_report, replace_statements, report_tables
+from cdr_reports.pipeline.periods import period_containing
 from cdr_reports.pipeline.runner import extract_period, run_report
 from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
-from tests.support.reference import expected_report
+from tests.support.reference import _storable_id, expected_report
 from tests.support.reports import DAY, assert_stored_equals_reference
 
 START, END = DAY.start_utc, DAY.end_utc
@@ -71,6 +76,16 @@ BAD_IN_PERIOD = {
     "operator id 256 chars": _cdr(Operator={"Id": "x" * 256}),
     "operator id 300 unicode chars": _cdr(Operator={"Id": "☎ş" * 150}),
     "operator id deeply nested": _cdr(Operator={"Id": _nested(30)}),
+    # Ids a sink cannot store unchanged (PostgreSQL refuses NUL; control characters; SQL Server pads keys).
+    "operator id with NUL": _cdr(Operator={"Id": "a\x00b"}),
+    "operator id only NUL": _cdr(Operator={"Id": "\x00"}),
+    "operator id with a tab": _cdr(Operator={"Id": "tab\tid"}),
+    "operator id with a newline": _cdr(Operator={"Id": "line\nbreak"}),
+    "operator id with DEL": _cdr(Operator={"Id": "del\x7f"}),
+    "operator id with a C1 control": _cdr(Operator={"Id": "c1\x85"}),
+    "operator id with a trailing space": _cdr(Operator={"Id": "Ege "}),
+    "operator id with a leading space": _cdr(Operator={"Id": " Ege"}),
+    "operator id 128 emoji (256 UTF-16 units)": _cdr(Operator={"Id": "\U0001F4DE" * 128}),
     "duration missing": _cdr(Duration=_DROP),
     "duration null": _cdr(Duration=None),
     "duration string": _cdr(Duration="61"),
@@ -91,7 +106,8 @@ BAD_IN_PERIOD = {
 VALID_EDGES = {
     "operator id 255 unicode chars": _cdr(Operator={"Id": "ü" * 255}),
     "operator id int64": _cdr(Operator={"Id": Int64(2**62)}),
-    "operator id with NUL": _cdr(Operator={"Id": "a\x00b"}),
+    "operator id with an inner space": _cdr(Operator={"Id": "Türk Telekom"}),
+    "operator id 127 emoji (254 UTF-16 units)": _cdr(Operator={"Id": "\U0001F4DE" * 127}),
     "duration exactly 31 days": _cdr(Duration=31 * 24 * 3600),
     "duration negative zero": _cdr(Duration=-0.0),
     "connect a string (not answered)": _cdr(DateTime={"Start": MID, "Connect": "2026-11-27T10:00:00Z"}),
@@ -100,7 +116,7 @@ VALID_EDGES = {
     "IsDeleted 1 (kept)": _cdr(IsDeleted=1),
 }
 
-# No date in DateTime.Start: in no period's source.
+# No date in DateTime.Start: in no period's source (the source audit counts them).
 UNPLACEABLE = {
     "datetime missing": _cdr(DateTime=_DROP),
     "datetime a string": _cdr(DateTime="2026-11-27 13:07"),
@@ -108,14 +124,21 @@ UNPLACEABLE = {
     "start null": _cdr(DateTime={"Start": None}),
     "start an ISO string": _cdr(DateTime={"Start": MID.isoformat()}),
     "start epoch millis": _cdr(DateTime={"Start": int(MID.timestamp() * 1000)}),
+    "start epoch seconds": _cdr(DateTime={"Start": int(MID.timestamp())}),
+    "start epoch seconds, a double": _cdr(DateTime={"Start": MID.timestamp()}),
+    "start epoch seconds, a long": _cdr(DateTime={"Start": Int64(int(MID.timestamp()))}),
+    "start a BSON timestamp": _cdr(DateTime={"Start": Timestamp(int(MID.timestamp()), 1)}),
 }
 
-# MongoDB matches range queries against array elements: a Start array holding a date of the
-# period puts the document in the period, where it is rejected. The pure reference ignores such
-# documents (it only places plain dates), so they are counted on top of it.
+# A range query matches an array when one element satisfies $gte and another $lt, and a dotted
+# path traverses arrays of sub-documents: the window excludes arrays, so these are in no period
+# either (never in two), whatever dates they hold.
 ARRAY_START = {
     "start an array of dates": _cdr(DateTime={"Start": [MID]}),
+    "start an array straddling the day": _cdr(DateTime={"Start": [MID - timedelta(days=3), MID + timedelta(days=3)]}),
+    "start an empty array": _cdr(DateTime={"Start": []}),
     "datetime an array": _cdr(DateTime=[{"Start": MID}]),
+    "datetime an array of two": _cdr(DateTime=[{"Start": MID - timedelta(days=2)}, {"Start": MID + timedelta(days=2)}]),
 }
 
 
@@ -155,22 +178,91 @@ def test_malformed_corpus_in_realistic_data(mongo_db, sqlite_engine):
     _check_invariants(report)
     baseline = expected_report(synthetic, START, END)
     expected = expected_report(docs, START, END)
-    extra = len(ARRAY_START)
-    assert report.source_records == expected["source"] + extra
-    assert report.rejected_records == expected["rejected"] + extra
-    assert report.valid_records == expected["valid"]
-    # Every bad document of the period is in rejected_records, every valid edge is a call.
-    assert report.rejected_records - baseline["rejected"] == len(BAD_IN_PERIOD) + len(ARRAY_START)
+    assert (report.source_records, report.valid_records, report.rejected_records) == (
+        expected["source"], expected["valid"], expected["rejected"],
+    )
+    # Every bad document of the period is in rejected_records, every valid edge is a call, and
+    # neither unplaceable documents nor array starts are in the period at all.
+    assert report.rejected_records - baseline["rejected"] == len(BAD_IN_PERIOD)
     assert report.valid_records - baseline["valid"] == len(VALID_EDGES)
+    assert report.source_records - baseline["source"] == len(BAD_IN_PERIOD) + len(VALID_EDGES)
     print(f"\nsource={report.source_records} valid={report.valid_records} rejected={report.rejected_records} "
           f"(synthetic alone rejected {baseline['rejected']}; corpus: {len(BAD_IN_PERIOD)} bad, "
           f"{len(ARRAY_START)} array starts, {len(VALID_EDGES)} valid edges, {len(UNPLACEABLE)} unplaceable)")
 
-    # Stored exactly as computed; the array-start documents only change the run row's counts.
-    expected_rows_only = {**expected, "source": expected["source"] + extra, "rejected": expected["rejected"] + extra}
-    assert_stored_equals_reference(sqlite_engine, expected_rows_only)
+    assert_stored_equals_reference(sqlite_engine, expected)
     stored = read_report(sqlite_engine, "daily", DAY.start_date)
     assert "ü" * 255 in {row["operator_id"] for row in stored["rows"]}
+
+
+UNSTORABLE_IDS = {name: doc for name, doc in BAD_IN_PERIOD.items() if name.startswith("operator id with") or "emoji" in name}
+
+
+def _unplaceable(doc: dict) -> bool:
+    """Independent statement: the document passes the default global filter and has no single date to place."""
+    times = doc.get("DateTime")
+    return doc.get("IsDeleted") is not True and not (isinstance(times, dict) and isinstance(times.get("Start"), datetime))
+
+
+def test_unstorable_ids_never_block_a_load(cdr_db, sql_engine):
+    """A NUL id (PostgreSQL refuses NUL in text) and the other ids a sink would refuse or alter are
+    rejected and counted, with both extract strategies; the day's report is stored on PostgreSQL and
+    SQLite, and its statements compile for SQL Server with only storable ids, all bound."""
+    assert len(UNSTORABLE_IDS) >= 8
+    if sql_engine.dialect.name == "postgresql":  # the hazard is real: the sink refuses NUL outright
+        with pytest.raises(sa.exc.DataError), sql_engine.connect() as conn:
+            conn.execute(sa.text("SELECT CAST(:value AS text)"), {"value": "a\x00b"})
+    good = [_cdr(Operator={"Id": op}, Duration=10 + i) for i, op in enumerate(["Ege", 7, "7", "Türk Telekom", "x"] * 4)]
+    docs = good + [dict(doc) for doc in UNSTORABLE_IDS.values()]
+    cdr_db.db.CdrRecords.insert_many([dict(doc) for doc in docs])
+
+    report = run_report(cdr_db.db.CdrRecords, sql_engine, DAY, cdr_db.settings(), dag_run_id="unstorable")
+
+    expected = expected_report(docs, START, END)
+    assert (report.rejected_records, report.valid_records) == (len(UNSTORABLE_IDS), len(good)) == (
+        expected["rejected"], expected["valid"],
+    )
+    assert report.extract_strategy == cdr_db.strategy
+    assert_stored_equals_reference(sql_engine, expected)
+    statements = replace_statements(report_tables(), report)
+    for statement, _ in statements:
+        text = str(statement.compile(dialect=mssql.dialect()))
+        assert "Ege" not in text and "\x00" not in text  # values are bound, never in the SQL text
+    ids = [row["operator_id"] for row in statements[2][1]]
+    assert sorted(ids) == ["7", "Ege", "Türk Telekom", "x"]
+    assert all(_storable_id(key) for key in ids)
+
+
+def test_array_starts_are_counted_in_no_period(cdr_db):
+    """The issue's case: a start [D-3 days, D+3 days] was counted in days 25, 27 and 29, and once
+    per slice with 24 slices. Now no day and no slice counts it; the source audit does, once."""
+    straddling = list(ARRAY_START.values())
+    plain = [_cdr(Operator={"Id": "plain"}, DateTime={"Start": MID + timedelta(days=shift)}) for shift in range(-2, 3)]
+    cdr_db.db.CdrRecords.insert_many([dict(doc) for doc in straddling + plain])
+    for day in range(25, 30):
+        period = period_containing("daily", DAY.start_date.replace(day=day), DAY.tz_name)
+        report = build_report(period, extract_period(cdr_db.db.CdrRecords, period, cdr_db.settings()), dag_run_id="a")
+        # Each day holds exactly its one plain call.
+        assert (report.source_records, report.valid_records, report.rejected_records) == (1, 1, 0), period.label()
+    sliced = build_report(DAY, extract_period(cdr_db.db.CdrRecords, DAY, cdr_db.settings(extract_slices=24)), dag_run_id="b")
+    assert (sliced.source_records, sliced.rejected_records) == (1, 0)
+    assert audit_source(cdr_db.db.CdrRecords, Settings().global_filter).unplaceable_records == len(straddling)
+
+
+def test_source_audit_counts_every_unplaceable_document(cdr_db):
+    synthetic = _synthetic(300, seed=33)
+    corpus = [*BAD_IN_PERIOD.values(), *VALID_EDGES.values(), *UNPLACEABLE.values(), *ARRAY_START.values()]
+    deleted = [dict(doc, IsDeleted=True) for doc in UNPLACEABLE.values()]  # outside the global filter
+    docs = synthetic + [dict(doc) for doc in corpus] + deleted
+    cdr_db.db.CdrRecords.insert_many([dict(doc) for doc in docs])
+
+    audit = audit_source(cdr_db.db.CdrRecords, Settings().global_filter)
+
+    expected = sum(1 for doc in docs if _unplaceable(doc))
+    assert expected >= len(UNPLACEABLE) + len(ARRAY_START)
+    assert audit.unplaceable_records == expected
+    assert len(audit.sample_ids) == 5 and len(set(audit.sample_ids)) == 5
+    print(f"\n{cdr_db.server}: {audit.unplaceable_records} unplaceable of {len(docs)}; samples {audit.samples_json()}")
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def extract(window: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     from bson import json_util
 
     from cdr_reports.integration.connections import mongo_collection
-    from cdr_reports.pipeline.extract import extract_slice
+    from cdr_reports.pipeline.runner import extract_window
 
     start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
     # The message names the connection, the filter and their settings: what to fix when wrong.
@@ -55,14 +55,7 @@ def extract(window: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     )
     with fail_fast(f"extracting {window['start']}..{window['end']} via {where}"):
         collection = mongo_collection(settings)
-        counts = extract_slice(
-            collection,
-            start,
-            end,
-            settings.global_filter,
-            settings.max_call_duration_seconds,
-            settings.extract_strategy,
-        )
+        counts = extract_window(collection, start, end, settings)
     return counts.to_dict()
 
 

@@ -6,26 +6,25 @@ demo and the benchmarks call directly.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from cdr_reports.pipeline.aggregate import Report, build_report
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline.extract import SliceCounts, extract_slice
+from cdr_reports.pipeline import extract
+from cdr_reports.pipeline.extract import SliceCounts
 from cdr_reports.pipeline.periods import ReportPeriod
 
 
+def extract_window(collection: Any, start: datetime, end: datetime, settings: Settings) -> SliceCounts:
+    """One slice, with the filter, rules and strategy of the settings (what each extract task does)."""
+    return extract.extract_slice(
+        collection, start, end, settings.global_filter, settings.max_call_duration_seconds, settings.extract_strategy
+    )
+
+
 def extract_period(collection: Any, period: ReportPeriod, settings: Settings) -> list[SliceCounts]:
-    return [
-        extract_slice(
-            collection,
-            start,
-            end,
-            settings.global_filter,
-            settings.max_call_duration_seconds,
-            settings.extract_strategy,
-        )
-        for start, end in period.slices(settings.extract_slices)
-    ]
+    return [extract_window(collection, start, end, settings) for start, end in period.slices(settings.extract_slices)]
 
 
 def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Settings, dag_run_id: str) -> Report:
