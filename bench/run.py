@@ -28,6 +28,7 @@ import costs are that run's own. The MongoDB-wire servers are the benchmark's ow
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -317,7 +318,8 @@ def bench_sizes(
 def bench_idle(server: servers.Server, runs: int) -> dict[str, Any]:
     rs = [run_worker("extract", extract_args(server, "cdrbench_idle", approach="idle")) for _ in range(runs)]
     log(f"idle worker peak RSS {statistics.median(r['peak_rss_bytes'] for r in rs) / MIB:.1f} MiB")
-    return {"peak_rss_bytes": stats([r["peak_rss_bytes"] for r in rs]), "rss_stages": rs[0]["rss_stages"], "modules": rs[0]["modules"]}
+    return {"peak_rss_bytes": stats([r["peak_rss_bytes"] for r in rs]), "rss_stages": rs[0]["rss_stages"], "modules": rs[0]["modules"],
+            "module_holders": rs[0]["module_holders"]}
 
 
 # --------------------------------------------------------------------------- 3: round trips
@@ -417,6 +419,17 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT source_records, operators, extract_strategy FROM cdr_report_run")).all()
     engine.dispose()
+    # The shape check: task instances (mapped ones counted one per index) of one run of each DAG.
+    meta = sa.create_engine(f"sqlite:///{home / 'airflow.db'}")
+    with meta.connect() as conn:
+        shape = {
+            dag_id: dict(conn.execute(sa.text(
+                "SELECT task_id, count(*) FROM task_instance WHERE state = 'success' AND run_id = "
+                "(SELECT run_id FROM dag_run WHERE dag_id = :d ORDER BY id DESC LIMIT 1) AND dag_id = :d GROUP BY task_id"
+            ), {"d": dag_id}).all())
+            for dag_id in ("cdr_daily_report", "bench_noop")
+        }
+    meta.dispose()
     log(f"dag.test: report {statistics.median(r['report_s']):.2f} s, no-op {statistics.median(r['noop_s']):.2f} s")
     return {
         "runs": runs,
@@ -425,7 +438,7 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
         "warmup": warmup,
         "seed": seeded,
         "stored_run_rows": [list(row) for row in stored],
-        "noop_task_instances": r["noop_task_instances"],
+        "task_instances": shape,
         "report_s": stats(r["report_s"]),
         "noop_s": stats(r["noop_s"]),
         "pipeline_without_airflow_s": stats(r["plain_s"]),
@@ -612,7 +625,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     started: list[servers.Server] = []
     home = Path(tempfile.mkdtemp(prefix="cdrbench_"))
-    checkpoint_file = REPO / ".services" / f"bench-partial-{abs(hash(str(args.out.resolve()))) % 10**8}.json"
+    tag = hashlib.sha1(str(args.out.resolve()).encode()).hexdigest()[:8]  # concurrent runs with another --out
+    checkpoint_file = REPO / ".services" / f"bench-partial-{tag}.json"
     data: dict[str, Any] = {}
 
     def checkpoint() -> None:

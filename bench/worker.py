@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,12 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
     import resource
     from datetime import date
 
+    stages = {"interpreter": rss_kib()}
     import bson
     import pymongo
     from pymongo import monitoring
+
+    stages["pymongo"] = rss_kib()
 
     class WireCounter(monitoring.CommandListener):
         """Every command sent (name, in order), documents of every reply and, with `count_bytes`,
@@ -77,12 +81,22 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
     from baseline import original_approach
     from servers import cpu_seconds, reset_peak_rss, status_kib
 
+    stages["pipeline"] = rss_kib()
+    modules = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY_MODULES})
+    # Which of our modules hold a module-level reference to each heavy library (who imported it).
+    holders: dict[str, set[str]] = {}
+    for name, module in list(sys.modules.items()):
+        if name.startswith("cdr_reports"):
+            for value in vars(module).values():
+                if isinstance(value, types.ModuleType) and (top := value.__name__.split(".")[0]) in HEAVY_MODULES:
+                    holders.setdefault(top, set()).add(name)
     period = period_containing("daily", date.fromisoformat(args["day"]), args["tz"])
     settings = Settings(extract_strategy=args.get("strategy", "auto"), extract_slices=args.get("slices", 1))
     wire = WireCounter(bool(args.get("count_bytes")))
     client = pymongo.MongoClient(args["uri"], tz_aware=True, event_listeners=[wire])
     collection = client[args["database"]]["CdrRecords"]
     client.admin.command("ping")  # connect before the clock starts
+    stages["connected"] = rss_kib()
     pid = args.get("server_pid")
     server: dict[str, Any] = {}
     if pid:
@@ -138,6 +152,9 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
         "commands": commands,
         "server": server,
         "summary": summary,
+        "rss_stages": {k: v * 1024 for k, v in stages.items()},
+        "modules": modules,
+        "module_holders": {k: sorted(v) for k, v in holders.items()},
     }
 
 
@@ -262,6 +279,17 @@ def _load(args: dict[str, Any]) -> dict[str, Any]:
         stored = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
     engine.dispose()
     return {"rows": n, "seconds": seconds, "stored_rows": stored, "dialect": engine.dialect.name}
+
+
+# Libraries worth naming when they are in a worker's memory (the pipeline does not need them to extract).
+HEAVY_MODULES = ("sqlalchemy", "airflow", "pendulum", "pandas", "numpy")
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
 
 
 def vm_hwm_bytes() -> int:

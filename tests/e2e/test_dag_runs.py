@@ -150,7 +150,8 @@ def test_daily_report_run(request, sink, sources, run_env):
     assert dag_run.state == "success"
     tis = task_instances(dag_run)
     assert sorted(tis) == sorted(
-        [("plan", -1), ("aggregate", -1), ("load", -1)] + [("extract", i) for i in range(slices)]
+        [("plan", -1), ("aggregate", -1), ("load", -1), ("check_volume", -1), ("check_late_data", -1)]
+        + [("extract", i) for i in range(slices)]
     )
     assert set(tis.values()) == {("success", 1)}
     assert_stored_report(engine, schema, day, expected, dag_run)

@@ -10,8 +10,8 @@ from alembic.runtime.migration import MigrationContext
 
 from cdr_reports.pipeline import migrations
 from cdr_reports.pipeline.load import load_report, read_report
-from cdr_reports.pipeline.schema import build_metadata
 from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.schema import build_metadata
 from tests.support.reports import TZ, make_report
 
 OLD_ROW = {

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pymongo import monitoring
 
 from cdr_reports.pipeline.aggregate import build_report
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.extract import START_INDEX_NAME, ensure_indexes, extract_slice
-from cdr_reports.pipeline.load import load_report, read_report
+from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import period_containing
 from cdr_reports.pipeline.runner import extract_period, run_report
 from tests.support.reference import edge_case_documents, expected_report, random_documents
@@ -217,10 +219,10 @@ def test_windows_use_utc_instants_of_local_midnight(cdr_db):
     coll = cdr_db.db.CdrRecords
     coll.insert_many(
         [
-            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 26, 20, 59, 59, tzinfo=timezone.utc)}, "Duration": 1},
-            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 26, 21, 0, tzinfo=timezone.utc)}, "Duration": 2},
-            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 27, 20, 59, 59, tzinfo=timezone.utc)}, "Duration": 4},
-            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 27, 21, 0, tzinfo=timezone.utc)}, "Duration": 8},
+            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 26, 20, 59, 59, tzinfo=UTC)}, "Duration": 1},
+            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 26, 21, 0, tzinfo=UTC)}, "Duration": 2},
+            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 27, 20, 59, 59, tzinfo=UTC)}, "Duration": 4},
+            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 27, 21, 0, tzinfo=UTC)}, "Duration": 8},
         ]
     )
     counts = extract_slice(coll, DAY.start_utc, DAY.end_utc, {"IsDeleted": {"$ne": True}}, 10**6, cdr_db.strategy)

@@ -22,18 +22,17 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-
 from bson import ObjectId, Timestamp
 
 from cdr_reports.integration.source_audit import DAG_ID as AUDIT_DAG_ID
 from cdr_reports.integration.source_audit import build_source_audit_dag
 from cdr_reports.pipeline.audit import read_audits
 from cdr_reports.pipeline.config import Settings, load_settings
-from cdr_reports.pipeline.validity import unplaceable_query
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import ReportPeriod
 from cdr_reports.pipeline.quality import check_volume, read_findings
 from cdr_reports.pipeline.runner import run_report
+from cdr_reports.pipeline.validity import unplaceable_query
 from tests.support.processes import build_dag, smtp_connection_uri, task_states
 from tests.support.reference import expected_report
 from tests.support.reports import DAY, assert_stored_equals_reference
@@ -96,9 +95,21 @@ def quality_env(dag_env, smtp_server, mongo_uri, mongo_db, pg_uri, pg_schema, pg
         mongo_db.CdrRecords.insert_many([dict(d) for d in docs])
         seeded += docs
     for period in PREVIOUS_DAYS:
-        run_report(mongo_db.CdrRecords, pg_engine, period, Settings(sql_schema=schema), dag_run_id=f"seed-{period.start_date}")
-    return type("QualityEnv", (), {"apply": staticmethod(apply), "schema": schema, "engine": pg_engine,
-                                   "db": mongo_db, "smtp": smtp_server, "seeded": seeded})
+        run_report(
+            mongo_db.CdrRecords, pg_engine, period, Settings(sql_schema=schema), dag_run_id=f"seed-{period.start_date}"
+        )
+    return type(
+        "QualityEnv",
+        (),
+        {
+            "apply": staticmethod(apply),
+            "schema": schema,
+            "engine": pg_engine,
+            "db": mongo_db,
+            "smtp": smtp_server,
+            "seeded": seeded,
+        },
+    )
 
 
 def _mails(smtp) -> list[tuple[str, str]]:
@@ -198,7 +209,10 @@ def test_late_cdrs_give_one_late_data_row_and_one_alert(quality_env, action):
     row = rows[0]
     stored_source = before["run"]["source_records"]
     assert (row["report_type"], row["period_start"], row["operator_id"], row["verdict"]) == (
-        "daily", yesterday.start_date, "", "late_data"
+        "daily",
+        yesterday.start_date,
+        "",
+        "late_data",
     )
     assert (row["expected"], row["actual"], row["dag_run_id"]) == (stored_source, stored_source + 7, run.run_id)
     after = read_report(quality_env.engine, "daily", yesterday.start_date, schema=quality_env.schema)
@@ -235,10 +249,18 @@ def test_source_audit_dag_stores_the_count_and_alerts_only_when_it_grows(quality
         {"Operator": {"Id": 1}, "DateTime": {"Start": None}, "Duration": 5},
         {"Operator": {"Id": 1}, "DateTime": {"Start": mid.isoformat()}, "Duration": 5},  # ISO string
         {"Operator": {"Id": 1}, "DateTime": {"Start": int(mid.timestamp())}, "Duration": 5},  # epoch seconds
-        {"Operator": {"Id": 1}, "DateTime": {"Start": Timestamp(int(mid.timestamp()), 1)}, "Duration": 5},  # BSON timestamp
+        {
+            "Operator": {"Id": 1},
+            "DateTime": {"Start": Timestamp(int(mid.timestamp()), 1)},
+            "Duration": 5,
+        },  # BSON timestamp
         {"Operator": {"Id": 1}, "DateTime": [{"Start": mid}], "Duration": 5},  # DateTime an array
     ]
-    deleted = {"Operator": {"Id": 1}, "DateTime": {"Start": "yesterday"}, "IsDeleted": True}  # the global filter drops it
+    deleted = {
+        "Operator": {"Id": 1},
+        "DateTime": {"Start": "yesterday"},
+        "IsDeleted": True,
+    }  # the global filter drops it
     quality_env.db.CdrRecords.insert_many([dict(d) for d in [*unplaceable, deleted]])
     expected = len(unplaceable) + len(PREVIOUS_DAYS)  # + one straddling array start per seeded day
     quality_env.apply()
@@ -254,9 +276,12 @@ def test_source_audit_dag_stores_the_count_and_alerts_only_when_it_grows(quality
     samples = [ObjectId(value["$oid"]) for value in json.loads(row["sample_ids"])]
     assert len(samples) == 5
     # Every sample is a CDR the audit is about (and passes the global filter).
-    assert quality_env.db.CdrRecords.count_documents(
-        {"$and": [{"_id": {"$in": samples}}, unplaceable_query(), {"IsDeleted": {"$ne": True}}]}
-    ) == 5
+    assert (
+        quality_env.db.CdrRecords.count_documents(
+            {"$and": [{"_id": {"$in": samples}}, unplaceable_query(), {"IsDeleted": {"$ne": True}}]}
+        )
+        == 5
+    )
     mails = _mails(quality_env.smtp)
     assert len(mails) == 1
     subject, body = mails[0]
@@ -265,8 +290,10 @@ def test_source_audit_dag_stores_the_count_and_alerts_only_when_it_grows(quality
     assert f"DAG: {AUDIT_DAG_ID}" in body and f"Run: {first.run_id}" in body
 
     second = audit_run()  # nothing new: stored, not alerted
-    assert [(r["dag_run_id"], r["unplaceable_records"], r["previous_records"]) for r in read_audits(
-        quality_env.engine, schema=quality_env.schema)] == [(first.run_id, expected, None), (second.run_id, expected, expected)]
+    assert [
+        (r["dag_run_id"], r["unplaceable_records"], r["previous_records"])
+        for r in read_audits(quality_env.engine, schema=quality_env.schema)
+    ] == [(first.run_id, expected, None), (second.run_id, expected, expected)]
     assert len(quality_env.smtp.received()) == 1
 
     quality_env.db.CdrRecords.insert_one({"Operator": {"Id": 2}, "DateTime": {"Start": "2026-11-28"}, "Duration": 1})

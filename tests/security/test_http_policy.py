@@ -195,6 +195,18 @@ def test_thirty_wrong_passwords_get_429(airflow_stack, path, source):
     assert ok.status_code in (200, 201), ok.text
 
 
+def test_parallel_wrong_passwords_get_no_more_than_ten_tries(airflow_stack):
+    """Thirty attempts in flight at once: attempts count from the moment they arrive."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    transport = httpx.HTTPTransport(local_address="127.0.0.8")
+    body = {"username": "operator", "password": "wrong-password"}
+    with httpx.Client(base_url=airflow_stack.base_url, transport=transport, timeout=60) as client:
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            statuses = sorted(pool.map(lambda _: client.post("/auth/token", json=body).status_code, range(30)))
+    assert statuses.count(401) == 10 and statuses.count(429) == 20, statuses
+
+
 def test_failure_window_slides():
     window = FailureWindow(limit=3, window_seconds=60)
     for t in (0, 10, 20):
@@ -208,6 +220,12 @@ def test_failure_window_slides():
         small.record_failure(client, 0)
     assert small.retry_after("x", 1) is None  # the oldest client was forgotten, the table stays bounded
     assert small.retry_after("z", 1) is not None
+    # An attempt that turned out right is withdrawn.
+    window.record_failure("c", 100)
+    window.record_failure("c", 101)
+    window.forget("c", 101)
+    window.forget("c", 999)  # unknown stamps are ignored
+    assert list(window._failures["c"]) == [100]
 
 
 # -- backfill bounds -----------------------------------------------------------------------------------

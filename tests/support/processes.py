@@ -10,16 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from tests.support.services import free_port, in_ci, port_open, skip_or_fail, wait_for
+from tests.support.services import free_port, port_open, skip_or_fail, wait_for
 
 FERRETDB_VERSION = "v1.24.2"
 
@@ -213,8 +209,8 @@ FAST_RETRIES = {
 
 def build_dag(report_type: str = "daily"):
     """The report DAG exactly as the DAG file builds it, from the current environment."""
-    from cdr_reports.pipeline.config import load_settings
     from cdr_reports.integration.dag_factory import build_report_dag
+    from cdr_reports.pipeline.config import load_settings
 
     return build_report_dag(report_type, load_settings())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson.int64 import Int64
@@ -68,7 +68,7 @@ def expected_report(
         if not isinstance(when, datetime):
             continue
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         if not (start <= when < end) or not keep(doc):
             continue
         source += 1
@@ -86,7 +86,7 @@ def expected_report(
         rows[key] = {
             "total_calls": entry["total"],
             "answered_calls": entry["answered"],
-            "total_duration_seconds": int(math.floor(entry["seconds"] + 0.5)),
+            "total_duration_seconds": math.floor(entry["seconds"] + 0.5),
             "answer_ratio": entry["answered"] / entry["total"],
             "avg_answered_duration_seconds": entry["seconds"] / entry["answered"] if entry["answered"] else None,
         }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +38,7 @@ def make_report(tag: str, operators: range, base: int, period=DAY) -> Report:
         valid_records=valid,
         rejected_records=base,
         rows=tuple(sorted(rows, key=lambda r: r.operator_id)),
-        generated_at=datetime(2026, 11, 28, 0, 0, tzinfo=timezone.utc),
+        generated_at=datetime(2026, 11, 28, 0, 0, tzinfo=UTC),
         dag_run_id=f"run-{tag}",
     )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
 from cdr_reports_dev.services import service_uri as _service_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def require_service(name: str, what: str) -> str:
 def ping_or_fail(check: Callable[[], object], what: str) -> None:
     try:
         check()
-    except Exception as exc:  # noqa: BLE001 - any failure means the server is unusable
+    except Exception as exc:
         skip_or_fail(f"{what} is configured but unreachable: {exc!r}")
 
 

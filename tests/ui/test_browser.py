@@ -222,3 +222,17 @@ def test_a_user_without_report_access_is_refused(open_page, report_stack, ui_art
     page.get_by_role("heading", name="No access").wait_for()
     assert page.locator("#report-table").count() == 0
     page.screenshot(path=str(ui_artifacts / "08-outsider-refused.png"), full_page=True)
+
+
+def test_a_deep_link_opens_the_view_inside_the_ui(open_page, report_stack, ui_artifacts):
+    """/plugin/cdr-reports/<view path> opens the UI with the view at that path (bookmarks, sharing)."""
+    page = open_page(height=1180)
+    _login(page, report_stack, "admin", "/dags")
+    page.goto("/plugin/cdr-reports/cdr-reports/?type=weekly&periods=8", wait_until="domcontentloaded")
+    frame = page.frame_locator("iframe[title='CDR Reports']")
+    frame.locator("#trend-chart").wait_for()
+    assert frame.locator("#type").input_value() == "weekly"
+    assert frame.locator("#period").input_value() == report_stack.expected["weekly"][-1].isoformat()
+    assert frame.locator("#trend-chart g.pt").count() == len(report_stack.expected["weekly"])
+    # docs/img/report-view.png (the README's picture) is a copy of this screenshot.
+    page.screenshot(path=str(ui_artifacts / "09-deep-link-weekly.png"))

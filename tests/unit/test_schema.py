@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import sqlalchemy as sa
-from cdr_reports_dev import report_print
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
 from cdr_reports.pipeline import schema
 from cdr_reports.pipeline.aggregate import OperatorRow
 from cdr_reports.pipeline.load import report_tables
+from cdr_reports_dev import report_print
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,12 +11,14 @@ what Airflow and FAB do not do themselves (docs/security.md lists it, tests/secu
   while the UI can still frame its own plugin views), ``X-Content-Type-Options: nosniff`` and
   ``Referrer-Policy: same-origin``.
 * **Closed for anonymous visitors**: ``/api/v2/version``, every OpenAPI document and the execution
-  API's changelog answer 401 without a valid token (the UI sends its cookie, so it keeps working); the Swagger/ReDoc pages
-  (JavaScript from a CDN, no integrity hashes) answer 404 for everyone.
+  API's changelog answer 401 without a valid token (the UI sends its cookie, so it keeps
+  working); the Swagger/ReDoc pages (JavaScript from a CDN, no integrity hashes) answer 404 for
+  everyone.
 * **Brute-force brake** on the endpoints that take a password in a JSON body (``POST
   /auth/token``, ``/auth/token/cli`` and FAB's ``/auth/api/v1/security/login``): after
   ``token_failures`` failed attempts (401) within ``window_seconds`` from one client address, the
-  address gets 429 until the window slides. FAB's own limiter only covers the sign-in form. The
+  address gets 429 until the window slides (an attempt counts from its arrival, so parallel
+  attempts get no more tries). FAB's own limiter only covers the sign-in form. The
   count lives in each api-server worker process (``[api] workers``), so N workers allow up to N
   times the budget: the limit of record belongs at the reverse proxy (docs/security.md).
 * **Backfill bounds** for the report DAGs on ``POST /api/v2/backfills`` (and its dry run): a
@@ -125,6 +127,14 @@ class FailureWindow:
             return None
         return max(failures[-self.limit] + self.window - now, 0.0)
 
+    def forget(self, client: str, stamp: float) -> None:
+        """Withdraw one recorded attempt (it turned out not to be a failure)."""
+        failures = self._failures.get(client)
+        if failures is not None and stamp in failures:
+            failures.remove(stamp)
+            if not failures:
+                del self._failures[client]
+
     def record_failure(self, client: str, now: float) -> None:
         failures = self._recent(client, now)
         if failures is None:
@@ -188,16 +198,21 @@ class HttpPolicyMiddleware:
                 {"retry-after": str(seconds)},
             )
             return
-        status: dict[str, int] = {}
+        # Counted as a failure from the start and forgiven unless the answer is 401: attempts sent
+        # in parallel, or right after the previous answer, already find every earlier one counted.
+        stamp = time.monotonic()
+        self.failures.record_failure(client, stamp)
 
         async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+            if message["type"] == "http.response.start" and message["status"] != 401:
+                self.failures.forget(client, stamp)
             await send(message)
 
-        await self.app(scope, receive, watch)
-        if status.get("code") == 401:
-            self.failures.record_failure(client, time.monotonic())
+        try:
+            await self.app(scope, receive, watch)
+        except BaseException:
+            self.failures.forget(client, stamp)  # a server error is no wrong password
+            raise
 
 
 def _app_path(scope: Scope) -> str:

@@ -85,7 +85,9 @@ def late_data_message(dag_id: str, run_id: str, findings: Sequence[Any], setting
     return AlertMessage(subject=subject, text="\n".join(lines))
 
 
-def check_volume_task(report_type: str, settings: Settings, loaded: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+def check_volume_task(
+    report_type: str, settings: Settings, loaded: Mapping[str, Any], context: Mapping[str, Any]
+) -> dict[str, Any]:
     """Body of `check_volume`: judge the report just loaded, store the findings, alert once."""
     from cdr_reports.integration.alerts import AlertChannels, send
     from cdr_reports.integration.connections import sql_engine
@@ -105,7 +107,9 @@ def check_volume_task(report_type: str, settings: Settings, loaded: Mapping[str,
     return {"findings": [finding.to_dict() for finding in findings], "alerted_via": sent}
 
 
-def check_late_data_task(report_type: str, settings: Settings, loaded: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+def check_late_data_task(
+    report_type: str, settings: Settings, loaded: Mapping[str, Any], context: Mapping[str, Any]
+) -> dict[str, Any]:
     """Body of `check_late_data`: re-count the previous days, re-report or flag changed ones, alert once."""
     from bson import json_util
 
@@ -128,11 +132,18 @@ def check_late_data_task(report_type: str, settings: Settings, loaded: Mapping[s
         _, recounts = check_late_data(mongo_collection(settings), engine, period, settings, run_id)
         # Every late-data finding this run stored, earlier tries included (see the module docstring).
         checked = {recount.period_start for recount in recounts}
-        stored = read_findings(engine, report_type, schema=settings.sql_schema, verdicts=(LATE_DATA,), dag_run_id=run_id)
+        stored = read_findings(
+            engine, report_type, schema=settings.sql_schema, verdicts=(LATE_DATA,), dag_run_id=run_id
+        )
     findings = [
         Finding(
-            row["report_type"], row["period_start"], row["operator_id"], row["verdict"],
-            row["expected"], int(row["actual"]), row["detail"],
+            row["report_type"],
+            row["period_start"],
+            row["operator_id"],
+            row["verdict"],
+            row["expected"],
+            int(row["actual"]),
+            row["detail"],
         )  # fmt: skip
         for row in stored
         if row["period_start"] in checked
@@ -143,9 +154,7 @@ def check_late_data_task(report_type: str, settings: Settings, loaded: Mapping[s
         log.warning("late data, alerting: %s", message.subject)
         sent = send(AlertChannels.from_settings(settings), message, context)
     return {
-        "recounts": [
-            {**recount.__dict__, "period_start": recount.period_start.isoformat()} for recount in recounts
-        ],
+        "recounts": [{**recount.__dict__, "period_start": recount.period_start.isoformat()} for recount in recounts],
         "findings": [finding.to_dict() for finding in findings],
         "alerted_via": sent,
     }

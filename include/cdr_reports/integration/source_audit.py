@@ -77,7 +77,11 @@ def audit_task(settings: Settings, context: Mapping[str, Any]) -> dict[str, Any]
         log.warning("unplaceable CDRs grew, alerting: %s", message.subject)
         sent = send(AlertChannels.from_settings(settings), message, context)
     else:
-        log.info("source audit: %d unplaceable CDR(s), previous %s: no alert", record.unplaceable_records, record.previous_records)
+        log.info(
+            "source audit: %d unplaceable CDR(s), previous %s: no alert",
+            record.unplaceable_records,
+            record.previous_records,
+        )
     return {**record.to_dict(), "alerted_via": sent}
 
 

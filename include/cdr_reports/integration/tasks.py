@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cdr_reports.integration.failures import fail_fast
@@ -31,7 +31,7 @@ def plan(report_type: str, settings: Settings, context: Mapping[str, Any]) -> li
             getattr(dag_run, "data_interval_start", None) or context.get("data_interval_start"),
             getattr(dag_run, "run_after", None),
             # Only complete periods are reported: the period must have ended by now.
-            now=datetime.now(timezone.utc),
+            now=datetime.now(UTC),
         )
         windows = plan_windows(period, settings.extract_slices)
     log.info(

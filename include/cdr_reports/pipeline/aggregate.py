@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from cdr_reports.pipeline.errors import InvariantError
@@ -80,7 +81,7 @@ def round_seconds(value: float | int) -> int:
     """Whole seconds, halves away from zero (durations are never negative)."""
     if isinstance(value, int):
         return value
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 def _check_slices_tile(period: ReportPeriod, slices: Sequence[SliceCounts]) -> None:
@@ -92,7 +93,7 @@ def _check_slices_tile(period: ReportPeriod, slices: Sequence[SliceCounts]) -> N
             f"{period.label()}: slices cover {ordered[0].start.isoformat()}..{ordered[-1].end.isoformat()}, "
             f"the period is {period.start_utc.isoformat()}..{period.end_utc.isoformat()}"
         )
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         if before.end != after.start:
             raise InvariantError(
                 f"{period.label()}: slices leave a gap or overlap at {before.end.isoformat()} / {after.start.isoformat()}"
@@ -160,7 +161,7 @@ def build_report(
         valid_records=valid,
         rejected_records=rejected,
         rows=tuple(rows),
-        generated_at=(generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc),
+        generated_at=(generated_at or datetime.now(UTC)).astimezone(UTC),
         dag_run_id=dag_run_id,
         extract_strategy="+".join(sorted({p.strategy for p in parts if p.strategy})) or None,
     )

@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cdr_reports.pipeline.schema import SOURCE_AUDIT_TABLE, column
@@ -76,8 +76,10 @@ def audit_source(collection: Any, global_filter: Mapping[str, Any], sample_size:
         count = int(counted[0]["n"]) if counted else 0
         samples: list[Any] = []
         if count and sample_size:
-            samples = [doc["_id"] for doc in collection.aggregate([match, {"$limit": sample_size}, {"$project": {"_id": 1}}])]
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+            samples = [
+                doc["_id"] for doc in collection.aggregate([match, {"$limit": sample_size}, {"$project": {"_id": 1}}])
+            ]
+    except Exception as exc:
         raise classify_mongo_error(exc, "counting the CDRs no period can hold (source audit)") from exc
     audit = SourceAudit(count, tuple(_id_text(value) for value in samples))
     log.info("source audit: %d CDR(s) no period can hold; samples %s", count, audit.samples_json())
@@ -119,7 +121,7 @@ def record_audit(
     from cdr_reports.pipeline.migrations import ensure_schema
 
     table = _table(schema)
-    when = (audited_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+    when = (audited_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
     samples = audit.samples_json()
     try:
         ensure_schema(engine, schema)
@@ -141,10 +143,15 @@ def record_audit(
                     "sample_ids": samples,
                 },
             )
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         raise classify_sql_error(exc, "storing the source audit") from exc
-    return AuditRecord(dag_run_id, when.replace(tzinfo=timezone.utc), audit.unplaceable_records,
-                       None if previous is None else int(previous), samples)
+    return AuditRecord(
+        dag_run_id,
+        when.replace(tzinfo=UTC),
+        audit.unplaceable_records,
+        None if previous is None else int(previous),
+        samples,
+    )
 
 
 def read_audits(engine: Any, schema: str | None = None) -> list[dict[str, Any]]:

@@ -131,7 +131,7 @@ def choose_strategy(collection: Any, requested: str = AUTO) -> str:
         raise PermanentError(f"CDR_EXTRACT_STRATEGY={requested!r} must be one of auto, {', '.join(STRATEGIES)}")
     try:
         chosen = "stream" if server_is_ferretdb(collection) else "pushdown"
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         raise classify_mongo_error(exc, "asking the server which extract strategy suits it (buildInfo)") from exc
     log.info("extract strategy auto -> %s (%s)", chosen, "FerretDB" if chosen == "stream" else "MongoDB")
     return chosen
@@ -233,7 +233,7 @@ def extract_slice(
             _extract_stream(scoped, rules, counts)
     except ValueError:
         raise
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         error = classify_mongo_error(exc, f"{what} (strategy {chosen})")
         if chosen == "pushdown" and isinstance(error, PermanentError):
             raise PermanentError(
@@ -261,5 +261,5 @@ def ensure_indexes(collection: Any) -> str:
             if list(spec.get("key", []))[:1] == [(START_FIELD, 1)]:
                 return name  # an index led by DateTime.Start serves the range queries already
         return str(collection.create_index([(START_FIELD, 1)], name=START_INDEX_NAME))
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         raise classify_mongo_error(exc, f"creating index {START_INDEX_NAME}") from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,7 +44,7 @@ def ensure_tables(engine: sa.engine.Engine, schema: str | None = None) -> None:
 def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, Any]]:
     """The statements of one load, in order, with their parameters (compiled by any dialect)."""
     key = {"report_type": report.report_type, "period_start": report.period_start}
-    generated_at = report.generated_at.astimezone(timezone.utc).replace(tzinfo=None)
+    generated_at = report.generated_at.astimezone(UTC).replace(tzinfo=None)
     operator_rows = [
         {
             **key,
@@ -110,7 +110,7 @@ def _replayed_once_on_conflict(step: Any, what: str) -> None:
             if attempt == 2 or not _is_conflict(exc):
                 raise classify_sql_error(exc, what) from exc
             log.warning("%s: conflict with a concurrent load (%s); replaying", what, str(exc.orig).splitlines()[0])
-        except Exception as exc:  # noqa: BLE001 - re-raised, classified
+        except Exception as exc:
             raise classify_sql_error(exc, what) from exc
 
 

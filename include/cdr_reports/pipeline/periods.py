@@ -19,9 +19,10 @@ Pure standard library (no Airflow, no pendulum) so it can be used and tested any
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 REPORT_TYPES = ("daily", "weekly", "monthly")
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
-UTC = timezone.utc
+UTC = UTC
 _ONE_SECOND = timedelta(seconds=1)
 
 
@@ -245,7 +246,7 @@ class ReportPeriod:
                 f"invalid slice count {count!r}: {self.label()} is only {total_us} microseconds long"
             )
         edges = [start + unit * (units * i // count) for i in range(count)] + [end]
-        return list(zip(edges[:-1], edges[1:]))
+        return list(itertools.pairwise(edges))
 
     def next(self) -> ReportPeriod:
         return period_containing(self.report_type, self.end_date, self.tz_name, self.week_start)

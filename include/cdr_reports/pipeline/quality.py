@@ -27,7 +27,7 @@ import logging
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from cdr_reports.pipeline.config import Settings
@@ -67,6 +67,10 @@ class Finding:
         return f"{self.verdict.upper()} {self.report_type} {self.period_start.isoformat()} {who}: {self.detail}"
 
 
+def _calls(count: int) -> str:
+    return f"{count} call{'s' if count != 1 else ''}"
+
+
 def _number(value: float) -> str:
     return f"{value:g}" if value != int(value) else str(int(value))
 
@@ -98,7 +102,15 @@ def volume_findings(
         if not any(past):
             if actual > 0:
                 findings.append(
-                    Finding(report_type, period_start, operator, NEW, None, actual, f"{actual} calls; none in {of_previous}")
+                    Finding(
+                        report_type,
+                        period_start,
+                        operator,
+                        NEW,
+                        None,
+                        actual,
+                        f"{_calls(actual)}; none in {of_previous}",
+                    )
                 )
             continue
         expected = float(statistics.median(past))
@@ -107,17 +119,27 @@ def volume_findings(
         if actual == 0:
             findings.append(
                 Finding(
-                    report_type, period_start, operator, VANISHED, expected, 0,
+                    report_type,
+                    period_start,
+                    operator,
+                    VANISHED,
+                    expected,
+                    0,
                     f"no calls; median of {of_previous}: {_number(expected)}",
-                )  # fmt: skip
+                )
             )
         elif actual < threshold * expected:
             findings.append(
                 Finding(
-                    report_type, period_start, operator, DROP, expected, actual,
-                    f"{actual} calls = {actual / expected:.0%} of the median {_number(expected)} of {of_previous} "
+                    report_type,
+                    period_start,
+                    operator,
+                    DROP,
+                    expected,
+                    actual,
+                    f"{_calls(actual)} = {actual / expected:.0%} of the median {_number(expected)} of {of_previous} "
                     f"(threshold {threshold:.0%})",
-                )  # fmt: skip
+                )
             )
     return findings
 
@@ -134,7 +156,9 @@ def _tables(schema: str | None) -> tuple[Any, Any, Any]:
     return tables.run, tables.operator, build_metadata(schema).tables[prefix + QUALITY_CHECK_TABLE]
 
 
-def operator_calls(engine: Any, report_type: str, period_starts: Iterable[date], schema: str | None = None) -> dict[date, dict[str, int]]:
+def operator_calls(
+    engine: Any, report_type: str, period_starts: Iterable[date], schema: str | None = None
+) -> dict[date, dict[str, int]]:
     """{period_start: {operator_id: total_calls}} of the stored reports of those periods."""
     import sqlalchemy as sa
 
@@ -175,9 +199,11 @@ def stored_run(engine: Any, report_type: str, period_start: date, schema: str | 
 
     run, _, _ = _tables(schema)
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(run).where(run.c.report_type == report_type, run.c.period_start == period_start)
-        ).mappings().first()
+        row = (
+            conn.execute(sa.select(run).where(run.c.report_type == report_type, run.c.period_start == period_start))
+            .mappings()
+            .first()
+        )
     return dict(row) if row is not None else None
 
 
@@ -198,10 +224,13 @@ def replace_findings(
     from cdr_reports.pipeline.migrations import ensure_schema
 
     _, _, checks = _tables(schema)
-    stamp = checked_at.astimezone(timezone.utc).replace(tzinfo=None)
+    stamp = checked_at.astimezone(UTC).replace(tzinfo=None)
     rows = []
     for finding in findings:
-        if (finding.report_type, finding.period_start) != (report_type, period_start) or finding.verdict not in verdicts:
+        if (finding.report_type, finding.period_start) != (
+            report_type,
+            period_start,
+        ) or finding.verdict not in verdicts:
             raise ValueError(f"finding {finding} is not one of the {report_type} {period_start} {verdicts} findings")
         rows.append(
             {
@@ -224,7 +253,7 @@ def replace_findings(
             )
             if rows:
                 conn.execute(sa.insert(checks), rows)
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         raise classify_sql_error(exc, what) from exc
 
 
@@ -273,11 +302,13 @@ def check_volume(
     try:
         if stored_run(engine, report_type, period_start, settings.sql_schema) is None:
             raise PermanentError(f"no stored {report_type} report of {period_start.isoformat()} to check")
-        previous = previous_periods(engine, report_type, period_start, settings.volume_check_history, settings.sql_schema)
+        previous = previous_periods(
+            engine, report_type, period_start, settings.volume_check_history, settings.sql_schema
+        )
         calls = operator_calls(engine, report_type, [period_start, *previous], settings.sql_schema)
     except PermanentError:
         raise
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         raise classify_sql_error(exc, what) from exc
     findings = volume_findings(
         report_type,
@@ -289,7 +320,7 @@ def check_volume(
     )
     replace_findings(
         engine, report_type, period_start, VOLUME_VERDICTS, findings, dag_run_id,
-        checked_at or datetime.now(timezone.utc), settings.sql_schema,
+        checked_at or datetime.now(UTC), settings.sql_schema,
     )  # fmt: skip
     log.info(
         "volume check of the %s report %s against %d previous report(s): %d finding(s)%s",
@@ -328,7 +359,7 @@ def check_late_data(
     from cdr_reports.pipeline.errors import classify_mongo_error
     from cdr_reports.pipeline.extract import ScopedCollection
 
-    when = checked_at or datetime.now(timezone.utc)
+    when = checked_at or datetime.now(UTC)
     findings: list[Finding] = []
     recounts: list[Recount] = []
     past = period
@@ -344,7 +375,7 @@ def check_late_data(
         scoped = ScopedCollection(collection, settings.global_filter, past.start_utc, past.end_utc)
         try:
             now = scoped.count()
-        except Exception as exc:  # noqa: BLE001 - re-raised, classified
+        except Exception as exc:
             raise classify_mongo_error(exc, f"re-counting the CDRs of {past.label()}") from exc
         before = int(stored["source_records"])
         recounts.append(Recount(past.start_date, before, now, stored["dag_run_id"]))
@@ -365,7 +396,9 @@ def check_late_data(
         else:
             detail += "; not re-reported (CDR_LATE_DATA_ACTION=alert): re-run the period to include them"
         finding = Finding(past.report_type, past.start_date, WHOLE_PERIOD, LATE_DATA, float(before), now, detail)
-        replace_findings(engine, past.report_type, past.start_date, (LATE_DATA,), [finding], dag_run_id, when, settings.sql_schema)
+        replace_findings(
+            engine, past.report_type, past.start_date, (LATE_DATA,), [finding], dag_run_id, when, settings.sql_schema
+        )
         log.warning("late data: %s", finding.line())
         findings.append(finding)
     return findings, recounts

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cdr_reports.pipeline import extract
 from cdr_reports.pipeline.aggregate import Report, build_report
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline import extract
 from cdr_reports.pipeline.extract import SliceCounts
 from cdr_reports.pipeline.periods import ReportPeriod
 

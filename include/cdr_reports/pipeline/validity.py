@@ -24,7 +24,7 @@ import math
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cdr_reports.pipeline.schema import MAX_OPERATOR_ID_LENGTH
@@ -187,8 +187,8 @@ def window_query(start: datetime, end: datetime) -> dict[str, Any]:
     return {
         "DateTime": {"$not": {"$type": "array"}},
         START_FIELD: {
-            "$gte": start.astimezone(timezone.utc),
-            "$lt": end.astimezone(timezone.utc),
+            "$gte": start.astimezone(UTC),
+            "$lt": end.astimezone(UTC),
             "$not": {"$type": "array"},
         },
     }

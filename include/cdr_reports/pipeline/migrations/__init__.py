@@ -90,7 +90,7 @@ def ensure_schema(engine: sa.engine.Engine, schema: str | None = None) -> str:
         with engine.connect() as connection:
             if current_revision(connection, schema) == head:
                 return head
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         raise classify_sql_error(exc, "reading the report schema version") from exc
     try:
         return upgrade(engine, schema)[1]
@@ -99,7 +99,7 @@ def ensure_schema(engine: sa.engine.Engine, schema: str | None = None) -> str:
             f"the report tables are not at schema revision {head} and upgrading them failed ({exc}); "
             "run `python -m cdr_reports.pipeline.migrations upgrade --url ...` with a login allowed to run DDL"
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         raise classify_sql_error(exc, f"upgrading the report tables to schema revision {head}") from exc
 
 

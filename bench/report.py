@@ -1,0 +1,567 @@
+"""Render docs/benchmarks.md from the JSON of one bench/run.py run.
+
+Every sentence that states a number, a verdict or a cause is computed here from that JSON, so the
+page cannot drift from the run: a target met or missed, by how much, and which measured
+component (server CPU, client CPU, waiting, memory floor, batch size, Airflow's share) explains it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+MIB = 2**20
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def human_bytes(value: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:,.1f} {unit}"
+    return f"{value:,.0f} bytes"
+
+
+def mib(value: float) -> str:
+    return f"{value / MIB:,.1f}"
+
+
+def fmt_stats(s: dict[str, Any], f: Callable[[float], str] = lambda v: f"{v:.2f}") -> str:
+    if s["n"] == 1:
+        return f"**{f(s['median'])}**"
+    return f"{f(s['min'])} / **{f(s['median'])}** / {f(s['max'])}"
+
+
+def ratio(v: float) -> str:
+    return f"{v:.2f}×"
+
+
+def n_calls(size: str | int) -> str:
+    return f"{int(size):,}"
+
+
+def verdict(met: bool, missed_by: str) -> str:
+    return "met" if met else f"**missed** by {missed_by}"
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _target_rows(data: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+    """Rows of the targets table, and one computed explanation per missed target."""
+    meta = data["meta"]
+    t = meta["targets"]
+    rows: list[list[str]] = []
+    why: list[str] = []
+    fer = data.get("ferretdb", {})
+    sizes = sorted(fer.get("sizes", {}), key=int)
+    for size in sizes:
+        e = fer["sizes"][size]
+        for key, what in (("wall", "wall time"), ("server_cpu", "FerretDB CPU time")):
+            r = e["ratios"][key]["median"]
+            met = r <= t["ratio"]
+            rows.append(
+                [
+                    f"FerretDB, `auto` ({'/'.join(e['ours']['strategy'] or ['?'])}) ÷ fetch-all, {what}, {n_calls(size)} CDRs",
+                    f"≤ {t['ratio']}×",
+                    f"{ratio(r)} (median of {e['runs']} pairs)",
+                    verdict(met, f"{ratio(r - t['ratio'])[:-1]} ({(r / t['ratio'] - 1) * 100:.0f}% over)"),
+                ]
+            )
+            if not met:
+                why.append(_why_ratio(data, size, key))
+    idle = fer.get("idle_worker")
+    peaks = {s: fer["sizes"][s]["ours"]["client_peak_rss_bytes"]["max"] for s in sizes}
+    for size in sizes:
+        peak = peaks[size]
+        met = peak <= t["client_mib"] * MIB
+        rows.append(
+            [
+                f"client peak RSS of ours (worker VmHWM, largest of the runs), {n_calls(size)} CDRs",
+                f"≤ {t['client_mib']:.0f} MiB",
+                f"{mib(peak)} MiB",
+                verdict(met, f"{(peak - t['client_mib'] * MIB) / MIB:.1f} MiB ({(peak / (t['client_mib'] * MIB) - 1) * 100:.0f}% over)"),
+            ]
+        )
+    if sizes and any(peaks[s] > t["client_mib"] * MIB for s in sizes) and idle:
+        why.append(_why_client_rss(data))
+    if len(sizes) > 1:
+        spread = max(peaks.values()) - min(peaks.values())
+        met = spread <= t["flat_mib"] * MIB
+        rows.append(
+            [
+                f"client peak RSS flat from {n_calls(sizes[0])} to {n_calls(sizes[-1])} CDRs",
+                f"spread ≤ {t['flat_mib']:.0f} MiB",
+                f"{spread / MIB:.1f} MiB",
+                verdict(met, f"{(spread - t['flat_mib'] * MIB) / MIB:.1f} MiB"),
+            ]
+        )
+        if not met:
+            why.append(
+                f"**Client memory not flat:** ours peaked at "
+                + ", ".join(f"{mib(peaks[s])} MiB at {n_calls(s)}" for s in sizes)
+                + " CDRs, so something in the extract holds memory that grows with the number of records."
+            )
+    for rt in _all_round_trips(data):
+        query = "aggregate" if rt["strategy"] == "pushdown" else "find"
+        met = rt["queries_per_slice"] == 1 and rt["other_queries"] == 0
+        rows.append(
+            [
+                f"{rt['server']}, `{rt['strategy']}`: one `{query}` per slice, {rt['slices']} slice{'s' if rt['slices'] > 1 else ''}",
+                f"1 {query}/slice" + (" (+ getMores)" if query == "find" else ""),
+                f"{rt['queries_per_slice']:g} {query}/slice, {rt['other_queries']} other queries, {rt['get_mores']} getMores",
+                verdict(met, f"{rt['queries_per_slice'] - 1:+g} {query}/slice, {rt['other_queries']} other queries"),
+            ]
+        )
+        if not met:
+            why.append(f"**Round trips ({rt['server']}, {rt['strategy']}, {rt['slices']} slices):** commands sent: {rt['commands']}.")
+    dag = data.get("dag_test")
+    if dag:
+        r = dag["ratio_report_over_noop"]["median"]
+        met = r <= t["dag_test"]
+        rows.append(
+            [
+                f"dag.test() of `cdr_daily_report` ÷ a no-op DAG of the same shape, {dag['calls']:,} CDRs (demo's daily volume)",
+                f"≤ {t['dag_test']}×",
+                f"{ratio(r)} (median of {dag['runs']} pairs)",
+                verdict(met, f"{ratio(r - t['dag_test'])[:-1]} ({(r / t['dag_test'] - 1) * 100:.0f}% over)"),
+            ]
+        )
+        if not met:
+            why.append(_why_dag_test(data))
+    return rows, why
+
+
+def _why_ratio(data: dict[str, Any], size: str, key: str) -> str:
+    e = data["ferretdb"]["sizes"][size]
+    d = e["differences"]
+    ours, base = e["ours"], e["baseline"]
+    nproc = data["meta"]["machine"]["nproc"]
+    load = e["loadavg_start"][0]
+    records = ours["records"] or 1
+    if key == "wall":
+        dw, ds, dc = (d[k]["median"] for k in ("wall_seconds", "server_cpu_seconds", "client_cpu_seconds"))
+        head = (
+            f"**Wall time at {n_calls(size)} CDRs ({ratio(e['ratios']['wall']['median'])}):** per pair ours took "
+            f"{dw:+.1f} s longer (median); FerretDB CPU {ds:+.1f} s, worker CPU {dc:+.1f} s. "
+        )
+        if ds > 0 and ds >= max(dc, 0.25 * dw):
+            cause = f"The excess is FerretDB's own work ({ratio(e['ratios']['server_cpu']['median'])} its CPU for fetch-all; see the CPU row)."
+        elif dc > 0 and dc >= 0.25 * dw:
+            cause = (
+                f"The excess is client work: the worker spent {ours['client_cpu_seconds']['median']:.1f} s of CPU "
+                f"validating and counting the {records:,} projected records as they arrived "
+                f"({ours['client_cpu_seconds']['median'] / records * 1e6:.1f} µs each) against "
+                f"{base['client_cpu_seconds']['median']:.1f} s for fetch-all."
+            )
+        else:
+            cause = (
+                "Neither side used materially more CPU for ours, so the excess is time spent waiting: the machine is "
+                f"shared (load average {load} on {nproc} cores when this size started) and the per-pair ratios ranged "
+                f"{ratio(e['ratios']['wall']['min'])} to {ratio(e['ratios']['wall']['max'])}."
+            )
+        return head + cause
+    o_cpu, b_cpu = ours["server_cpu_seconds"]["median"], base["server_cpu_seconds"]["median"]
+    return (
+        f"**FerretDB CPU at {n_calls(size)} CDRs ({ratio(e['ratios']['server_cpu']['median'])}):** FerretDB spent "
+        f"{o_cpu / records * 1e6:.0f} µs of CPU per record for ours and {b_cpu / records * 1e6:.0f} µs for fetch-all. "
+        f"Both queries carry the same filter (the window of `validity.window_query` and the global filter); they "
+        f"differ in what FerretDB sends back: ours a projection ({human_bytes(ours['wire_bytes'] / records)} per record, "
+        f"{ours['get_mores']} getMores of {data['meta']['stream_batch_size']:,}), fetch-all whole documents "
+        f"({human_bytes(base['wire_bytes'] / records)} per record, {base['get_mores']} getMores). FerretDB 1.x decodes every "
+        "full document before it filters and projects, so a projection saves encoding and transfer but not the decode "
+        "that dominates its cost; what it saves did not outweigh the projection's own work here."
+    )
+
+
+def _why_client_rss(data: dict[str, Any]) -> str:
+    fer = data["ferretdb"]
+    idle = fer["idle_worker"]
+    stages = idle["rss_stages"]
+    sizes = sorted(fer["sizes"], key=int)
+    ours = [fer["sizes"][s]["ours"]["client_peak_rss_bytes"]["max"] for s in sizes]
+    growth = statistics.median(o - idle["peak_rss_bytes"]["median"] for o in ours)
+    batch = data["meta"]["stream_batch_size"]
+    heavy = idle.get("modules") or []
+    holders = idle.get("module_holders") or {}
+    held = "; ".join(f"`{m}` (imported at module level by {', '.join(f'`{h}`' for h in holders.get(m, [])) or '?'})" for m in heavy)
+    return (
+        f"**Client peak RSS:** the idle worker (same imports, connected, no work) already peaks at "
+        f"{mib(idle['peak_rss_bytes']['median'])} MiB: interpreter {mib(stages['interpreter'])} MiB, pymongo and bson "
+        f"+{mib(stages['pymongo'] - stages['interpreter'])} MiB, the pipeline modules +{mib(stages['pipeline'] - stages['pymongo'])} MiB"
+        + (f" ({held} is loaded although extracting does not use it)" if heavy else "")
+        + f", the connection +{mib(stages['connected'] - stages['pipeline'])} MiB. Streaming adds {growth / MIB:.1f} MiB "
+        f"at every size: pymongo decodes one getMore batch of {batch:,} projected documents at once "
+        f"(~{growth / batch:,.0f} bytes each as Python objects)."
+    )
+
+
+def _why_dag_test(data: dict[str, Any]) -> str:
+    dag = data["dag_test"]
+    excess = dag["excess_s"]["median"]
+    plain = dag["pipeline_without_airflow_s"]["median"]
+    share = plain / excess if excess > 0 else 0.0
+    return (
+        f"**dag.test():** the report takes {excess:.2f} s more than the no-op DAG of the same shape "
+        f"({dag['report_s']['median']:.2f} s vs {dag['noop_s']['median']:.2f} s). The same report without Airflow "
+        f"(`run_report`: extract, aggregate and load, with a fresh client and engine as the tasks make) takes "
+        f"{plain:.2f} s, {share * 100:.0f}% of that excess: "
+        + (
+            "the pipeline's own work, mostly the FerretDB query (FerretDB decodes the whole collection for every query)."
+            if share >= 0.5
+            else f"the rest ({excess - plain:.2f} s) is what the report's tasks do around the pipeline in Airflow "
+            "(connections from AIRFLOW_CONN_*, hooks, the SQL engine, larger XComs)."
+        )
+    )
+
+
+def _all_round_trips(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*data.get("ferretdb", {}).get("round_trips", []), *data.get("mjs", {}).get("round_trips", [])]
+
+
+# --------------------------------------------------------------------------- page
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    meta, m = data["meta"], data["meta"]["machine"]
+    fer = data["ferretdb"]
+    sizes = sorted(fer.get("sizes", {}), key=int)
+    mjs = data.get("mjs")
+    mjs_sizes = sorted((mjs or {}).get("sizes", {}), key=int)
+    target_rows, why = _target_rows(data)
+    missed = sum(1 for r in target_rows if r[3] != "met")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `bench/run.py` (`make bench`) on {meta['date']} with:",
+        "",
+        f"    {meta['command']}",
+        "",
+        "Every number below comes from that one run (`benchmarks.json`, next to this file, has the raw samples); "
+        "every verdict and explanation is computed from it (`bench/report.py`). Cells read `min / **median** / max`. "
+        "The machine is shared (load averages are in the machine table), so single timings are noisy; documents, "
+        "bytes, CPU times and the ratios of interleaved pairs are the robust numbers.",
+        "",
+        "## Targets",
+        "",
+        f"{len(target_rows) - missed} of {len(target_rows)} met." if target_rows else "No target measured.",
+        "",
+        "| measurement | target | measured | verdict |",
+        "|---|---|---|---|",
+        *(f"| {' | '.join(r)} |" for r in target_rows),
+        "",
+    ]
+    if why:
+        lines += ["### Why the missed targets were missed", "", *(f"* {w}" for w in why), ""]
+    lines += _machine(data)
+    lines += _ferretdb_section(data, sizes)
+    if mjs:
+        lines += _mjs_section(data, mjs_sizes)
+    lines += _round_trip_section(data)
+    if data.get("dag_test"):
+        lines += _dag_test_section(data)
+    if data.get("parse_time"):
+        lines += _parse_section(data)
+    if data.get("load_throughput"):
+        lines += _load_section(data)
+    lines += ["Scale-out arithmetic for production volumes: [scale-out.md](scale-out.md).", ""]
+    return "\n".join(lines)
+
+
+def _machine(data: dict[str, Any]) -> list[str]:
+    meta, m = data["meta"], data["meta"]["machine"]
+    sizes = ", ".join(f"{s['runs']} pairs at {s['calls']:,}" for s in meta["sizes"])
+    return [
+        "## Machine and method",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPUs (nproc) | {m['nproc']} |",
+        f"| CPU model | {m['cpu_model']} |",
+        f"| RAM | {m['ram_gib']} GiB |",
+        f"| OS | {m['os']} |",
+        f"| Python | {m['python']} |",
+        f"| FerretDB | {m['ferretdb']} |",
+        *([f"| mongo-java-server | {m['mongo_java_server']} |"] if "mongo_java_server" in m else []),
+        f"| PostgreSQL | {m['postgresql']} |",
+        f"| Airflow / pymongo / SQLAlchemy | {m['airflow']} / {m['pymongo']} / {m['sqlalchemy']} |",
+        f"| Load average (1, 5, 15 min) at start → end | {meta['loadavg_start']} → {meta.get('loadavg_end', 'not recorded')} |",
+        "| Total bench time | "
+        + (f"{meta['total_seconds'] / 60:.1f} min |" if "total_seconds" in meta else "the run was cut short: rendered from its checkpoint |"),
+        "",
+        "**Data.** `cdr_reports_dev.synthetic` (seed 7, 12 operators, ~1% malformed, ~2% deleted), every call inside "
+        "the daily period 2026-11-27 (Europe/Istanbul), so the collection holds exactly the period; one fresh database "
+        f"per server and size, seeded once, dropped after. Pairs per size: {sizes}.",
+        "",
+        "**Method.** Each run is a fresh worker process (`bench/worker.py extract`) that imports the same modules "
+        "and connects before the clock starts. Runs alternate ours, fetch-all, ours, fetch-all…; ratios are taken per "
+        "adjacent pair and their median reported. Before the timed pairs of a size, one untimed pair warms the "
+        "server and counts the BSON bytes of every reply (re-encoding each document costs the client, so timed runs "
+        "count documents only). *Client peak RSS* is the worker's own `VmHWM` as it exits (not `ru_maxrss`, which "
+        "Linux carries across `exec` from the forking parent). *Server CPU* is utime + stime of the whole server "
+        "process from `/proc/<pid>/stat`, read by the worker right before and after the timed section; *server peak "
+        "RSS* is its `VmHWM` after `echo 5 > /proc/<pid>/clear_refs` reset it to the current RSS just before the run "
+        + (
+            "(the reset worked in every run)."
+            if _peak_reset_ok(data)
+            else "(**the reset did not take effect in some runs**: those peaks include earlier runs)."
+        )
+        + " The servers are the benchmark's own processes (`bench/servers.py`: the binaries `make services` builds, "
+        "on free ports), so no other work on the machine is counted in their CPU or memory"
+        + (" — except in this run, made with `--shared-servers`." if meta.get("shared_servers") else "."),
+        "",
+    ]
+
+
+def _peak_reset_ok(data: dict[str, Any]) -> bool:
+    return all(
+        e[a]["server_peak_reset"]
+        for part in ("ferretdb", "mjs")
+        for e in data.get(part, {}).get("sizes", {}).values()
+        for a in ("ours", "baseline")
+    )
+
+
+def _ferretdb_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
+    fer = data["ferretdb"]
+    lines = [
+        "## 1. FerretDB: ours (`auto`) vs fetch-all",
+        "",
+        "Ours = `extract_period` + `build_report` with `CDR_EXTRACT_STRATEGY=auto`, which asks the server (`buildInfo`) "
+        "and picks `stream` on FerretDB: one projected `find` per slice, validated and counted in Python as the batches "
+        "arrive. Fetch-all = `bench/baseline.py`, the original approach: one `find` of the whole documents of the "
+        "period, all held in a list (the .NET job's `ToList()`), then grouped in a dict; it judges each document by "
+        "the same rules (`cdr_reports.pipeline.validity`), so both do the same per-record Python work and must agree.",
+        "",
+        "| CDRs | pairs | ours (s) | fetch-all (s) | wall: ours ÷ fetch-all | ours: FerretDB CPU (s) | fetch-all: FerretDB CPU (s) | CPU: ours ÷ fetch-all |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in sizes:
+        e = fer["sizes"][s]
+        lines.append(
+            f"| {n_calls(s)} | {e['runs']} | {fmt_stats(e['ours']['seconds'])} | {fmt_stats(e['baseline']['seconds'])} | "
+            f"{fmt_stats(e['ratios']['wall'], ratio)} | {fmt_stats(e['ours']['server_cpu_seconds'])} | "
+            f"{fmt_stats(e['baseline']['server_cpu_seconds'])} | {fmt_stats(e['ratios']['server_cpu'], ratio)} |"
+        )
+    lines += [
+        "",
+        "Where the time goes (medians): FerretDB CPU per record and the worker's own CPU.",
+        "",
+        "| CDRs | ours: FerretDB µs/record | fetch-all: FerretDB µs/record | ours: worker CPU (s) | fetch-all: worker CPU (s) | load average at start → end |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in sizes:
+        e = fer["sizes"][s]
+        rec = e["ours"]["records"] or 1
+        lines.append(
+            f"| {n_calls(s)} | {e['ours']['server_cpu_seconds']['median'] / rec * 1e6:.0f} | "
+            f"{e['baseline']['server_cpu_seconds']['median'] / rec * 1e6:.0f} | {fmt_stats(e['ours']['client_cpu_seconds'])} | "
+            f"{fmt_stats(e['baseline']['client_cpu_seconds'])} | {e['loadavg_start']} → {e['loadavg_end']} |"
+        )
+    idle = fer["idle_worker"]
+    lines += [
+        "",
+        "### Memory",
+        "",
+        "| CDRs | ours: client peak (MiB) | fetch-all: client peak (MiB) | ours: FerretDB peak (MiB) | fetch-all: FerretDB peak (MiB) | FerretDB RSS before a run (MiB) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in sizes:
+        e = fer["sizes"][s]
+        lines.append(
+            f"| {n_calls(s)} | {fmt_stats(e['ours']['client_peak_rss_bytes'], mib)} | {fmt_stats(e['baseline']['client_peak_rss_bytes'], mib)} | "
+            f"{fmt_stats(e['ours']['server_peak_rss_bytes'], mib)} | {fmt_stats(e['baseline']['server_peak_rss_bytes'], mib)} | "
+            f"{mib(e['ours']['server_rss_before_bytes']['median'])} |"
+        )
+    lines += [
+        f"| idle worker (same imports, connected, no work) | {fmt_stats(idle['peak_rss_bytes'], mib)} | | | | |",
+        "",
+        "The fetch-all worker holds every document of the period, so its peak grows with the number of calls; ours "
+        "holds one decoded batch at a time and a dict per operator.",
+        "",
+        "### Over the wire",
+        "",
+        "| CDRs | ours: documents | ours: bytes | ours: commands | fetch-all: documents | fetch-all: bytes | fetch-all: commands | results agree |",
+        "|---:|---:|---:|---|---:|---:|---|---|",
+    ]
+    for s in sizes:
+        e = fer["sizes"][s]
+        lines.append(
+            f"| {n_calls(s)} | {e['ours']['wire_documents']:,} | {e['ours']['wire_bytes']:,} | {_cmds(e['ours']['commands'])} | "
+            f"{e['baseline']['wire_documents']:,} | {e['baseline']['wire_bytes']:,} | {_cmds(e['baseline']['commands'])} | "
+            f"{'yes' if e['results_agree'] else '**NO**'}: {e['agreement']} |"
+        )
+    if sizes:
+        e = fer["sizes"][sizes[-1]]
+        lines += [
+            "",
+            f"On FerretDB both approaches receive every live record of the period; ours receives "
+            f"{e['baseline']['wire_bytes'] / max(e['ours']['wire_bytes'], 1):.1f}× fewer bytes (only the fields the rules "
+            "read) and never holds more than one batch.",
+        ]
+    lines.append("")
+    return lines
+
+
+def _cmds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in counts.items())
+
+
+def _mjs_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
+    mjs = data["mjs"]
+    lines = [
+        "## 2. mongo-java-server: `pushdown` vs fetch-all",
+        "",
+        "The same comparison on mongo-java-server (memory backend), the MongoDB-wire server here that runs the "
+        "`pushdown` pipeline: one aggregation per slice (`$match` on the window, then one `$facet` computing the "
+        "source, rejected, valid-per-operator and answered-per-operator counts in the server). Fetch-all asks for "
+        f"batches of {data['meta']['mjs_baseline_batch']:,} documents (~16 MB, MongoDB's default reply size): this "
+        "server answers an unbounded getMore with every remaining document, which exceeds the 48 MB message limit.",
+        "",
+        "| CDRs | pairs | pushdown (s) | fetch-all (s) | wall: pushdown ÷ fetch-all | pushdown: server CPU (s) | fetch-all: server CPU (s) | worker CPU: pushdown / fetch-all (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in sizes:
+        e = mjs["sizes"][s]
+        lines.append(
+            f"| {n_calls(s)} | {e['runs']} | {fmt_stats(e['ours']['seconds'])} | {fmt_stats(e['baseline']['seconds'])} | "
+            f"{fmt_stats(e['ratios']['wall'], ratio)} | {fmt_stats(e['ours']['server_cpu_seconds'])} | "
+            f"{fmt_stats(e['baseline']['server_cpu_seconds'])} | {e['ours']['client_cpu_seconds']['median']:.2f} / "
+            f"{e['baseline']['client_cpu_seconds']['median']:.2f} |"
+        )
+    lines += [
+        "",
+        "| CDRs | pushdown: documents | pushdown: bytes | pushdown: commands | fetch-all: documents | fetch-all: bytes | fetch-all: commands | client peak RSS: pushdown / fetch-all (MiB) | results agree |",
+        "|---:|---:|---:|---|---:|---:|---|---|---|",
+    ]
+    for s in sizes:
+        e = mjs["sizes"][s]
+        lines.append(
+            f"| {n_calls(s)} | {e['ours']['wire_documents']:,} | {e['ours']['wire_bytes']:,} | {_cmds(e['ours']['commands'])} | "
+            f"{e['baseline']['wire_documents']:,} | {e['baseline']['wire_bytes']:,} | {_cmds(e['baseline']['commands'])} | "
+            f"{mib(e['ours']['client_peak_rss_bytes']['median'])} / {mib(e['baseline']['client_peak_rss_bytes']['median'])} | "
+            f"{'yes' if e['results_agree'] else '**NO**'}: {e['agreement']} |"
+        )
+    if sizes:
+        e = mjs["sizes"][sizes[-1]]
+        faster = e["ratios"]["wall"]["median"]
+        lines += [
+            "",
+            f"At {n_calls(sizes[-1])} CDRs pushdown brings back {e['ours']['wire_documents']:,} document"
+            f"{'s' if e['ours']['wire_documents'] != 1 else ''} ({human_bytes(e['ours']['wire_bytes'])}) where fetch-all "
+            f"brings {e['baseline']['wire_documents']:,} ({human_bytes(e['baseline']['wire_bytes'])}), and takes "
+            f"{ratio(faster)} its wall time. mongo-java-server has no query planner worth the name (it scans its "
+            "in-memory list for every query and evaluates `$facet` branches one after another); on MongoDB the "
+            "`$match` on `DateTime.Start` is an index range scan (the real-MongoDB integration test asserts IXSCAN). "
+            "Its memory is not reported: a JVM keeps the heap it has grown to, so its RSS says little about one query.",
+        ]
+    lines.append("")
+    return lines
+
+
+def _round_trip_section(data: dict[str, Any]) -> list[str]:
+    rts = _all_round_trips(data)
+    if not rts:
+        return []
+    calls = rts[0]["seeded_live"]
+    batch = data["meta"]["stream_batch_size"]
+    lines = [
+        "## 3. Round trips per slice",
+        "",
+        f"Every command the worker's `MongoClient` sent during one extract (`CDR_EXTRACT_SLICES` = 1 and 4), counted by a "
+        f"pymongo `CommandListener`, on a day of {calls:,} live CDRs. The stream strategy reads batches of {batch:,} "
+        "documents, so a slice with more records than that continues its one query with getMores.",
+        "",
+        "| server | strategy (requested → used) | slices | commands sent | queries per slice | getMores | records counted |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for rt in rts:
+        lines.append(
+            f"| {rt['server']} | {rt['requested']} → `{rt['strategy']}` | {rt['slices']} | {_cmds(rt['commands'])} | "
+            f"{rt['queries_per_slice']:g} | {rt['get_mores']} | {rt['records']:,} |"
+        )
+    build_info = {rt["commands"].get("buildInfo", 0) / rt["slices"] for rt in rts if rt["requested"] == "auto"}
+    lines.append("")
+    if build_info and max(build_info) > 0:
+        lines += [
+            f"`auto` also sends {' or '.join(f'{b:g}' for b in sorted(build_info))} `buildInfo` per slice (to choose the "
+            "strategy; it returns one small document and touches no data); a forced strategy sends none.",
+            "",
+        ]
+    return lines
+
+
+def _dag_test_section(data: dict[str, Any]) -> list[str]:
+    dag = data["dag_test"]
+    shape = dag.get("task_instances", {})
+    warm = ", after one warm-up of each" if dag.get("warmup") else " (no warm-up: quick mode)"
+    return [
+        "## 4. dag.test(): the daily report vs a no-op DAG of the same shape",
+        "",
+        f"Fresh Airflow home (SQLite metadata DB, `airflow db migrate` once); dags folder = a copy of "
+        f"`dags/cdr_report_dags.py` and `bench_noop`: plan → extract mapped over the same {dag['slices']} slice(s) → "
+        "aggregate → load, each a no-op `@task` (the load with an asset outlet, like the report's). Connections from "
+        f"`AIRFLOW_CONN_*`: the benchmark's FerretDB with one day of {dag['calls']:,} CDRs (`DEMO_CALLS_PER_DAY` of "
+        f"`cdr_reports_dev.demo`, the demo's daily volume), a SQLite report sink. One worker process{warm}, then "
+        f"{dag['runs']} interleaved rounds. Successful task instances of the last run of each: {shape}.",
+        "",
+        "| | seconds | per-pair ratio vs no-op |",
+        "|---|---:|---:|",
+        f"| `cdr_daily_report` (plan → extract → aggregate → load) | {fmt_stats(dag['report_s'])} | {fmt_stats(dag['ratio_report_over_noop'], ratio)} |",
+        f"| `bench_noop` (same shape, no work) | {fmt_stats(dag['noop_s'])} | 1 |",
+        f"| the same report without Airflow (`cdr_reports.pipeline.runner.run_report`) | {fmt_stats(dag['pipeline_without_airflow_s'])} | |",
+        "",
+        f"Stored report rows (source_records, operators, extract_strategy) after the runs: {dag['stored_run_rows']} "
+        "(one row: re-runs replace, never duplicate).",
+        "",
+    ]
+
+
+def _parse_section(data: dict[str, Any]) -> list[str]:
+    parse = data["parse_time"]
+    warm = "" if data["meta"].get("quick") else ", after one warm-up each"
+    lines = [
+        "## 5. DAG file parse time",
+        "",
+        "Each sample is a fresh process that first runs `import airflow.sdk` (timed apart), then `runpy.run_path(file)`. "
+        "The empty file builds one DAG with one `EmptyOperator`.",
+        "",
+        "| file | DAGs | `import airflow.sdk` (s) | parse after import (s) | ratio vs empty | import + parse (s) | ratio vs empty |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, f in parse["files"].items():
+        lines.append(
+            f"| `{name}` | {', '.join(f['dags'])} | {fmt_stats(f['airflow_sdk_import_s'], lambda v: f'{v:.3f}')} | "
+            f"{fmt_stats(f['parse_s'], lambda v: f'{v:.3f}')} | {f['parse_ratio_vs_empty']:.2f}× | "
+            f"{fmt_stats(f['total_s'], lambda v: f'{v:.3f}')} | {f['total_ratio_vs_empty']:.2f}× |"
+        )
+    lines += [
+        "",
+        f"Runs: {parse['runs']} per file, interleaved{warm}. `dags/cdr_report_dags.py` builds the three report DAGs from "
+        "settings only: no network, database, Variable or Connection access."
+        + "".join(f" `{n}` could not be parsed: {err.splitlines()[-1] if err else '?'}" for n, err in parse.get("errors", {}).items()),
+        "",
+    ]
+    return lines
+
+
+def _load_section(data: dict[str, Any]) -> list[str]:
+    load = data["load_throughput"]
+    lines = [
+        "## 6. Load throughput",
+        "",
+        f"`cdr_reports.pipeline.load.load_report` of one report with {load['rows']:,} operator rows, a new daily period "
+        "per run (pure inserts plus the run row, one transaction), after one warm-up load that creates the tables.",
+        "",
+        "| sink | runs | seconds | rows/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("postgresql", "sqlite"):
+        lines.append(
+            f"| {name} | {load['runs']} | {fmt_stats(load[name]['seconds'])} | "
+            f"{fmt_stats(load[name]['rows_per_second'], lambda v: f'{v:,.0f}')} |"
+        )
+    lines.append("")
+    return lines
