@@ -63,11 +63,11 @@ lock: install
 	  echo "# Regenerate with: make lock.  Docker images use it as constraints for requirements.txt."; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^cdr-reports'; } > requirements.lock
 
-# Writes docs/benchmarks.{json,md}. 5 interleaved runs at 100k CDRs, 1 at 1M: on FerretDB every
-# query is a full scan (a few thousand docs/s), so one 1M run of ours alone is 5 scans of 1M
-# documents: tens of minutes to hours with load (docs/benchmarks.md records the time taken).
+# Writes docs/benchmarks.{json,md} from one run: 5 interleaved pairs (ours, fetch-all) at 200k CDRs
+# and 3 at 1M, on the bench's own FerretDB and mongo-java-server (-Xmx6g) processes; ~30-45 min on
+# 2 cores, longer under load (docs/benchmarks.md records the time taken and the load average).
 bench: install services
-	timeout 14400 $(PY) bench/run.py --sizes 100000:5,1000000:1 --out docs
+	timeout 14400 $(PY) bench/run.py --out docs
 
 # Tiny sizes, one run: checks the suite end to end in ~2 minutes (numbers meaningless).
 bench-quick: install services

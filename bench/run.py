@@ -62,6 +62,7 @@ TARGET_DAG_TEST = 1.5  # dag.test() of the daily report / a no-op DAG of the sam
 # ~16 MB of CDRs per reply, what MongoDB does by default, or the reply outgrows the 48 MB limit.
 MJS_BASELINE_BATCH = 50_000
 SLICE_COUNTS = (1, 4)
+SECTIONS = ("ferretdb", "mjs", "roundtrips", "dagtest", "parse", "load")
 
 sys.path.insert(0, str(BENCH))
 import servers  # noqa: E402
@@ -73,36 +74,6 @@ from airflow.sdk import DAG
 with DAG(dag_id="bench_empty", schedule=None) as dag:
     EmptyOperator(task_id="noop")
 '''
-
-# The daily report's shape with no work: plan -> extract (mapped over the slices) -> aggregate ->
-# load, each a @task passing small XComs, the load with an asset outlet like the report's.
-NOOP_DAG = '''\
-from airflow.sdk import DAG, Asset, task
-
-SLICES = {slices}
-
-with DAG(dag_id="bench_noop", schedule=None) as dag:
-
-    @task
-    def plan():
-        return [{{"slice": i}} for i in range(SLICES)]
-
-    @task
-    def extract(window):
-        return {{"slice": window["slice"], "calls": 0}}
-
-    @task
-    def aggregate(windows, slices):
-        return {{"slices": len(list(slices)), "windows": len(windows)}}
-
-    @task(outlets=[Asset("bench_noop_report")])
-    def load(report):
-        return report
-
-    windows = plan()
-    load(aggregate(windows, extract.expand(window=windows)))
-'''
-
 
 def log(message: str) -> None:
     print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
@@ -145,6 +116,10 @@ def run_worker(mode: str, args: dict[str, Any], env: dict[str, str] | None = Non
             proc.kill()
             proc.wait()
             raise WorkerError(f"worker {mode} timed out after {timeout:.0f} s") from None
+        except BaseException:  # SIGTERM/Ctrl-C of the bench: no orphaned worker
+            proc.kill()
+            proc.wait()
+            raise
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
@@ -378,7 +353,6 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
     dags = home / "dags"
     dags.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dags" / "cdr_report_dags.py", dags / "cdr_report_dags.py")
-    (dags / "bench_noop_dag.py").write_text(NOOP_DAG.format(slices=slices))
     database = f"cdrbench_dagtest_{uuid.uuid4().hex[:8]}"
     host = server.uri.split("://", 1)[1].split("/", 1)[0]
     env = airflow_env(
@@ -407,6 +381,7 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
                 "database": database,
                 "plain_sink_url": f"sqlite:///{home / 'plain_reports.db'}",
                 "warmup": warmup,
+                "slices": slices,
             },
             env=env,
             timeout=3600,
@@ -439,6 +414,7 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
         "seed": seeded,
         "stored_run_rows": [list(row) for row in stored],
         "task_instances": shape,
+        "shape": r["shape"],
         "report_s": stats(r["report_s"]),
         "noop_s": stats(r["noop_s"]),
         "pipeline_without_airflow_s": stats(r["plain_s"]),
@@ -604,8 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", help="CDRs in the period, with optional pairs: '200000:5,1000000:3' (default)")
     p.add_argument("--roundtrip-calls", type=int, help="CDRs of the round-trip dataset (default 25000, --quick 12000)")
     p.add_argument("--dagtest-calls", type=int, help="CDRs of the dag.test() day (default: DEMO_CALLS_PER_DAY of cdr_reports_dev.demo)")
+    p.add_argument("--dagtest-runs", type=int, help="interleaved dag.test() rounds (default 15, --quick 1): each takes seconds")
     p.add_argument("--shared-servers", action="store_true", help="use the FerretDB and mongo-java-server of `make services`")
     p.add_argument("--skip-mjs", action="store_true", help="leave out mongo-java-server (sections 2 and its round trips)")
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; for development)")
     p.add_argument("--render-only", action="store_true", help="rewrite <out>/benchmarks.md from <out>/benchmarks.json")
     args = p.parse_args(argv)
     if args.render_only:
@@ -613,6 +591,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "benchmarks.md").write_text(render_markdown(data))
         return 0
 
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if unknown := only - set(SECTIONS):
+        p.error(f"--only: unknown sections {sorted(unknown)}")
+    if args.skip_mjs:
+        only.discard("mjs")
     runs = args.runs or (1 if args.quick else 5)
     sizes = parse_sizes(args.sizes or ("2000,6000" if args.quick else "200000:5,1000000:3"), runs)
     rt_calls = args.roundtrip_calls or (12_000 if args.quick else 25_000)
@@ -639,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
             ferret = servers.start_ferretdb()
             started.append(ferret)
         mjs = None
-        if not args.skip_mjs:
+        if {"mjs", "roundtrips"} & only and not args.skip_mjs:
             if args.shared_servers:
                 mjs = servers.shared("mongo-java-server", service_uri("CDR_TEST_MJS_URI"), "mongo-java-server.pid")
             else:
@@ -650,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
             "quick": args.quick,
+            "sections": sorted(only),
             "runs": runs,
             "sizes": [{"calls": s, "runs": r} for s, r in sizes],
             "machine": machine(ferret, mjs, pg_uri),
@@ -665,30 +649,39 @@ def main(argv: list[str] | None = None) -> int:
         data["meta"]["stream_batch_size"] = STREAM_BATCH_SIZE
         ferret_data: dict[str, Any] = {"server": {"pid": ferret.pid, "detail": ferret.detail}}
         data["ferretdb"] = ferret_data
-        log("idle worker")
-        ferret_data["idle_worker"] = bench_idle(ferret, runs)
-        log("round trips (FerretDB)")
-        ferret_data["round_trips"] = bench_round_trips(ferret, ["auto"], rt_calls)
-        checkpoint()
-        log("dag.test()")
-        data["dag_test"] = bench_dag_test(ferret, runs, dagtest_calls, home / "dagtest", warmup=not args.quick)
-        checkpoint()
-        log("FerretDB: ours (auto) vs fetch-all")
-        bench_sizes(ferret, sizes, "auto", 0, checkpoint, ferret_data)
-        if mjs is not None:
+        if "ferretdb" in only:
+            log("idle worker")
+            ferret_data["idle_worker"] = bench_idle(ferret, runs)
+        if "roundtrips" in only:
+            log("round trips (FerretDB)")
+            ferret_data["round_trips"] = bench_round_trips(ferret, ["auto"], rt_calls)
+            checkpoint()
+        if "dagtest" in only:
+            log("dag.test()")
+            dag_runs = args.dagtest_runs or (1 if args.quick else 15)
+            data["dag_test"] = bench_dag_test(ferret, dag_runs, dagtest_calls, home / "dagtest", warmup=not args.quick)
+            checkpoint()
+        if "ferretdb" in only:
+            log("FerretDB: ours (auto) vs fetch-all")
+            bench_sizes(ferret, sizes, "auto", 0, checkpoint, ferret_data)
+        if mjs is not None and {"mjs", "roundtrips"} & only:
             mjs_data: dict[str, Any] = {"server": {"pid": mjs.pid, "detail": mjs.detail}}
             data["mjs"] = mjs_data
-            log("round trips (mongo-java-server)")
-            mjs_data["round_trips"] = bench_round_trips(mjs, ["auto", "stream"], rt_calls)
-            log("mongo-java-server: pushdown vs fetch-all")
-            bench_sizes(mjs, sizes, "pushdown", MJS_BASELINE_BATCH, checkpoint, mjs_data)
+            if "roundtrips" in only:
+                log("round trips (mongo-java-server)")
+                mjs_data["round_trips"] = bench_round_trips(mjs, ["auto", "stream"], rt_calls)
+            if "mjs" in only:
+                log("mongo-java-server: pushdown vs fetch-all")
+                bench_sizes(mjs, sizes, "pushdown", MJS_BASELINE_BATCH, checkpoint, mjs_data)
         for server in started:  # free their memory before the Airflow measurements
             server.stop()
-        log("parse time")
-        data["parse_time"] = bench_parse(runs, home / "parse", warmup=not args.quick, all_files=not args.quick)
-        checkpoint()
-        log("load throughput")
-        data["load_throughput"] = bench_load(pg_uri, runs, home)
+        if "parse" in only:
+            log("parse time")
+            data["parse_time"] = bench_parse(runs, home / "parse", warmup=not args.quick, all_files=not args.quick)
+            checkpoint()
+        if "load" in only:
+            log("load throughput")
+            data["load_throughput"] = bench_load(pg_uri, runs, home)
     finally:
         for server in started:
             server.stop()

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cdr_reports.pipeline.config import load_settings
 from cdr_reports.integration.dag_factory import DAG_IDS, build_report_dag
-from cdr_reports.pipeline.periods import period_containing_instant
 from cdr_reports.integration.timetable import CalendarPeriodTimetable
+from cdr_reports.pipeline.config import load_settings
+from cdr_reports.pipeline.periods import period_containing_instant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "dags"
@@ -32,7 +32,11 @@ SUMMARY = {
 }
 TASK_IDS = ["plan", "extract", "aggregate", "load"]
 # After the load, off the report's path (integration/quality_tasks.py); on by default.
-QUALITY_TASK_IDS = {"daily": ["check_volume", "check_late_data"], "weekly": ["check_volume"], "monthly": ["check_volume"]}
+QUALITY_TASK_IDS = {
+    "daily": ["check_volume", "check_late_data"],
+    "weekly": ["check_volume"],
+    "monthly": ["check_volume"],
+}
 
 
 def _parse_dags_folder(monkeypatch, env: dict[str, str] | None = None):
@@ -96,7 +100,7 @@ def test_schedule_is_the_calendar_period_timetable(dag, report_type):
     assert (tt.report_type, tt.timezone, tt.due_after, tt.week_start) == (report_type, IST, DUE_AFTER[report_type], 0)
     assert tt.summary == SUMMARY[report_type]
     # Airflow stores start_date in UTC; it is local midnight, so the first period is whole.
-    assert dag.start_date == datetime(2025, 12, 31, 21, tzinfo=timezone.utc)  # 2026-01-01 00:00 Istanbul
+    assert dag.start_date == datetime(2025, 12, 31, 21, tzinfo=UTC)  # 2026-01-01 00:00 Istanbul
 
 
 def test_run_policy(dag, report_type):
@@ -164,14 +168,21 @@ def test_task_graph_is_plan_extract_aggregate_load(dag, report_type):
 def test_environment_overrides_reach_the_parsed_dags(monkeypatch):
     bag = _parse_dags_folder(
         monkeypatch,
-        {"CDR_RETRIES": "5", "CDR_RETRY_DELAY_SECONDS": "30", "CDR_MAX_RETRY_DELAY_SECONDS": "900", "CDR_CATCHUP": "true"},
+        {
+            "CDR_RETRIES": "5",
+            "CDR_RETRY_DELAY_SECONDS": "30",
+            "CDR_MAX_RETRY_DELAY_SECONDS": "900",
+            "CDR_CATCHUP": "true",
+        },
     )
     assert bag.import_errors == {}
     for dag in (bag.dags[dag_id] for dag_id in DAG_IDS.values()):
         assert dag.catchup is True
         for task in dag.tasks:
             assert (task.retries, task.retry_delay, task.max_retry_delay) == (
-                5, timedelta(seconds=30), timedelta(seconds=900),
+                5,
+                timedelta(seconds=30),
+                timedelta(seconds=900),
             ), (dag.dag_id, task.task_id)
 
 
@@ -227,10 +238,10 @@ def _retry_delays(dag, task_id: str) -> list[float]:
     ti.dag_run = DagRun(
         dag_id=dag.dag_id,
         run_id=ti.run_id,
-        logical_date=datetime(2026, 11, 27, 21, tzinfo=timezone.utc),
+        logical_date=datetime(2026, 11, 27, 21, tzinfo=UTC),
         run_type="scheduled",
     )
-    failed_at = datetime(2026, 11, 28, 0, 5, tzinfo=timezone.utc)
+    failed_at = datetime(2026, 11, 28, 0, 5, tzinfo=UTC)
     ti.end_date = failed_at
     delays = []
     for try_number in range(1, task.retries + 1):
@@ -260,7 +271,9 @@ def test_max_retry_delay_caps_the_backoff(plugins_from_repo):
     assert 60 <= delays[0] <= 100
     assert delays[1:] == [100.0, 100.0]  # [120, 240) and [240, 480) both cut to the cap
     # The settings the end-to-end tests use: 1 s, then 2 s (2 * 1 s capped at 2 s).
-    fast = build_report_dag("daily", load_settings({"CDR_RETRY_DELAY_SECONDS": "1", "CDR_MAX_RETRY_DELAY_SECONDS": "2"}))
+    fast = build_report_dag(
+        "daily", load_settings({"CDR_RETRY_DELAY_SECONDS": "1", "CDR_MAX_RETRY_DELAY_SECONDS": "2"})
+    )
     assert _retry_delays(fast, "extract") == [1.0, 2.0, 2.0]
 
 
@@ -296,4 +309,4 @@ def test_dag_survives_serialization_round_trip(plugins_from_repo, dag, report_ty
     period = period_containing_instant(report_type, info.data_interval.start, IST)
     assert (info.data_interval.start, info.data_interval.end) == (period.start_utc, period.end_utc)
     assert info.run_after == tt.due_at(period)
-    assert info.run_after <= datetime.now(timezone.utc) < tt.due_at(period.next())
+    assert info.run_after <= datetime.now(UTC) < tt.due_at(period.next())

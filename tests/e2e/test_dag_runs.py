@@ -210,17 +210,18 @@ def test_transient_mongo_errors_are_retried_and_the_report_is_stored_once(source
     docs = sources(_day_docs(day, seed=5, count=200))
     expected = expected_report(docs, day.start_utc, day.end_utc)
 
-    real_count = pymongo.collection.Collection.count_documents
+    real_find = pymongo.collection.Collection.find
     failures = []
 
-    def flaky_count(self, *args, **kwargs):
-        # The extract's first query of a try; tries 1 and 2 lose the connection.
+    def flaky_find(self, *args, **kwargs):
+        # The extract's one query of a try (FerretDB: the stream strategy's find); tries 1 and 2
+        # lose the connection.
         if self.name == "CdrRecords" and len(failures) < 2:
             failures.append(self.full_name)
             raise AutoReconnect("connection closed by peer (injected)")
-        return real_count(self, *args, **kwargs)
+        return real_find(self, *args, **kwargs)
 
-    run_env.setattr(pymongo.collection.Collection, "count_documents", flaky_count)
+    run_env.setattr(pymongo.collection.Collection, "find", flaky_find)
 
     dag, dag_run = run_dag("daily", date(2026, 11, 27))
 

@@ -17,12 +17,12 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from bson import Int64, ObjectId, Timestamp
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pymongo.errors import PyMongoError
-import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
 from cdr_reports.pipeline.aggregate import build_report
@@ -85,7 +85,7 @@ BAD_IN_PERIOD = {
     "operator id with a C1 control": _cdr(Operator={"Id": "c1\x85"}),
     "operator id with a trailing space": _cdr(Operator={"Id": "Ege "}),
     "operator id with a leading space": _cdr(Operator={"Id": " Ege"}),
-    "operator id 128 emoji (256 UTF-16 units)": _cdr(Operator={"Id": "\U0001F4DE" * 128}),
+    "operator id 128 emoji (256 UTF-16 units)": _cdr(Operator={"Id": "\U0001f4de" * 128}),
     "duration missing": _cdr(Duration=_DROP),
     "duration null": _cdr(Duration=None),
     "duration string": _cdr(Duration="61"),
@@ -107,7 +107,7 @@ VALID_EDGES = {
     "operator id 255 unicode chars": _cdr(Operator={"Id": "ü" * 255}),
     "operator id int64": _cdr(Operator={"Id": Int64(2**62)}),
     "operator id with an inner space": _cdr(Operator={"Id": "Türk Telekom"}),
-    "operator id 127 emoji (254 UTF-16 units)": _cdr(Operator={"Id": "\U0001F4DE" * 127}),
+    "operator id 127 emoji (254 UTF-16 units)": _cdr(Operator={"Id": "\U0001f4de" * 127}),
     "duration exactly 31 days": _cdr(Duration=31 * 24 * 3600),
     "duration negative zero": _cdr(Duration=-0.0),
     "connect a string (not answered)": _cdr(DateTime={"Start": MID, "Connect": "2026-11-27T10:00:00Z"}),
@@ -179,29 +179,37 @@ def test_malformed_corpus_in_realistic_data(mongo_db, sqlite_engine):
     baseline = expected_report(synthetic, START, END)
     expected = expected_report(docs, START, END)
     assert (report.source_records, report.valid_records, report.rejected_records) == (
-        expected["source"], expected["valid"], expected["rejected"],
+        expected["source"],
+        expected["valid"],
+        expected["rejected"],
     )
     # Every bad document of the period is in rejected_records, every valid edge is a call, and
     # neither unplaceable documents nor array starts are in the period at all.
     assert report.rejected_records - baseline["rejected"] == len(BAD_IN_PERIOD)
     assert report.valid_records - baseline["valid"] == len(VALID_EDGES)
     assert report.source_records - baseline["source"] == len(BAD_IN_PERIOD) + len(VALID_EDGES)
-    print(f"\nsource={report.source_records} valid={report.valid_records} rejected={report.rejected_records} "
-          f"(synthetic alone rejected {baseline['rejected']}; corpus: {len(BAD_IN_PERIOD)} bad, "
-          f"{len(ARRAY_START)} array starts, {len(VALID_EDGES)} valid edges, {len(UNPLACEABLE)} unplaceable)")
+    print(
+        f"\nsource={report.source_records} valid={report.valid_records} rejected={report.rejected_records} "
+        f"(synthetic alone rejected {baseline['rejected']}; corpus: {len(BAD_IN_PERIOD)} bad, "
+        f"{len(ARRAY_START)} array starts, {len(VALID_EDGES)} valid edges, {len(UNPLACEABLE)} unplaceable)"
+    )
 
     assert_stored_equals_reference(sqlite_engine, expected)
     stored = read_report(sqlite_engine, "daily", DAY.start_date)
     assert "ü" * 255 in {row["operator_id"] for row in stored["rows"]}
 
 
-UNSTORABLE_IDS = {name: doc for name, doc in BAD_IN_PERIOD.items() if name.startswith("operator id with") or "emoji" in name}
+UNSTORABLE_IDS = {
+    name: doc for name, doc in BAD_IN_PERIOD.items() if name.startswith("operator id with") or "emoji" in name
+}
 
 
 def _unplaceable(doc: dict) -> bool:
     """Independent statement: the document passes the default global filter and has no single date to place."""
     times = doc.get("DateTime")
-    return doc.get("IsDeleted") is not True and not (isinstance(times, dict) and isinstance(times.get("Start"), datetime))
+    return doc.get("IsDeleted") is not True and not (
+        isinstance(times, dict) and isinstance(times.get("Start"), datetime)
+    )
 
 
 def test_unstorable_ids_never_block_a_load(cdr_db, sql_engine):
@@ -219,8 +227,13 @@ def test_unstorable_ids_never_block_a_load(cdr_db, sql_engine):
     report = run_report(cdr_db.db.CdrRecords, sql_engine, DAY, cdr_db.settings(), dag_run_id="unstorable")
 
     expected = expected_report(docs, START, END)
-    assert (report.rejected_records, report.valid_records) == (len(UNSTORABLE_IDS), len(good)) == (
-        expected["rejected"], expected["valid"],
+    assert (
+        (report.rejected_records, report.valid_records)
+        == (len(UNSTORABLE_IDS), len(good))
+        == (
+            expected["rejected"],
+            expected["valid"],
+        )
     )
     assert report.extract_strategy == cdr_db.strategy
     assert_stored_equals_reference(sql_engine, expected)
@@ -244,7 +257,9 @@ def test_array_starts_are_counted_in_no_period(cdr_db):
         report = build_report(period, extract_period(cdr_db.db.CdrRecords, period, cdr_db.settings()), dag_run_id="a")
         # Each day holds exactly its one plain call.
         assert (report.source_records, report.valid_records, report.rejected_records) == (1, 1, 0), period.label()
-    sliced = build_report(DAY, extract_period(cdr_db.db.CdrRecords, DAY, cdr_db.settings(extract_slices=24)), dag_run_id="b")
+    sliced = build_report(
+        DAY, extract_period(cdr_db.db.CdrRecords, DAY, cdr_db.settings(extract_slices=24)), dag_run_id="b"
+    )
     assert (sliced.source_records, sliced.rejected_records) == (1, 0)
     assert audit_source(cdr_db.db.CdrRecords, Settings().global_filter).unplaceable_records == len(straddling)
 
@@ -379,13 +394,17 @@ def test_generated_documents_match_the_reference(property_collection, docs):
     expected = expected_report(docs, START, END)
     _check_invariants(report)
     assert (report.source_records, report.valid_records, report.rejected_records) == (
-        expected["source"], expected["valid"], expected["rejected"],
+        expected["source"],
+        expected["valid"],
+        expected["rejected"],
     )
     rows = {row.operator_id: row for row in report.rows}
     assert set(rows) == set(expected["rows"])
     for key, want in expected["rows"].items():
         row = rows[key]
         assert (row.total_calls, row.answered_calls, row.total_duration_seconds) == (
-            want["total_calls"], want["answered_calls"], want["total_duration_seconds"],
+            want["total_calls"],
+            want["answered_calls"],
+            want["total_duration_seconds"],
         )
         assert math.isclose(row.answer_ratio, want["answer_ratio"])

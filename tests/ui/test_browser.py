@@ -188,8 +188,8 @@ def test_admin_opens_the_view_from_the_airflow_navigation(open_page, report_stac
     frame = page.frame_locator("iframe[title='CDR Reports']")
     frame.locator("#report-table").wait_for()
     frame.locator("#trend-chart").wait_for()
-    assert frame.locator("html").get_attribute("data-theme") == "dark"
-    assert frame.locator("html").get_attribute("data-embedded") == "1"
+    # app.js (deferred) marks the page embedded and copies the UI's theme.
+    frame.locator("html[data-embedded='1'][data-theme='dark']").wait_for(state="attached")
     page.screenshot(path=str(ui_artifacts / "05-admin-in-airflow-ui-dark.png"))
     # Switching the UI's theme switches the view at once (no reload).
     page.evaluate("document.documentElement.classList.replace('dark', 'light')")
@@ -197,8 +197,8 @@ def test_admin_opens_the_view_from_the_airflow_navigation(open_page, report_stac
     page.evaluate("window.localStorage.setItem('theme', 'light')")
     page.reload(wait_until="domcontentloaded")
     frame = page.frame_locator("iframe[title='CDR Reports']")
+    frame.locator("html[data-embedded='1'][data-theme='light']").wait_for(state="attached")
     frame.locator("#trend-chart").wait_for()
-    assert frame.locator("html").get_attribute("data-theme") == "light"
     page.screenshot(path=str(ui_artifacts / "06-admin-in-airflow-ui.png"))
 
     # The run link opens that run in the Airflow UI itself (not inside the frame).

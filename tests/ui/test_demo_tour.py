@@ -104,7 +104,7 @@ def test_demo_runs_have_readable_logs_and_show_in_the_view(demo_state):
             assert run["state"] == "success"
             run_id = quote(run["dag_run_id"], safe="")
             tis = client.get(f"/api/v2/dags/cdr_daily_report/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-            assert {ti["task_id"] for ti in tis} == {"plan", "extract", "aggregate", "load"}
+            assert {"plan", "extract", "aggregate", "load"} <= {ti["task_id"] for ti in tis}
             for ti in tis:
                 index = f"?map_index={ti['map_index']}" if ti["map_index"] >= 0 else ""
                 response = client.get(

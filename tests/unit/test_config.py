@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from cdr_reports.pipeline.config import DEFAULT_GLOBAL_FILTER, ENV_VARS, ConfigError, Settings, load_settings, parse_global_filter
+from cdr_reports.pipeline.config import (
+    DEFAULT_GLOBAL_FILTER,
+    ENV_VARS,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_global_filter,
+)
 from cdr_reports.pipeline.errors import PermanentError
 
 
@@ -63,12 +70,25 @@ def test_every_variable_overrides_its_setting():
     assert (s.extract_slices, s.max_call_duration_seconds, s.mongo_timeout_ms, s.week_start) == (4, 7200, 2500, 6)
     assert s.earliest_report_date.isoformat() == "2025-06-01"
     assert (s.due.daily_hour, s.due.weekly_hour, s.due.monthly_hour) == (5, 6, 7)
-    assert (s.owner, s.catchup, s.retries, s.retry_delay_seconds, s.max_retry_delay_seconds) == ("team", True, 5, 30, 900)
+    assert (s.owner, s.catchup, s.retries, s.retry_delay_seconds, s.max_retry_delay_seconds) == (
+        "team",
+        True,
+        5,
+        30,
+        900,
+    )
     assert (s.execution_timeout_minutes, s.dagrun_timeout_hours, s.sql_schema, s.sql_conn_id) == (15, 2, "reports", "s")
     assert (s.report_retention_days, s.alert_emails) == (400, ("ops@example.org", "noc@example.net"))
-    assert (s.smtp_conn_id, s.slack_conn_id, s.slack_channel, s.daily_deadline_local_time) == ("mail", "chat", "#cdr-alerts", "07:30")
+    assert (s.smtp_conn_id, s.slack_conn_id, s.slack_channel, s.daily_deadline_local_time) == (
+        "mail",
+        "chat",
+        "#cdr-alerts",
+        "07:30",
+    )
     assert (s.report_emails_daily, s.report_emails_weekly, s.report_emails_monthly) == (
-        ("finance@example.org",), ("ops@example.org", "noc@example.net"), ("cfo@example.org",)
+        ("finance@example.org",),
+        ("ops@example.org", "noc@example.net"),
+        ("cfo@example.org",),
     )
     assert s.extract_strategy == "stream"
     assert (s.volume_check_history, s.volume_drop_threshold, s.volume_min_expected_calls) == (14, 0.25, 0)
@@ -95,7 +115,10 @@ def test_data_quality_defaults():
         ({"CDR_CATCHUP": "maybe"}, "not a boolean"),
         ({"CDR_WEEK_START": "Caturday"}, "CDR_WEEK_START"),
         ({"CDR_EARLIEST_REPORT_DATE": "2026-13-01"}, "CDR_EARLIEST_REPORT_DATE='2026-13-01' is not a date"),
-        ({"CDR_RETRY_DELAY_SECONDS": "600", "CDR_MAX_RETRY_DELAY_SECONDS": "60"}, "CDR_MAX_RETRY_DELAY_SECONDS must be >="),
+        (
+            {"CDR_RETRY_DELAY_SECONDS": "600", "CDR_MAX_RETRY_DELAY_SECONDS": "60"},
+            "CDR_MAX_RETRY_DELAY_SECONDS must be >=",
+        ),
         ({"CDR_VOLUME_CHECK_HISTORY": "-1"}, "CDR_VOLUME_CHECK_HISTORY='-1' must be between 0 and 366"),
         ({"CDR_VOLUME_DROP_THRESHOLD": "50%"}, "CDR_VOLUME_DROP_THRESHOLD='50%' is not a number"),
         ({"CDR_VOLUME_DROP_THRESHOLD": "0"}, "must be a fraction > 0 and <= 1"),

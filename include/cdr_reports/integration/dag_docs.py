@@ -63,6 +63,8 @@ and stored in SQL (connection `{settings.sql_conn_id}`):
 
 Each run's data interval is the reported period; the run is due {due_after(report_type, settings)}
 after the period ends (local time). Tasks: `plan` → `extract` (one per time slice) → `aggregate` → `load`.
+After the load, off the report's path: `check_volume` (volume drops, vanished and new operators) and,
+in the daily DAG, `check_late_data` (re-counts the previous days); findings go to `cdr_quality_check`.
 
 **Re-run a period** (late data, fixes): *Clear* its run, or trigger with the `report_date` param
 (any date inside the period), e.g.

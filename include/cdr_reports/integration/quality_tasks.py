@@ -57,9 +57,11 @@ def volume_message(
         f"DAG: {dag_id}",
         f"Run: {run_id}",
         f"Report: {report_type} {period_start.isoformat()}",
-        f"Compared with: the median of each operator's previous {settings.volume_check_history} {report_type} "
-        f"reports (threshold {settings.volume_drop_threshold:g}, operators expecting < "
-        f"{settings.volume_min_expected_calls} calls not judged)",
+        (
+            f"Compared with: the median of each operator's previous {settings.volume_check_history} {report_type} "
+            f"reports (threshold {settings.volume_drop_threshold:g}, operators expecting < "
+            f"{settings.volume_min_expected_calls} calls not judged)"
+        ),
         f"Findings ({len(findings)}, stored in cdr_quality_check):",
         *(f"- {finding.line()}" for finding in findings),
     ]
@@ -144,7 +146,7 @@ def check_late_data_task(
             row["expected"],
             int(row["actual"]),
             row["detail"],
-        )  # fmt: skip
+        )
         for row in stored
         if row["period_start"] in checked
     ]
