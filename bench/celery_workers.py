@@ -67,7 +67,11 @@ def one_run(stack: CeleryStack, engine: Any, expected_valid: int) -> dict[str, A
         "extract_phase_seconds": round(
             (max(ti["end_date"] for ti in extract) - min(ti["start_date"] for ti in extract)).total_seconds(), 1
         ),
-        "slice_query_seconds": stack.slice_seconds(run_id),
+        # Query time of each slice's successful try (a try failed by a query timeout is retried).
+        "slice_query_seconds": {
+            ti["map_index"]: stack.slice_seconds(run_id, ti["try_number"]).get(ti["map_index"]) for ti in extract
+        },
+        "extract_tries": {ti["map_index"]: ti["try_number"] for ti in extract},
         "slices_per_worker": {
             name: sorted(ti["map_index"] for ti in extract if worker_of(ti["hostname"]) == name) for name in WORKERS
         },

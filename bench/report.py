@@ -100,7 +100,7 @@ def _target_rows(data: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
         )
         if not met:
             why.append(
-                f"**Client memory not flat:** ours peaked at "
+                "**Client memory not flat:** ours peaked at "
                 + ", ".join(f"{mib(peaks[s])} MiB at {n_calls(s)}" for s in sizes)
                 + " CDRs, so something in the extract holds memory that grows with the number of records."
             )
@@ -123,8 +123,8 @@ def _target_rows(data: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
         met = r <= t["dag_test"]
         rows.append(
             [
-                f"dag.test() of `cdr_daily_report` ÷ a no-op DAG of the same shape ({len(dag.get('shape', {})) or 4} tasks), "
-                f"{dag['calls']:,} CDRs (demo's daily volume)",
+                (f"dag.test() of `cdr_daily_report` ÷ a no-op DAG of the same shape ({len(dag.get('shape', {})) or 4} tasks), "
+                f"{dag['calls']:,} CDRs (demo's daily volume)"),
                 f"≤ {t['dag_test']}×",
                 f"{ratio(r)} (median of {dag['runs']} pairs)",
                 verdict(met, f"{ratio(r - t['dag_test'])[:-1]} ({(r / t['dag_test'] - 1) * 100:.0f}% over)"),
@@ -204,6 +204,17 @@ def _why_dag_test(data: dict[str, Any]) -> str:
     excess = dag["excess_s"]["median"]
     plain = dag["pipeline_without_airflow_s"]["median"]
     share = plain / excess if excess > 0 else 0.0
+    ts = dag.get("task_seconds")
+    tasks = ""
+    if ts:
+        report, noop = ts["cdr_daily_report"], ts["bench_noop"]
+        diffs = sorted(((report.get(t, 0) - noop.get(t, 0), t) for t in set(report) | set(noop)), reverse=True)
+        in_tasks = sum(d for d, _ in diffs)
+        tasks = (
+            f" Inside the tasks the report spends {in_tasks:+.2f} s more than the no-op, most in "
+            + ", ".join(f"`{t}` ({d:+.2f} s)" for d, t in diffs[:3] if d > 0)
+            + f"; the remaining {excess - in_tasks:+.2f} s is between tasks."
+        )
     return (
         f"**dag.test():** the report takes {excess:.2f} s more than the no-op DAG of the same shape "
         f"({dag['report_s']['median']:.2f} s vs {dag['noop_s']['median']:.2f} s). The same report without Airflow "
@@ -218,6 +229,7 @@ def _why_dag_test(data: dict[str, Any]) -> str:
                if _extra_tasks(dag) else "")
             + "."
         )
+        + tasks
     )
 
 
@@ -234,7 +246,7 @@ def _all_round_trips(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render_markdown(data: dict[str, Any]) -> str:
-    meta, m = data["meta"], data["meta"]["machine"]
+    meta = data["meta"]
     fer = data.get("ferretdb", {})
     sizes = sorted(fer.get("sizes", {}), key=int)
     mjs = data.get("mjs")
@@ -248,10 +260,10 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         f"    {meta['command']}",
         "",
-        "Every number below comes from that one run (`benchmarks.json`, next to this file, has the raw samples); "
+        ("Every number below comes from that one run (`benchmarks.json`, next to this file, has the raw samples); "
         "every verdict and explanation is computed from it (`bench/report.py`). Cells read `min / **median** / max`. "
         "The machine is shared (load averages are in the machine table), so single timings are noisy; documents, "
-        "bytes, CPU times and the ratios of interleaved pairs are the robust numbers.",
+        "bytes, CPU times and the ratios of interleaved pairs are the robust numbers."),
         "",
         "## Targets",
         "",
@@ -264,6 +276,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     ]
     if why:
         lines += ["### Why the missed targets were missed", "", *(f"* {w}" for w in why), ""]
+    lines += _headlines(data, sizes, mjs_sizes)
     lines += _machine(data)
     if sizes:
         lines += _ferretdb_section(data, sizes)
@@ -278,6 +291,58 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines += _load_section(data)
     lines += ["Scale-out arithmetic for production volumes: [scale-out.md](scale-out.md).", ""]
     return "\n".join(lines)
+
+
+def _headlines(data: dict[str, Any], sizes: list[str], mjs_sizes: list[str]) -> list[str]:
+    """The figures worth quoting, one line each."""
+    out = []
+    fer = data.get("ferretdb", {})
+    for s in sizes:
+        e = fer["sizes"][s]
+        o, b = e["ours"], e["baseline"]
+        out.append(
+            f"* **FerretDB, {n_calls(s)} CDRs** (`auto` → `{'/'.join(o['strategy'] or ['?'])}`): ours "
+            f"{o['seconds']['median']:.1f} s vs fetch-all {b['seconds']['median']:.1f} s (wall {ratio(e['ratios']['wall']['median'])}); "
+            f"FerretDB CPU {o['server_cpu_seconds']['median']:.1f} s vs {b['server_cpu_seconds']['median']:.1f} s "
+            f"({ratio(e['ratios']['server_cpu']['median'])}); client peak {mib(o['client_peak_rss_bytes']['max'])} MiB vs "
+            f"{mib(b['client_peak_rss_bytes']['median'])} MiB; {human_bytes(o['wire_bytes'])} vs {human_bytes(b['wire_bytes'])} "
+            "over the wire."
+        )
+    for s in mjs_sizes:
+        e = data["mjs"]["sizes"][s]
+        o, b = e["ours"], e["baseline"]
+        out.append(
+            f"* **mongo-java-server, {n_calls(s)} CDRs** (`pushdown`): {o['wire_documents']:,} document "
+            f"({human_bytes(o['wire_bytes'])}) vs {b['wire_documents']:,} ({human_bytes(b['wire_bytes'])}); "
+            f"{o['seconds']['median']:.1f} s vs {b['seconds']['median']:.1f} s (wall {ratio(e['ratios']['wall']['median'])})."
+        )
+    rts = _all_round_trips(data)
+    if rts:
+        exact = all(rt["queries_per_slice"] == 1 and rt["other_queries"] == 0 for rt in rts)
+        out.append(
+            "* **Round trips:** "
+            + ("exactly one query per slice" if exact else "NOT one query per slice")
+            + " in every case measured (pushdown: 1 `aggregate`; stream: 1 `find` + getMores), for 1 and 4 slices."
+        )
+    dag = data.get("dag_test")
+    if dag:
+        out.append(
+            f"* **dag.test():** `cdr_daily_report` {dag['report_s']['median']:.2f} s vs its no-op twin "
+            f"{dag['noop_s']['median']:.2f} s ({ratio(dag['ratio_report_over_noop']['median'])}) at {dag['calls']:,} CDRs/day."
+        )
+    parse = data.get("parse_time", {}).get("files", {}).get("dags/cdr_report_dags.py")
+    if parse:
+        out.append(
+            f"* **DAG parse:** `dags/cdr_report_dags.py` {parse['parse_s']['median'] * 1000:.0f} ms after `import airflow.sdk` "
+            f"({parse['parse_ratio_vs_empty']:.2f}× an empty DAG file; {parse['total_ratio_vs_empty']:.2f}× including the import)."
+        )
+    load = data.get("load_throughput")
+    if load:
+        out.append(
+            f"* **Load:** {load['rows']:,} operator rows at {load['postgresql']['rows_per_second']['median']:,.0f} rows/s "
+            f"into PostgreSQL, {load['sqlite']['rows_per_second']['median']:,.0f} rows/s into SQLite."
+        )
+    return ["## Headlines", "", *out, ""] if out else []
 
 
 def _machine(data: dict[str, Any]) -> list[str]:
@@ -301,9 +366,9 @@ def _machine(data: dict[str, Any]) -> list[str]:
         "| Total bench time | "
         + (f"{meta['total_seconds'] / 60:.1f} min |" if "total_seconds" in meta else "the run was cut short: rendered from its checkpoint |"),
         "",
-        "**Data.** `cdr_reports_dev.synthetic` (seed 7, 12 operators, ~1% malformed, ~2% deleted), every call inside "
+        ("**Data.** `cdr_reports_dev.synthetic` (seed 7, 12 operators, ~1% malformed, ~2% deleted), every call inside "
         "the daily period 2026-11-27 (Europe/Istanbul), so the collection holds exactly the period; one fresh database "
-        f"per server and size, seeded once, dropped after. Pairs per size: {sizes}.",
+        f"per server and size, seeded once, dropped after. Pairs per size: {sizes}."),
         "",
         "**Method.** Each run is a fresh worker process (`bench/worker.py extract`) that imports the same modules "
         "and connects before the clock starts. Runs alternate ours, fetch-all, ours, fetch-all…; ratios are taken per "
@@ -339,11 +404,11 @@ def _ferretdb_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
     lines = [
         "## 1. FerretDB: ours (`auto`) vs fetch-all",
         "",
-        "Ours = `extract_period` + `build_report` with `CDR_EXTRACT_STRATEGY=auto`, which asks the server (`buildInfo`) "
+        ("Ours = `extract_period` + `build_report` with `CDR_EXTRACT_STRATEGY=auto`, which asks the server (`buildInfo`) "
         "and picks `stream` on FerretDB: one projected `find` per slice, validated and counted in Python as the batches "
         "arrive. Fetch-all = `bench/baseline.py`, the original approach: one `find` of the whole documents of the "
         "period, all held in a list (the .NET job's `ToList()`), then grouped in a dict; it judges each document by "
-        "the same rules (`cdr_reports.pipeline.validity`), so both do the same per-record Python work and must agree.",
+        "the same rules (`cdr_reports.pipeline.validity`), so both do the same per-record Python work and must agree."),
         "",
         "| CDRs | pairs | ours (s) | fetch-all (s) | wall: ours ÷ fetch-all | ours: FerretDB CPU (s) | fetch-all: FerretDB CPU (s) | CPU: ours ÷ fetch-all |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -388,8 +453,8 @@ def _ferretdb_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
     lines += [
         f"| idle worker (same imports, connected, no work) | {fmt_stats(idle['peak_rss_bytes'], mib)} | | | | |",
         "",
-        "The fetch-all worker holds every document of the period, so its peak grows with the number of calls; ours "
-        "holds one decoded batch at a time and a dict per operator.",
+        ("The fetch-all worker holds every document of the period, so its peak grows with the number of calls; ours "
+        "holds one decoded batch at a time and a dict per operator."),
         "",
         "### Over the wire",
         "",
@@ -407,9 +472,9 @@ def _ferretdb_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
         e = fer["sizes"][sizes[-1]]
         lines += [
             "",
-            f"On FerretDB both approaches receive every live record of the period; ours receives "
+            (f"On FerretDB both approaches receive every live record of the period; ours receives "
             f"{e['baseline']['wire_bytes'] / max(e['ours']['wire_bytes'], 1):.1f}× fewer bytes (only the fields the rules "
-            "read) and never holds more than one batch.",
+            "read) and never holds more than one batch."),
         ]
     lines.append("")
     return lines
@@ -424,11 +489,11 @@ def _mjs_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
     lines = [
         "## 2. mongo-java-server: `pushdown` vs fetch-all",
         "",
-        "The same comparison on mongo-java-server (memory backend), the MongoDB-wire server here that runs the "
+        ("The same comparison on mongo-java-server (memory backend), the MongoDB-wire server here that runs the "
         "`pushdown` pipeline: one aggregation per slice (`$match` on the window, then one `$facet` computing the "
         "source, rejected, valid-per-operator and answered-per-operator counts in the server). Fetch-all asks for "
         f"batches of {data['meta']['mjs_baseline_batch']:,} documents (~16 MB, MongoDB's default reply size): this "
-        "server answers an unbounded getMore with every remaining document, which exceeds the 48 MB message limit.",
+        "server answers an unbounded getMore with every remaining document, which exceeds the 48 MB message limit."),
         "",
         "| CDRs | pairs | pushdown (s) | fetch-all (s) | wall: pushdown ÷ fetch-all | pushdown: server CPU (s) | fetch-all: server CPU (s) | worker CPU: pushdown / fetch-all (s) |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -459,13 +524,13 @@ def _mjs_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
         faster = e["ratios"]["wall"]["median"]
         lines += [
             "",
-            f"At {n_calls(sizes[-1])} CDRs pushdown brings back {e['ours']['wire_documents']:,} document"
+            (f"At {n_calls(sizes[-1])} CDRs pushdown brings back {e['ours']['wire_documents']:,} document"
             f"{'s' if e['ours']['wire_documents'] != 1 else ''} ({human_bytes(e['ours']['wire_bytes'])}) where fetch-all "
             f"brings {e['baseline']['wire_documents']:,} ({human_bytes(e['baseline']['wire_bytes'])}), and takes "
             f"{ratio(faster)} its wall time. mongo-java-server has no query planner worth the name (it scans its "
             "in-memory list for every query and evaluates `$facet` branches one after another); on MongoDB the "
             "`$match` on `DateTime.Start` is an index range scan (the real-MongoDB integration test asserts IXSCAN). "
-            "Its memory is not reported: a JVM keeps the heap it has grown to, so its RSS says little about one query.",
+            "Its memory is not reported: a JVM keeps the heap it has grown to, so its RSS says little about one query."),
         ]
     lines.append("")
     return lines
@@ -480,9 +545,9 @@ def _round_trip_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## 3. Round trips per slice",
         "",
-        f"Every command the worker's `MongoClient` sent during one extract (`CDR_EXTRACT_SLICES` = 1 and 4), counted by a "
+        (f"Every command the worker's `MongoClient` sent during one extract (`CDR_EXTRACT_SLICES` = 1 and 4), counted by a "
         f"pymongo `CommandListener`, on a day of {calls:,} live CDRs. The stream strategy reads batches of {batch:,} "
-        "documents, so a slice with more records than that continues its one query with getMores.",
+        "documents, so a slice with more records than that continues its one query with getMores."),
         "",
         "| server | strategy (requested → used) | slices | commands sent | queries per slice | getMores | records counted |",
         "|---|---|---:|---|---:|---:|---:|",
@@ -496,8 +561,8 @@ def _round_trip_section(data: dict[str, Any]) -> list[str]:
     lines.append("")
     if build_info and max(build_info) > 0:
         lines += [
-            f"`auto` also sends {' or '.join(f'{b:g}' for b in sorted(build_info))} `buildInfo` per slice (to choose the "
-            "strategy; it returns one small document and touches no data); a forced strategy sends none.",
+            (f"`auto` also sends {' or '.join(f'{b:g}' for b in sorted(build_info))} `buildInfo` per slice (to choose the "
+            "strategy; it returns one small document and touches no data); a forced strategy sends none."),
             "",
         ]
     return lines
@@ -529,10 +594,38 @@ def _dag_test_section(data: dict[str, Any]) -> list[str]:
         f"| `bench_noop` (same shape, no work) | {fmt_stats(dag['noop_s'])} | 1 |",
         f"| the same report without Airflow (`cdr_reports.pipeline.runner.run_report`) | {fmt_stats(dag['pipeline_without_airflow_s'])} | |",
         "",
-        f"Stored report rows (source_records, operators, extract_strategy) after the runs: {dag['stored_run_rows']} "
-        "(one row: re-runs replace, never duplicate).",
+        *_task_table(dag),
+        (f"Stored report rows (source_records, operators, extract_strategy) after the runs: {dag['stored_run_rows']} "
+        "(one row: re-runs replace, never duplicate)."),
         "",
     ]
+
+
+def _task_table(dag: dict[str, Any]) -> list[str]:
+    """Median seconds per task (Airflow's own `duration` of each task instance) in both DAGs."""
+    ts = dag.get("task_seconds")
+    if not ts:
+        return []
+    report, noop = ts["cdr_daily_report"], ts["bench_noop"]
+    lines = [
+        (
+            "Where the difference is: median seconds per task over the timed runs (the task instance's own `duration`; "
+            "the mapped extract summed over its slices). dag.test() also spends time between tasks (scheduling them in "
+            "process, creating the run), which neither column holds."
+        ),
+        "",
+        "| task | `cdr_daily_report` (s) | `bench_noop` (s) | difference (s) |",
+        "|---|---:|---:|---:|",
+    ]
+    for task in sorted(set(report) | set(noop), key=lambda t: -(report.get(t, 0) - noop.get(t, 0))):
+        lines.append(
+            f"| `{task}` | {report.get(task, 0):.3f} | {noop.get(task, 0):.3f} | {report.get(task, 0) - noop.get(task, 0):+.3f} |"
+        )
+    lines += [
+        f"| all tasks | {sum(report.values()):.3f} | {sum(noop.values()):.3f} | {sum(report.values()) - sum(noop.values()):+.3f} |",
+        "",
+    ]
+    return lines
 
 
 def _parse_section(data: dict[str, Any]) -> list[str]:
@@ -541,8 +634,8 @@ def _parse_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## 5. DAG file parse time",
         "",
-        "Each sample is a fresh process that first runs `import airflow.sdk` (timed apart), then `runpy.run_path(file)`. "
-        "The empty file builds one DAG with one `EmptyOperator`.",
+        ("Each sample is a fresh process that first runs `import airflow.sdk` (timed apart), then `runpy.run_path(file)`. "
+        "The empty file builds one DAG with one `EmptyOperator`."),
         "",
         "| file | DAGs | `import airflow.sdk` (s) | parse after import (s) | ratio vs empty | import + parse (s) | ratio vs empty |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -568,8 +661,8 @@ def _load_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## 6. Load throughput",
         "",
-        f"`cdr_reports.pipeline.load.load_report` of one report with {load['rows']:,} operator rows, a new daily period "
-        "per run (pure inserts plus the run row, one transaction), after one warm-up load that creates the tables.",
+        (f"`cdr_reports.pipeline.load.load_report` of one report with {load['rows']:,} operator rows, a new daily period "
+        "per run (pure inserts plus the run row, one transaction), after one warm-up load that creates the tables."),
         "",
         "| sink | runs | seconds | rows/s |",
         "|---|---:|---:|---:|",

@@ -41,9 +41,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from datetime import date, datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -219,7 +220,7 @@ def summarize_runs(rs: list[dict[str, Any]], bytes_run: dict[str, Any]) -> dict[
     return {
         "strategy": rs[0]["strategy"],
         "wire_documents": rs[0]["wire_documents"],
-        "wire_documents_stable": len({r["wire_documents"] for r in rs + [bytes_run]}) == 1,
+        "wire_documents_stable": len({r["wire_documents"] for r in [*rs, bytes_run]}) == 1,
         "wire_bytes": bytes_run["wire_bytes"],
         "commands": commands,
         "queries": commands.get("find", 0) + commands.get("aggregate", 0),
@@ -275,13 +276,13 @@ def bench_sizes(
                 entry[approach] = summarize_runs(rs, bytes_pair[approach])
             ours, base_runs = runs_of["ours"], runs_of["baseline"]
             entry["ratios"] = {
-                "wall": stats([a["seconds"] / b["seconds"] for a, b in zip(ours, base_runs)]),
-                "server_cpu": stats([a["server"]["cpu_seconds"] / max(b["server"]["cpu_seconds"], 0.01) for a, b in zip(ours, base_runs)]),
+                "wall": stats([a["seconds"] / b["seconds"] for a, b in zip(ours, base_runs, strict=True)]),
+                "server_cpu": stats([a["server"]["cpu_seconds"] / max(b["server"]["cpu_seconds"], 0.01) for a, b in zip(ours, base_runs, strict=True)]),
             }
             entry["differences"] = {  # ours - fetch-all, per pair: where the time goes
-                "wall_seconds": stats([a["seconds"] - b["seconds"] for a, b in zip(ours, base_runs)]),
-                "server_cpu_seconds": stats([a["server"]["cpu_seconds"] - b["server"]["cpu_seconds"] for a, b in zip(ours, base_runs)]),
-                "client_cpu_seconds": stats([a["client_cpu_seconds"] - b["client_cpu_seconds"] for a, b in zip(ours, base_runs)]),
+                "wall_seconds": stats([a["seconds"] - b["seconds"] for a, b in zip(ours, base_runs, strict=True)]),
+                "server_cpu_seconds": stats([a["server"]["cpu_seconds"] - b["server"]["cpu_seconds"] for a, b in zip(ours, base_runs, strict=True)]),
+                "client_cpu_seconds": stats([a["client_cpu_seconds"] - b["client_cpu_seconds"] for a, b in zip(ours, base_runs, strict=True)]),
             }
             entry["loadavg_end"] = loadavg()
         finally:
@@ -346,6 +347,25 @@ def demo_calls_per_day() -> int:
     return int(demo.DEMO_CALLS_PER_DAY)
 
 
+def task_seconds(conn: Any, dag_id: str, skip_first: bool) -> dict[str, float]:
+    """Median seconds per task (a mapped task: the sum of its instances) over the DAG's timed runs."""
+    import sqlalchemy as sa
+
+    rows = conn.execute(
+        sa.text(
+            "SELECT dr.id, ti.task_id, ti.duration FROM task_instance ti JOIN dag_run dr "
+            "ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id WHERE ti.dag_id = :d ORDER BY dr.id"
+        ),
+        {"d": dag_id},
+    ).all()
+    by_run: dict[int, Counter[str]] = {}
+    for run, task, seconds in rows:
+        by_run.setdefault(run, Counter())[task] += seconds or 0.0
+    runs = sorted(by_run)[1 if skip_first else 0 :]
+    tasks = sorted({task for run in runs for task in by_run[run]})
+    return {task: statistics.median(by_run[run][task] for run in runs) for task in tasks}
+
+
 def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, warmup: bool) -> dict[str, Any]:
     from cdr_reports.pipeline.config import load_settings
 
@@ -404,6 +424,7 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
             ), {"d": dag_id}).all())
             for dag_id in ("cdr_daily_report", "bench_noop")
         }
+        durations = {dag_id: task_seconds(conn, dag_id, skip_first=warmup) for dag_id in ("cdr_daily_report", "bench_noop")}
     meta.dispose()
     log(f"dag.test: report {statistics.median(r['report_s']):.2f} s, no-op {statistics.median(r['noop_s']):.2f} s")
     return {
@@ -414,12 +435,13 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
         "seed": seeded,
         "stored_run_rows": [list(row) for row in stored],
         "task_instances": shape,
+        "task_seconds": durations,
         "shape": r["shape"],
         "report_s": stats(r["report_s"]),
         "noop_s": stats(r["noop_s"]),
         "pipeline_without_airflow_s": stats(r["plain_s"]),
-        "ratio_report_over_noop": stats([a / b for a, b in zip(r["report_s"], r["noop_s"])]),
-        "excess_s": stats([a - b for a, b in zip(r["report_s"], r["noop_s"])]),
+        "ratio_report_over_noop": stats([a / b for a, b in zip(r["report_s"], r["noop_s"], strict=True)]),
+        "excess_s": stats([a - b for a, b in zip(r["report_s"], r["noop_s"], strict=True)]),
         "loadavg_end": loadavg(),
     }
 
@@ -570,9 +592,7 @@ def parse_sizes(text: str, default_runs: int) -> list[tuple[int, int]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    from report import render_markdown
-
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes, one pair, no warm-ups (checks the suite, not the numbers)")
     p.add_argument("--out", type=Path, default=REPO / "docs", help="folder for benchmarks.json and benchmarks.md")
@@ -586,20 +606,79 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; for development)")
     p.add_argument("--render-only", action="store_true", help="rewrite <out>/benchmarks.md from <out>/benchmarks.json")
     args = p.parse_args(argv)
+    args.sections = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if unknown := args.sections - set(SECTIONS):
+        p.error(f"--only: unknown sections {sorted(unknown)}")
+    if args.skip_mjs:
+        args.sections.discard("mjs")
+    args.runs = args.runs or (1 if args.quick else 5)
+    args.size_runs = parse_sizes(args.sizes or ("2000,6000" if args.quick else "200000:5,1000000:3"), args.runs)
+    args.roundtrip_calls = args.roundtrip_calls or (12_000 if args.quick else 25_000)
+    args.dagtest_runs = args.dagtest_runs or (1 if args.quick else 15)
+    args.argv = argv if argv is not None else sys.argv[1:]
+    return args
+
+
+def start_servers(args: argparse.Namespace, started: list[servers.Server]) -> tuple[servers.Server, servers.Server | None]:
+    """The benchmark's own FerretDB (and mongo-java-server when a section needs it), or the shared ones."""
+    if args.shared_servers:
+        ferret = servers.shared("ferretdb", service_uri("CDR_TEST_MONGO_URI"), "ferretdb.pid")
+    else:
+        ferret = servers.start_ferretdb()
+        started.append(ferret)
+    mjs = None
+    if {"mjs", "roundtrips"} & args.sections and not args.skip_mjs:
+        if args.shared_servers:
+            mjs = servers.shared("mongo-java-server", service_uri("CDR_TEST_MJS_URI"), "mongo-java-server.pid")
+        else:
+            mjs = servers.start_mongo_java_server()
+            started.append(mjs)
+    log(f"servers: {ferret.name} {ferret.uri} pid {ferret.pid}" + (f"; {mjs.name} {mjs.uri} pid {mjs.pid}" if mjs else ""))
+    return ferret, mjs
+
+
+def measure_servers(
+    args: argparse.Namespace, ferret: servers.Server, mjs: servers.Server | None, data: dict[str, Any], home: Path,
+    checkpoint: Callable[[], None],
+) -> None:
+    """Sections 1-4: everything that reads CDRs from a MongoDB-wire server."""
+    only = args.sections
+    ferret_data: dict[str, Any] = {"server": {"pid": ferret.pid, "detail": ferret.detail}}
+    data["ferretdb"] = ferret_data
+    if "ferretdb" in only:
+        log("idle worker")
+        ferret_data["idle_worker"] = bench_idle(ferret, args.runs)
+    if "roundtrips" in only:
+        log("round trips (FerretDB)")
+        ferret_data["round_trips"] = bench_round_trips(ferret, ["auto"], args.roundtrip_calls)
+        checkpoint()
+    if "dagtest" in only:
+        log("dag.test()")
+        calls = args.dagtest_calls or demo_calls_per_day()
+        data["dag_test"] = bench_dag_test(ferret, args.dagtest_runs, calls, home / "dagtest", warmup=not args.quick)
+        checkpoint()
+    if "ferretdb" in only:
+        log("FerretDB: ours (auto) vs fetch-all")
+        bench_sizes(ferret, args.size_runs, "auto", 0, checkpoint, ferret_data)
+    if mjs is not None:
+        mjs_data: dict[str, Any] = {"server": {"pid": mjs.pid, "detail": mjs.detail}}
+        data["mjs"] = mjs_data
+        if "roundtrips" in only:
+            log("round trips (mongo-java-server)")
+            mjs_data["round_trips"] = bench_round_trips(mjs, ["auto", "stream"], args.roundtrip_calls)
+        if "mjs" in only:
+            log("mongo-java-server: pushdown vs fetch-all")
+            bench_sizes(mjs, args.size_runs, "pushdown", MJS_BASELINE_BATCH, checkpoint, mjs_data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from report import render_markdown
+
+    args = parse_args(argv)
     if args.render_only:
         data = json.loads((args.out / "benchmarks.json").read_text())
         (args.out / "benchmarks.md").write_text(render_markdown(data))
         return 0
-
-    only = set(args.only.split(",")) if args.only else set(SECTIONS)
-    if unknown := only - set(SECTIONS):
-        p.error(f"--only: unknown sections {sorted(unknown)}")
-    if args.skip_mjs:
-        only.discard("mjs")
-    runs = args.runs or (1 if args.quick else 5)
-    sizes = parse_sizes(args.sizes or ("2000,6000" if args.quick else "200000:5,1000000:3"), runs)
-    rt_calls = args.roundtrip_calls or (12_000 if args.quick else 25_000)
-    dagtest_calls = args.dagtest_calls or demo_calls_per_day()
     pg_uri = service_uri("CDR_TEST_PG_URI")
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -616,26 +695,16 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_file.write_text(json.dumps(data, indent=2, default=str))
 
     try:
-        if args.shared_servers:
-            ferret = servers.shared("ferretdb", service_uri("CDR_TEST_MONGO_URI"), "ferretdb.pid")
-        else:
-            ferret = servers.start_ferretdb()
-            started.append(ferret)
-        mjs = None
-        if {"mjs", "roundtrips"} & only and not args.skip_mjs:
-            if args.shared_servers:
-                mjs = servers.shared("mongo-java-server", service_uri("CDR_TEST_MJS_URI"), "mongo-java-server.pid")
-            else:
-                mjs = servers.start_mongo_java_server()
-                started.append(mjs)
-        log(f"servers: {ferret.name} {ferret.uri} pid {ferret.pid}" + (f"; {mjs.name} {mjs.uri} pid {mjs.pid}" if mjs else ""))
+        ferret, mjs = start_servers(args, started)
+        from cdr_reports.pipeline.extract import STREAM_BATCH_SIZE
+
         data["meta"] = {
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": " ".join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": " ".join(["python", "bench/run.py", *args.argv]),
             "quick": args.quick,
-            "sections": sorted(only),
-            "runs": runs,
-            "sizes": [{"calls": s, "runs": r} for s, r in sizes],
+            "sections": sorted(args.sections),
+            "runs": args.runs,
+            "sizes": [{"calls": s, "runs": r} for s, r in args.size_runs],
             "machine": machine(ferret, mjs, pg_uri),
             "shared_servers": args.shared_servers,
             "loadavg_start": loadavg(),
@@ -643,45 +712,18 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": TARGET_RATIO, "client_mib": TARGET_CLIENT_MIB, "flat_mib": TARGET_FLAT_MIB, "dag_test": TARGET_DAG_TEST,
             },
             "mjs_baseline_batch": MJS_BASELINE_BATCH,
+            "stream_batch_size": STREAM_BATCH_SIZE,
         }
-        from cdr_reports.pipeline.extract import STREAM_BATCH_SIZE
-
-        data["meta"]["stream_batch_size"] = STREAM_BATCH_SIZE
-        ferret_data: dict[str, Any] = {"server": {"pid": ferret.pid, "detail": ferret.detail}}
-        data["ferretdb"] = ferret_data
-        if "ferretdb" in only:
-            log("idle worker")
-            ferret_data["idle_worker"] = bench_idle(ferret, runs)
-        if "roundtrips" in only:
-            log("round trips (FerretDB)")
-            ferret_data["round_trips"] = bench_round_trips(ferret, ["auto"], rt_calls)
-            checkpoint()
-        if "dagtest" in only:
-            log("dag.test()")
-            dag_runs = args.dagtest_runs or (1 if args.quick else 15)
-            data["dag_test"] = bench_dag_test(ferret, dag_runs, dagtest_calls, home / "dagtest", warmup=not args.quick)
-            checkpoint()
-        if "ferretdb" in only:
-            log("FerretDB: ours (auto) vs fetch-all")
-            bench_sizes(ferret, sizes, "auto", 0, checkpoint, ferret_data)
-        if mjs is not None and {"mjs", "roundtrips"} & only:
-            mjs_data: dict[str, Any] = {"server": {"pid": mjs.pid, "detail": mjs.detail}}
-            data["mjs"] = mjs_data
-            if "roundtrips" in only:
-                log("round trips (mongo-java-server)")
-                mjs_data["round_trips"] = bench_round_trips(mjs, ["auto", "stream"], rt_calls)
-            if "mjs" in only:
-                log("mongo-java-server: pushdown vs fetch-all")
-                bench_sizes(mjs, sizes, "pushdown", MJS_BASELINE_BATCH, checkpoint, mjs_data)
+        measure_servers(args, ferret, mjs, data, home, checkpoint)
         for server in started:  # free their memory before the Airflow measurements
             server.stop()
-        if "parse" in only:
+        if "parse" in args.sections:
             log("parse time")
-            data["parse_time"] = bench_parse(runs, home / "parse", warmup=not args.quick, all_files=not args.quick)
+            data["parse_time"] = bench_parse(args.runs, home / "parse", warmup=not args.quick, all_files=not args.quick)
             checkpoint()
-        if "load" in only:
+        if "load" in args.sections:
             log("load throughput")
-            data["load_throughput"] = bench_load(pg_uri, runs, home)
+            data["load_throughput"] = bench_load(pg_uri, args.runs, home)
     finally:
         for server in started:
             server.stop()
