@@ -312,7 +312,8 @@ def _headlines(data: dict[str, Any], sizes: list[str], mjs_sizes: list[str]) -> 
         e = data["mjs"]["sizes"][s]
         o, b = e["ours"], e["baseline"]
         out.append(
-            f"* **mongo-java-server, {n_calls(s)} CDRs** (`pushdown`): {o['wire_documents']:,} document "
+            f"* **mongo-java-server, {n_calls(s)} CDRs** (`pushdown`): {o['wire_documents']:,} "
+            f"document{'s' if o['wire_documents'] != 1 else ''} "
             f"({human_bytes(o['wire_bytes'])}) vs {b['wire_documents']:,} ({human_bytes(b['wire_bytes'])}); "
             f"{o['seconds']['median']:.1f} s vs {b['seconds']['median']:.1f} s (wall {ratio(e['ratios']['wall']['median'])})."
         )

@@ -208,3 +208,30 @@ def test_airflow_db_clean_purges_old_runs_and_keeps_recent_ones(tmp_path):
     assert after["runs"] == after["ti_runs"] == after["logs"] == recent
     assert after["dags"] == before["dags"]  # parsed recently: DAG definitions are kept
     assert "dag_run" in output
+
+
+def test_prune_reports_also_deletes_old_findings_and_audits(sql_engine):
+    from datetime import datetime
+
+    from cdr_reports.pipeline.load import ensure_tables
+    from cdr_reports.pipeline.schema import build_metadata
+
+    ensure_tables(sql_engine)
+    tables = build_metadata().tables
+    finding = {"report_type": "daily", "operator_id": "op-1", "verdict": "drop", "expected": 10, "actual": 1,
+               "detail": "drop", "dag_run_id": "r", "checked_at": datetime(2026, 11, 28)}
+    audit = {"unplaceable_records": 3, "previous_records": None, "sample_ids": "[]"}
+    with sql_engine.begin() as conn:
+        conn.execute(tables["cdr_quality_check"].insert(), [
+            {**finding, "period_start": date(2026, 11, 19)},
+            {**finding, "period_start": date(2026, 11, 20)},
+        ])
+        conn.execute(tables["cdr_source_audit"].insert(), [
+            {**audit, "dag_run_id": "old", "audited_at": datetime(2026, 11, 19, 23, 59)},
+            {**audit, "dag_run_id": "new", "audited_at": datetime(2026, 11, 20, 0, 0)},
+        ])
+    counts = prune_reports(sql_engine, date(2026, 11, 20))
+    assert (counts.quality_rows, counts.audit_rows) == (1, 1)
+    with sql_engine.connect() as conn:
+        assert [r.period_start for r in conn.execute(sa.select(tables["cdr_quality_check"].c.period_start))] == [date(2026, 11, 20)]
+        assert [r.dag_run_id for r in conn.execute(sa.select(tables["cdr_source_audit"].c.dag_run_id))] == ["new"]

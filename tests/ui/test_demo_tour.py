@@ -80,7 +80,9 @@ def test_demo_runs_have_readable_logs_and_show_in_the_view(demo_state):
         "env.update(d._demo_secrets(paths)); print(d.ensure_admin(paths, env)); "
         "print('ENV=' + json.dumps({k: v for k, v in env.items() if k.startswith(('AIRFLOW', 'CDR_'))}))"
     )
-    made = subprocess.run([sys.executable, "-c", code], env=demo_state, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    made = subprocess.run(
+        [sys.executable, "-c", code], env=demo_state, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
     airflow_env = json.loads(made.stdout.split("ENV=", 1)[1])
     assert airflow_env["AIRFLOW__CORE__PARALLELISM"] == str(max(2, os.cpu_count() or 2))
@@ -96,7 +98,9 @@ def test_demo_runs_have_readable_logs_and_show_in_the_view(demo_state):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, server, log_path)
-        token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": demo_state["CDR_DEMO_ADMIN_PASSWORD"]})
+        token = httpx.post(
+            f"{base}/auth/token", json={"username": "admin", "password": demo_state["CDR_DEMO_ADMIN_PASSWORD"]}
+        )
         assert token.status_code == 201, token.text
         headers = {"Authorization": f"Bearer {token.json()['access_token']}", "Accept": "application/json"}
         with httpx.Client(base_url=base, headers=headers, timeout=60) as client:

@@ -62,7 +62,9 @@ def test_periods_latest_and_containing_day(stored):
     assert queries.find_period(engine, "daily", periods[1].start_date) == periods[1].start_date
     assert queries.find_period(engine, "daily", date(2020, 1, 1)) is None
     assert queries.find_period(engine, "weekly", None) is None
-    assert queries.list_periods(engine, "daily", limit=10**9) and len(queries.list_periods(engine, "daily", limit=0)) == 1
+    assert (
+        queries.list_periods(engine, "daily", limit=10**9) and len(queries.list_periods(engine, "daily", limit=0)) == 1
+    )
 
 
 def test_trend_is_bounded_ordered_and_per_operator(stored):
@@ -148,7 +150,9 @@ def test_csv_numbers_stay_numbers():
     assert csv_export.cell(-5) == -5 and csv_export.cell(0.5) == 0.5 and csv_export.cell(None) == ""
 
 
-@pytest.mark.parametrize(("maximum", "top"), [(0, 4), (1, 4), (5, 8), (127, 200), (1000, 2000), (12345, 20000)])
+@pytest.mark.parametrize(
+    ("maximum", "top"), [(0, 4), (1, 4), (5, 8), (9, 12), (127, 200), (850, 1000), (1000, 1000), (12345, 20000)]
+)
 def test_axis_has_whole_ticks_above_the_maximum(maximum, top):
     assert 4 * render._axis_step(maximum) == top >= maximum
 

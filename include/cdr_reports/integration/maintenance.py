@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from cdr_reports.pipeline.config import Settings, load_settings
@@ -32,9 +32,17 @@ class PruneCounts:
     older_than: date
     operator_rows: int
     run_rows: int
+    quality_rows: int = 0  # data-quality findings of the pruned periods
+    audit_rows: int = 0  # source audits older than the cutoff
 
     def to_dict(self) -> dict[str, Any]:
-        return {"older_than": self.older_than.isoformat(), "operator_rows": self.operator_rows, "run_rows": self.run_rows}
+        return {
+            "older_than": self.older_than.isoformat(),
+            "operator_rows": self.operator_rows,
+            "run_rows": self.run_rows,
+            "quality_rows": self.quality_rows,
+            "audit_rows": self.audit_rows,
+        }
 
 
 def retention_cutoff(today: date, retention_days: int) -> date:
@@ -50,7 +58,14 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
     import sqlalchemy as sa
 
     from cdr_reports.pipeline.errors import classify_sql_error
-    from cdr_reports.pipeline.load import OPERATOR_TABLE, RUN_TABLE, report_tables
+    from cdr_reports.pipeline.load import report_tables
+    from cdr_reports.pipeline.schema import (
+        OPERATOR_TABLE,
+        QUALITY_CHECK_TABLE,
+        RUN_TABLE,
+        SOURCE_AUDIT_TABLE,
+        build_metadata,
+    )
 
     tables = report_tables(schema)
     what = f"pruning reports with period_start < {older_than.isoformat()}"
@@ -59,13 +74,36 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
         if not (inspector.has_table(OPERATOR_TABLE, schema=schema) or inspector.has_table(RUN_TABLE, schema=schema)):
             log.info("%s: no report tables yet, nothing to delete", what)
             return PruneCounts(older_than, 0, 0)
+        metadata = build_metadata(schema)
+        prefix = f"{schema}." if schema else ""
+        quality = metadata.tables[prefix + QUALITY_CHECK_TABLE]
+        audit = metadata.tables[prefix + SOURCE_AUDIT_TABLE]
+        cutoff_instant = datetime.combine(older_than, time.min)  # naive UTC, as stored
         with engine.begin() as conn:
             operator_rows = conn.execute(sa.delete(tables.operator).where(tables.operator.c.period_start < older_than)).rowcount
             run_rows = conn.execute(sa.delete(tables.run).where(tables.run.c.period_start < older_than)).rowcount
+            # Tables of a later release may be missing where no load has upgraded the schema yet.
+            quality_rows = (
+                conn.execute(sa.delete(quality).where(quality.c.period_start < older_than)).rowcount
+                if inspector.has_table(QUALITY_CHECK_TABLE, schema=schema)
+                else 0
+            )
+            audit_rows = (
+                conn.execute(sa.delete(audit).where(audit.c.audited_at < cutoff_instant)).rowcount
+                if inspector.has_table(SOURCE_AUDIT_TABLE, schema=schema)
+                else 0
+            )
     except Exception as exc:  # noqa: BLE001 - re-raised, classified
         raise classify_sql_error(exc, what) from exc
-    log.info("%s: deleted %d operator rows and %d run rows", what, operator_rows, run_rows)
-    return PruneCounts(older_than, operator_rows, run_rows)
+    log.info(
+        "%s: deleted %d operator rows, %d run rows, %d quality findings, %d source audits",
+        what,
+        operator_rows,
+        run_rows,
+        quality_rows,
+        audit_rows,
+    )
+    return PruneCounts(older_than, operator_rows, run_rows, quality_rows, audit_rows)
 
 
 def build_maintenance_dag(settings: Settings | None = None) -> Any:

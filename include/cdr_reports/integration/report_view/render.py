@@ -243,12 +243,13 @@ def report_table_html(report: StoredReport, *, email: bool = False) -> str:
 
 
 def _axis_step(maximum: float, ticks: int = 4) -> int:
-    """A whole 1/2/5 x 10^k step so that `ticks` steps cover `maximum` (integer tick labels)."""
+    """A whole 1/2/2.5/3/5 x 10^k step so that `ticks` steps cover `maximum` (integer tick labels)."""
     needed = max(maximum / ticks, 1.0)
     magnitude = 10 ** math.floor(math.log10(needed))
-    for factor in (1, 2, 5, 10):
-        if factor * magnitude >= needed:
-            return int(factor * magnitude)
+    for factor in (1, 2, 2.5, 3, 5, 10):
+        step = factor * magnitude
+        if step >= needed and step == int(step):  # 2.5 only from 25 up: whole tick labels
+            return int(step)
     return int(10 * magnitude)  # pragma: no cover - factor 10 always qualifies
 
 
