@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -93,48 +93,6 @@ class Settings:
     late_data_lookback_days: int = DEFAULT_LATE_DATA_LOOKBACK_DAYS  # 0: no late-data check
     late_data_action: str = "rereport"  # rereport | alert
 
-
-# Environment variable -> Settings field. One table so the README, .env.example and the
-# tests can all be checked against it.
-ENV_VARS: dict[str, str] = {
-    "CDR_TIMEZONE": "time_zone",
-    "CDR_MONGO_CONN_ID": "mongo_conn_id",
-    "CDR_MONGO_DATABASE": "mongo_database",
-    "CDR_MONGO_COLLECTION": "collection",
-    "CDR_SQL_CONN_ID": "sql_conn_id",
-    "CDR_SQL_SCHEMA": "sql_schema",
-    "CDR_GLOBAL_FILTER": "global_filter",
-    "CDR_EXTRACT_SLICES": "extract_slices",
-    "CDR_EXTRACT_STRATEGY": "extract_strategy",
-    "CDR_MAX_CALL_DURATION_SECONDS": "max_call_duration_seconds",
-    "CDR_MONGO_TIMEOUT_MS": "mongo_timeout_ms",
-    "CDR_WEEK_START": "week_start",
-    "CDR_EARLIEST_REPORT_DATE": "earliest_report_date",
-    "CDR_DAILY_DUE_HOUR": "due.daily_hour",
-    "CDR_WEEKLY_DUE_HOUR": "due.weekly_hour",
-    "CDR_MONTHLY_DUE_HOUR": "due.monthly_hour",
-    "CDR_OWNER": "owner",
-    "CDR_CATCHUP": "catchup",
-    "CDR_RETRIES": "retries",
-    "CDR_RETRY_DELAY_SECONDS": "retry_delay_seconds",
-    "CDR_MAX_RETRY_DELAY_SECONDS": "max_retry_delay_seconds",
-    "CDR_EXECUTION_TIMEOUT_MINUTES": "execution_timeout_minutes",
-    "CDR_DAGRUN_TIMEOUT_HOURS": "dagrun_timeout_hours",
-    "CDR_REPORT_RETENTION_DAYS": "report_retention_days",
-    "CDR_ALERT_EMAILS": "alert_emails",
-    "CDR_SMTP_CONN_ID": "smtp_conn_id",
-    "CDR_SLACK_CONN_ID": "slack_conn_id",
-    "CDR_SLACK_CHANNEL": "slack_channel",
-    "CDR_DAILY_DEADLINE_LOCAL_TIME": "daily_deadline_local_time",
-    "CDR_REPORT_EMAILS_DAILY": "report_emails_daily",
-    "CDR_REPORT_EMAILS_WEEKLY": "report_emails_weekly",
-    "CDR_REPORT_EMAILS_MONTHLY": "report_emails_monthly",
-    "CDR_VOLUME_CHECK_HISTORY": "volume_check_history",
-    "CDR_VOLUME_DROP_THRESHOLD": "volume_drop_threshold",
-    "CDR_VOLUME_MIN_EXPECTED_CALLS": "volume_min_expected_calls",
-    "CDR_LATE_DATA_LOOKBACK_DAYS": "late_data_lookback_days",
-    "CDR_LATE_DATA_ACTION": "late_data_action",
-}
 
 # extract.py: `auto` asks the server (buildInfo) and picks `stream` for FerretDB, `pushdown` otherwise.
 EXTRACT_STRATEGIES = ("auto", "pushdown", "stream")
@@ -240,101 +198,106 @@ def _check_query_document(query: Mapping[str, Any], source: str) -> None:
                     _check_query_document(sub, source)
 
 
+def _text(var: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _zone(var: str, raw: str) -> str:
+    from cdr_reports.pipeline.periods import PeriodError, load_zone
+
+    try:
+        load_zone(raw.strip())
+    except PeriodError as exc:
+        raise ConfigError(f"{var}: {exc}") from None
+    return raw.strip()
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str, str], int]:
+    return lambda var, raw: _int(var, raw, low, high)
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(var: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ConfigError(f"{var}={raw!r} must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _filter(var: str, raw: str) -> dict[str, Any]:
+    return parse_global_filter(raw, source=var)
+
+
+# Environment variable -> (Settings field, parser): the one table of settings, from which
+# load_settings works and against which the README, .env.example and the tests are checked.
+SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "CDR_TIMEZONE": ("time_zone", _zone),
+    "CDR_MONGO_CONN_ID": ("mongo_conn_id", _text),
+    "CDR_MONGO_DATABASE": ("mongo_database", _text),
+    "CDR_MONGO_COLLECTION": ("collection", _text),
+    "CDR_SQL_CONN_ID": ("sql_conn_id", _text),
+    "CDR_SQL_SCHEMA": ("sql_schema", _text),
+    "CDR_GLOBAL_FILTER": ("global_filter", _filter),
+    "CDR_EXTRACT_SLICES": ("extract_slices", _int_in(1, 1000)),
+    "CDR_EXTRACT_STRATEGY": ("extract_strategy", _choice(EXTRACT_STRATEGIES)),
+    "CDR_MAX_CALL_DURATION_SECONDS": ("max_call_duration_seconds", _int_in(1)),
+    "CDR_MONGO_TIMEOUT_MS": ("mongo_timeout_ms", _int_in(100)),
+    "CDR_WEEK_START": ("week_start", _weekday),
+    "CDR_EARLIEST_REPORT_DATE": ("earliest_report_date", _date),
+    "CDR_DAILY_DUE_HOUR": ("due.daily_hour", _int_in(0, 23)),
+    "CDR_WEEKLY_DUE_HOUR": ("due.weekly_hour", _int_in(0, 23)),
+    "CDR_MONTHLY_DUE_HOUR": ("due.monthly_hour", _int_in(0, 23)),
+    "CDR_OWNER": ("owner", _text),
+    "CDR_CATCHUP": ("catchup", _bool),
+    "CDR_RETRIES": ("retries", _int_in(0)),
+    "CDR_RETRY_DELAY_SECONDS": ("retry_delay_seconds", _int_in(1)),
+    "CDR_MAX_RETRY_DELAY_SECONDS": ("max_retry_delay_seconds", _int_in(1)),
+    "CDR_EXECUTION_TIMEOUT_MINUTES": ("execution_timeout_minutes", _int_in(1)),
+    "CDR_DAGRUN_TIMEOUT_HOURS": ("dagrun_timeout_hours", _int_in(1)),
+    "CDR_REPORT_RETENTION_DAYS": ("report_retention_days", _int_in(1)),
+    "CDR_ALERT_EMAILS": ("alert_emails", _emails),
+    "CDR_SMTP_CONN_ID": ("smtp_conn_id", _text),
+    "CDR_SLACK_CONN_ID": ("slack_conn_id", _text),
+    "CDR_SLACK_CHANNEL": ("slack_channel", _text),
+    "CDR_DAILY_DEADLINE_LOCAL_TIME": ("daily_deadline_local_time", _local_time),
+    "CDR_REPORT_EMAILS_DAILY": ("report_emails_daily", _emails),
+    "CDR_REPORT_EMAILS_WEEKLY": ("report_emails_weekly", _emails),
+    "CDR_REPORT_EMAILS_MONTHLY": ("report_emails_monthly", _emails),
+    "CDR_VOLUME_CHECK_HISTORY": ("volume_check_history", _int_in(0, 366)),
+    "CDR_VOLUME_DROP_THRESHOLD": ("volume_drop_threshold", _fraction),
+    "CDR_VOLUME_MIN_EXPECTED_CALLS": ("volume_min_expected_calls", _int_in(0)),
+    "CDR_LATE_DATA_LOOKBACK_DAYS": ("late_data_lookback_days", _int_in(0, 31)),
+    "CDR_LATE_DATA_ACTION": ("late_data_action", _choice(LATE_DATA_ACTIONS)),
+}
+
+# Environment variable -> Settings field (derived; what the README and .env.example tests read).
+ENV_VARS: dict[str, str] = {var: name for var, (name, _) in SETTINGS_TABLE.items()}
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment; raises ConfigError naming the bad variable."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     due: dict[str, int] = {}
-
-    def get(var: str) -> str | None:
+    for var, (name, parse) in SETTINGS_TABLE.items():
         raw = env.get(var)
-        return raw if raw is not None and raw.strip() != "" else None
-
-    if (raw := get("CDR_TIMEZONE")) is not None:
-        from cdr_reports.pipeline.periods import PeriodError, load_zone
-
-        try:
-            load_zone(raw.strip())
-        except PeriodError as exc:
-            raise ConfigError(f"CDR_TIMEZONE: {exc}") from None
-        values["time_zone"] = raw.strip()
-    for var, name in (
-        ("CDR_MONGO_CONN_ID", "mongo_conn_id"),
-        ("CDR_MONGO_DATABASE", "mongo_database"),
-        ("CDR_MONGO_COLLECTION", "collection"),
-        ("CDR_SQL_CONN_ID", "sql_conn_id"),
-        ("CDR_SQL_SCHEMA", "sql_schema"),
-        ("CDR_OWNER", "owner"),
-        ("CDR_SMTP_CONN_ID", "smtp_conn_id"),
-        ("CDR_SLACK_CONN_ID", "slack_conn_id"),
-        ("CDR_SLACK_CHANNEL", "slack_channel"),
-    ):
-        if (raw := get(var)) is not None:
-            values[name] = raw.strip()
-    if (raw := get("CDR_GLOBAL_FILTER")) is not None:
-        values["global_filter"] = parse_global_filter(raw)
-    if (raw := get("CDR_EXTRACT_SLICES")) is not None:
-        values["extract_slices"] = _int("CDR_EXTRACT_SLICES", raw, 1, 1000)
-    if (raw := get("CDR_EXTRACT_STRATEGY")) is not None:
-        strategy = raw.strip().lower()
-        if strategy not in EXTRACT_STRATEGIES:
-            raise ConfigError(f"CDR_EXTRACT_STRATEGY={raw!r} must be one of {', '.join(EXTRACT_STRATEGIES)}")
-        values["extract_strategy"] = strategy
-    if (raw := get("CDR_MAX_CALL_DURATION_SECONDS")) is not None:
-        values["max_call_duration_seconds"] = _int("CDR_MAX_CALL_DURATION_SECONDS", raw, 1)
-    if (raw := get("CDR_MONGO_TIMEOUT_MS")) is not None:
-        values["mongo_timeout_ms"] = _int("CDR_MONGO_TIMEOUT_MS", raw, 100)
-    if (raw := get("CDR_WEEK_START")) is not None:
-        values["week_start"] = _weekday("CDR_WEEK_START", raw)
-    if (raw := get("CDR_EARLIEST_REPORT_DATE")) is not None:
-        values["earliest_report_date"] = _date("CDR_EARLIEST_REPORT_DATE", raw)
-    for var, key in (
-        ("CDR_DAILY_DUE_HOUR", "daily_hour"),
-        ("CDR_WEEKLY_DUE_HOUR", "weekly_hour"),
-        ("CDR_MONTHLY_DUE_HOUR", "monthly_hour"),
-    ):
-        if (raw := get(var)) is not None:
-            due[key] = _int(var, raw, 0, 23)
+        if raw is None or raw.strip() == "":
+            continue  # blank means default
+        if name.startswith("due."):
+            due[name.removeprefix("due.")] = parse(var, raw)
+        else:
+            values[name] = parse(var, raw)
     if due:
         values["due"] = DueTimes(**due)
-    if (raw := get("CDR_CATCHUP")) is not None:
-        values["catchup"] = _bool("CDR_CATCHUP", raw)
-    for var, name, low in (
-        ("CDR_RETRIES", "retries", 0),
-        ("CDR_RETRY_DELAY_SECONDS", "retry_delay_seconds", 1),
-        ("CDR_MAX_RETRY_DELAY_SECONDS", "max_retry_delay_seconds", 1),
-        ("CDR_EXECUTION_TIMEOUT_MINUTES", "execution_timeout_minutes", 1),
-        ("CDR_DAGRUN_TIMEOUT_HOURS", "dagrun_timeout_hours", 1),
-    ):
-        if (raw := get(var)) is not None:
-            values[name] = _int(var, raw, low)
-    if (raw := get("CDR_REPORT_RETENTION_DAYS")) is not None:
-        values["report_retention_days"] = _int("CDR_REPORT_RETENTION_DAYS", raw, 1)
-    if (raw := get("CDR_ALERT_EMAILS")) is not None:
-        values["alert_emails"] = _emails("CDR_ALERT_EMAILS", raw)
-    for var, name in (
-        ("CDR_REPORT_EMAILS_DAILY", "report_emails_daily"),
-        ("CDR_REPORT_EMAILS_WEEKLY", "report_emails_weekly"),
-        ("CDR_REPORT_EMAILS_MONTHLY", "report_emails_monthly"),
-    ):
-        if (raw := get(var)) is not None:
-            values[name] = _emails(var, raw)
-    if (raw := get("CDR_VOLUME_CHECK_HISTORY")) is not None:
-        values["volume_check_history"] = _int("CDR_VOLUME_CHECK_HISTORY", raw, 0, 366)
-    if (raw := get("CDR_VOLUME_DROP_THRESHOLD")) is not None:
-        values["volume_drop_threshold"] = _fraction("CDR_VOLUME_DROP_THRESHOLD", raw)
-    if (raw := get("CDR_VOLUME_MIN_EXPECTED_CALLS")) is not None:
-        values["volume_min_expected_calls"] = _int("CDR_VOLUME_MIN_EXPECTED_CALLS", raw, 0)
-    if (raw := get("CDR_LATE_DATA_LOOKBACK_DAYS")) is not None:
-        values["late_data_lookback_days"] = _int("CDR_LATE_DATA_LOOKBACK_DAYS", raw, 0, 31)
-    if (raw := get("CDR_LATE_DATA_ACTION")) is not None:
-        action = raw.strip().lower()
-        if action not in LATE_DATA_ACTIONS:
-            raise ConfigError(f"CDR_LATE_DATA_ACTION={raw!r} must be one of {', '.join(LATE_DATA_ACTIONS)}")
-        values["late_data_action"] = action
-    if (raw := get("CDR_DAILY_DEADLINE_LOCAL_TIME")) is not None:
-        values["daily_deadline_local_time"] = _local_time("CDR_DAILY_DEADLINE_LOCAL_TIME", raw)
     settings = Settings(**values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Rules that involve several settings."""
     if settings.slack_conn_id and not settings.slack_channel:
         raise ConfigError("CDR_SLACK_CHANNEL must name the channel (e.g. #cdr-alerts) when CDR_SLACK_CONN_ID is set")
     if settings.daily_deadline_local_time is not None:
@@ -349,7 +312,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "CDR_MAX_RETRY_DELAY_SECONDS must be >= CDR_RETRY_DELAY_SECONDS "
             f"({settings.max_retry_delay_seconds} < {settings.retry_delay_seconds})"
         )
-    return settings
 
 
 def settings_as_json(settings: Settings) -> str:
