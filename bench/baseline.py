@@ -61,7 +61,7 @@ def original_approach(
         key: {
             "total_calls": calls,
             "answered_calls": answered,
-            "total_duration_seconds": int(math.floor(seconds + 0.5)),
+            "total_duration_seconds": math.floor(seconds + 0.5),
             "answer_ratio": answered / calls,
             "avg_answered_duration_seconds": seconds / answered if answered else None,
         }

@@ -20,6 +20,7 @@ import time
 import types
 from pathlib import Path
 from typing import Any
+from datetime import UTC
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -82,14 +83,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
     from servers import cpu_seconds, reset_peak_rss, status_kib
 
     stages["pipeline"] = rss_kib()
-    modules = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY_MODULES})
-    # Which of our modules hold a module-level reference to each heavy library (who imported it).
-    holders: dict[str, set[str]] = {}
-    for name, module in list(sys.modules.items()):
-        if name.startswith("cdr_reports"):
-            for value in vars(module).values():
-                if isinstance(value, types.ModuleType) and (top := value.__name__.split(".")[0]) in HEAVY_MODULES:
-                    holders.setdefault(top, set()).add(name)
+    modules, holders = heavy_modules()
     period = period_containing("daily", date.fromisoformat(args["day"]), args["tz"])
     settings = Settings(extract_strategy=args.get("strategy", "auto"), extract_slices=args.get("slices", 1))
     wire = WireCounter(bool(args.get("count_bytes")))
@@ -154,7 +148,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
         "summary": summary,
         "rss_stages": {k: v * 1024 for k, v in stages.items()},
         "modules": modules,
-        "module_holders": {k: sorted(v) for k, v in holders.items()},
+        "module_holders": holders,
     }
 
 
@@ -332,7 +326,7 @@ def _load(args: dict[str, Any]) -> dict[str, Any]:
             valid_records=sum(r.total_calls for r in rows),
             rejected_records=0,
             rows=rows,
-            generated_at=datetime.now(timezone.utc),
+            generated_at=datetime.now(UTC),
             dag_run_id=f"bench-{day.isoformat()}",
         )
 
@@ -355,6 +349,19 @@ def _load(args: dict[str, Any]) -> dict[str, Any]:
 
 # Libraries worth naming when they are in a worker's memory (the pipeline does not need them to extract).
 HEAVY_MODULES = ("sqlalchemy", "airflow", "pendulum", "pandas", "numpy")
+
+
+def heavy_modules() -> tuple[list[str], dict[str, list[str]]]:
+    """The heavy libraries loaded, and which of our modules hold a module-level reference to each."""
+    loaded = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY_MODULES})
+    holders: dict[str, set[str]] = {}
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("cdr_reports"):
+            continue
+        for value in vars(module).values():
+            if isinstance(value, types.ModuleType) and (top := value.__name__.split(".")[0]) in HEAVY_MODULES:
+                holders.setdefault(top, set()).add(name)
+    return loaded, {k: sorted(v) for k, v in holders.items()}
 
 
 def rss_kib() -> int:

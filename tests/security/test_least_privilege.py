@@ -160,6 +160,7 @@ def test_a_schema_behind_head_needs_the_init_step(restricted):
             load_report(engine, make_report("lp-5", range(5), 50), schema=schema)
         assert "upgrading the report tables to schema revision" in str(caught.value)
         assert "SQLSTATE 42501" in str(caught.value) and "must be owner of table" in str(caught.value)
+        assert "python -m cdr_reports.pipeline.migrations upgrade" in str(caught.value)  # what to run instead
         assert stored_state(engine, schema=schema) == before  # nothing stored
     finally:
         with admin.connect() as conn:

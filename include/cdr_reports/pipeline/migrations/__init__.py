@@ -94,13 +94,15 @@ def ensure_schema(engine: sa.engine.Engine, schema: str | None = None) -> str:
         raise classify_sql_error(exc, "reading the report schema version") from exc
     try:
         return upgrade(engine, schema)[1]
-    except PermanentError as exc:
-        raise PermanentError(
-            f"the report tables are not at schema revision {head} and upgrading them failed ({exc}); "
-            "run `python -m cdr_reports.pipeline.migrations upgrade --url ...` with a login allowed to run DDL"
-        ) from exc
-    except Exception as exc:
-        raise classify_sql_error(exc, f"upgrading the report tables to schema revision {head}") from exc
+    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+        error = classify_sql_error(exc, f"upgrading the report tables to schema revision {head}")
+        if isinstance(error, PermanentError):
+            # Typically a login without DDL rights (least privilege): say what to run instead.
+            raise PermanentError(
+                f"{error}; upgrade them once with a login allowed to run DDL: "
+                "python -m cdr_reports.pipeline.migrations upgrade --url <SQLAlchemy URL>"
+            ) from exc
+        raise error from exc
 
 
 def main(argv: list[str] | None = None) -> int:
