@@ -156,12 +156,18 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     if _wants_html(request) and exc.status_code in (401, 403, 404, 503):
         prefix = _prefix(request)
         titles = {401: "Sign in required", 403: "No access", 404: "Not found", 503: "Report database unavailable"}
-        link = None
+        text, link = str(exc.detail), None
         if exc.status_code == 401:
             target = prefix + "/" + (f"?{request.url.query}" if request.url.query else "")
             link = (f"{_airflow_base()}/auth/login/?next={quote(target, safe='')}", "Sign in")
+        elif exc.status_code == 403:
+            text = (
+                "Your account may not read the runs of this report's DAG, so it may not see its reports "
+                "(the ReportViewer role may). Ask an Airflow administrator."
+            )
+            link = (f"{_airflow_base()}/", "Back to Airflow")
         response: Response = HTMLResponse(
-            message_page(prefix, titles[exc.status_code], str(exc.detail), link), exc.status_code, headers=headers
+            message_page(prefix, titles[exc.status_code], text, link), exc.status_code, headers=headers
         )
     else:
         response = JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
