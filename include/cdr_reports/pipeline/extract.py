@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 START_INDEX_NAME = "ix_cdr_datetime_start"
 STRATEGIES = ("pushdown", "stream")
 AUTO = "auto"
-# Documents per getMore of the stream strategy: ~1 MB of projected CDRs per batch.
-STREAM_BATCH_SIZE = 10_000
+# Documents per getMore of the stream strategy: ~200 kB of projected CDRs on the wire, ~2 MB once
+# decoded into dicts; measured: 10,000 per batch raised a worker's peak RSS by 9 MiB over 2,000.
+STREAM_BATCH_SIZE = 2_000
 
 
 class ScopedCollection:

@@ -18,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
+from cdr_reports.pipeline.validity import MAX_OPERATOR_ID_LENGTH
+
 OPERATOR_TABLE = "cdr_operator_report"
 RUN_TABLE = "cdr_report_run"
 QUALITY_CHECK_TABLE = "cdr_quality_check"
@@ -25,7 +27,6 @@ SOURCE_AUDIT_TABLE = "cdr_source_audit"
 
 # Naive UTC everywhere; DATETIME2 on SQL Server (its DATETIME rounds to 1/300 s).
 UTC_TIMESTAMP = sa.DateTime(timezone=False).with_variant(mssql.DATETIME2(), "mssql")
-MAX_OPERATOR_ID_LENGTH = 255
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cdr_reports.pipeline.schema import MAX_OPERATOR_ID_LENGTH
 
 START_FIELD = "DateTime.Start"
+# The longest storable operator id, in UTF-16 code units: the width of NVARCHAR(255) on SQL Server.
+# schema.py sizes cdr_operator_report.operator_id from it. (This module stays free of SQLAlchemy:
+# the extract imports it, and a stream worker's memory should be pymongo's and the counts only.)
+MAX_OPERATOR_ID_LENGTH = 255
 CONNECT_FIELD = "DateTime.Connect"
 
 # BSON type names of the MongoDB query language, and the Python types pymongo decodes them to.
