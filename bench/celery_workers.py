@@ -44,6 +44,13 @@ def log(message: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
+def _git(*args: str) -> str:
+    import subprocess
+
+    result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    return result.stdout.strip()
+
+
 def one_run(stack: CeleryStack, engine: Any, expected_valid: int) -> dict[str, Any]:
     from cdr_reports.pipeline.load import read_report
     from cdr_reports.pipeline.periods import period_containing
@@ -114,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "command": "python bench/celery_workers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_head": _git("rev-parse", "HEAD"),
+        "git_dirty_files": len(_git("status", "--porcelain", "--untracked-files=no").splitlines()),
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "load_average_start": os.getloadavg()},
         "calls": args.calls,
         "slices": SLICES,

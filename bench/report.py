@@ -192,7 +192,7 @@ def _why_client_rss(data: dict[str, Any]) -> str:
         f"**Client peak RSS:** the idle worker (same imports, connected, no work) already peaks at "
         f"{mib(idle['peak_rss_bytes']['median'])} MiB: interpreter {mib(stages['interpreter'])} MiB, pymongo and bson "
         f"+{mib(stages['pymongo'] - stages['interpreter'])} MiB, the pipeline modules +{mib(stages['pipeline'] - stages['pymongo'])} MiB"
-        + f", the connection +{mib(stages['connected'] - stages['pipeline'])} MiB."
+         f", the connection +{mib(stages['connected'] - stages['pipeline'])} MiB."
         + (f" The pipeline modules load {held}; neither the extract nor the aggregate step calls it." if heavy else "")
         + f" Streaming adds {growth / MIB:.1f} MiB "
         f"at every size: pymongo decodes one getMore batch of {batch:,} projected documents at once "
@@ -212,7 +212,7 @@ def _why_dag_test(data: dict[str, Any]) -> str:
         diffs = sorted(((report.get(t, 0) - noop.get(t, 0), t) for t in set(report) | set(noop)), reverse=True)
         in_tasks = sum(d for d, _ in diffs)
         tasks = (
-            f" Inside the tasks the report spends {in_tasks:+.2f} s more than the no-op, most in "
+            f" Inside the tasks the report spends {in_tasks:.2f} s more than the no-op, most in "
             + ", ".join(f"`{t}` ({d:+.2f} s)" for d, t in diffs[:3] if d > 0)
             + f"; the remaining {excess - in_tasks:+.2f} s is between tasks."
         )

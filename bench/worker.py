@@ -18,9 +18,9 @@ import json
 import sys
 import time
 import types
+from datetime import UTC
 from pathlib import Path
 from typing import Any
-from datetime import UTC
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -292,7 +292,7 @@ def _dagtest(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load(args: dict[str, Any]) -> dict[str, Any]:
-    from datetime import date, datetime, timedelta, timezone
+    from datetime import date, datetime, timedelta
 
     import sqlalchemy as sa
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from cdr_reports.pipeline.config import Settings
-
 from tests.support.services import ping_or_fail, require_service
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +165,9 @@ def airflow_db() -> Path:
     import sys
 
     airflow = Path(sys.executable).with_name("airflow")
-    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return AIRFLOW_TEST_HOME
 
@@ -183,4 +184,6 @@ def cdr_db(request):
 
     server, strategy = request.param
     db = request.getfixturevalue("mongo_db" if server == "ferretdb" else "mjs_db")
-    return SimpleNamespace(db=db, server=server, strategy=strategy, settings=lambda **kw: Settings(extract_strategy=strategy, **kw))
+    return SimpleNamespace(
+        db=db, server=server, strategy=strategy, settings=lambda **kw: Settings(extract_strategy=strategy, **kw)
+    )

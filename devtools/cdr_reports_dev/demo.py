@@ -17,6 +17,7 @@ CDR_DEMO_ADMIN_PASSWORD.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +70,25 @@ def seed(
 
     if mode not in ("drop", "if-empty", "append"):
         raise ValueError(f"unknown seed mode {mode!r}")
+    client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
         target = client[database][collection]
         if mode == "if-empty" and target.find_one({}, projection={"_id": 1}) is not None:
             _log(f"{database}.{collection} already holds CDRs: not seeding (mode if-empty)")
         else:
             argv = [
-                "--uri", uri, "--database", database, "--collection", collection,
-                "--days", str(days), "--calls-per-day", str(calls_per_day), "--seed", str(seed_value),
+                "--uri",
+                uri,
+                "--database",
+                database,
+                "--collection",
+                collection,
+                "--days",
+                str(days),
+                "--calls-per-day",
+                str(calls_per_day),
+                "--seed",
+                str(seed_value),
             ]
             if mode == "drop":
                 argv.append("--drop")
@@ -157,7 +169,9 @@ def demo_metadata_url(paths: DemoPaths) -> str:
         return explicit
     server = os.environ.get("CDR_TEST_PG_URI") or services_env(paths.repo / ".services" / "env").get("CDR_TEST_PG_URI")
     if not server:
-        raise SystemExit("the demo's Airflow metadata DB is PostgreSQL: run `make services` (or set DEMO_METADATA_DB_URL)")
+        raise SystemExit(
+            "the demo's Airflow metadata DB is PostgreSQL: run `make services` (or set DEMO_METADATA_DB_URL)"
+        )
     name = "cdr_demo_airflow_" + hashlib.sha256(str(paths.state).encode()).hexdigest()[:10]
     url = sa.engine.make_url(server).set(drivername="postgresql+psycopg")
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -167,7 +181,9 @@ def demo_metadata_url(paths: DemoPaths) -> str:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
                 (paths.airflow_home / ".migrated").unlink(missing_ok=True)  # a new, empty database
     except sa.exc.OperationalError as exc:
-        raise SystemExit(f"PostgreSQL at {url.render_as_string()} is unreachable ({exc}): run `make services`") from None
+        raise SystemExit(
+            f"PostgreSQL at {url.render_as_string()} is unreachable ({exc}): run `make services`"
+        ) from None
     finally:
         admin.dispose()
     return url.set(database=name).render_as_string(hide_password=False)
@@ -193,7 +209,9 @@ def airflow_env(paths: DemoPaths, mongo_uri: str, mongo_database: str) -> dict[s
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": demo_metadata_url(paths),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             f"AIRFLOW_CONN_{settings.mongo_conn_id.upper()}": json.dumps(mongo_connection(mongo_uri, mongo_database)),
-            f"AIRFLOW_CONN_{settings.sql_conn_id.upper()}": json.dumps({"conn_type": "sqlite", "host": str(paths.reports_db)}),
+            f"AIRFLOW_CONN_{settings.sql_conn_id.upper()}": json.dumps(
+                {"conn_type": "sqlite", "host": str(paths.reports_db)}
+            ),
             "CDR_MONGO_DATABASE": mongo_database,
             "CDR_SQL_SCHEMA": "",  # SQLite has no schemas
         }
@@ -225,7 +243,9 @@ def _airflow_bin() -> str:
     return str(candidate) if candidate.exists() else "airflow"
 
 
-def _airflow(env: dict[str, str], *args: str, timeout: float = 600, log_file: Path | None = None) -> subprocess.CompletedProcess:
+def _airflow(
+    env: dict[str, str], *args: str, timeout: float = 600, log_file: Path | None = None
+) -> subprocess.CompletedProcess:
     command = [_airflow_bin(), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if log_file is not None:
@@ -244,7 +264,9 @@ def ensure_metadata_db(paths: DemoPaths, env: dict[str, str]) -> None:
     from importlib.util import find_spec
 
     security = find_spec("cdr_reports.integration.security")
-    roles_digest = hashlib.sha256(Path(security.origin).read_bytes()).hexdigest()[:16] if security and security.origin else "-"
+    roles_digest = (
+        hashlib.sha256(Path(security.origin).read_bytes()).hexdigest()[:16] if security and security.origin else "-"
+    )
     marker = paths.airflow_home / ".migrated"
     import sqlalchemy as sa
 
@@ -402,7 +424,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = airflow_env(paths, uri, database)
     ensure_metadata_db(paths, env)
     report_types = _report_types()
-    run_after = datetime.now(timezone.utc).replace(microsecond=0)
+    run_after = datetime.now(UTC).replace(microsecond=0)
     periods = _report_periods(report_types, run_after)
     _log("running the DAGs for the last complete periods: " + ", ".join(f"{t} {d}" for t, d in periods.items()))
     run_dags(paths, env, report_types, run_after, timeout=_int_env("DEMO_DAG_TIMEOUT_SECONDS", 900))
@@ -447,8 +469,22 @@ def ensure_admin(paths: DemoPaths, env: dict[str, str]) -> str:
     password = given or secrets.token_urlsafe(12)
     log_file = paths.airflow_home / "logs" / "users.log"
     result = _airflow(
-        env, "users", "create", "--username", user, "--password", password, "--role", "Admin",
-        "--firstname", "CDR", "--lastname", "Demo", "--email", f"{user}@example.invalid", log_file=log_file,
+        env,
+        "users",
+        "create",
+        "--username",
+        user,
+        "--password",
+        password,
+        "--role",
+        "Admin",
+        "--firstname",
+        "CDR",
+        "--lastname",
+        "Demo",
+        "--email",
+        f"{user}@example.invalid",
+        log_file=log_file,
     )
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
@@ -464,10 +500,7 @@ def ensure_admin(paths: DemoPaths, env: dict[str, str]) -> str:
             sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
             raise SystemExit("could not reset the Airflow admin password")
         return f"user {user!r}, password from CDR_DEMO_ADMIN_PASSWORD"
-    return (
-        f"user {user!r}, password as printed when it was created "
-        "(set CDR_DEMO_ADMIN_PASSWORD to reset it)"
-    )
+    return f"user {user!r}, password as printed when it was created (set CDR_DEMO_ADMIN_PASSWORD to reset it)"
 
 
 def _wait_healthy(url: str, processes: dict[str, subprocess.Popen], timeout: float) -> dict[str, Any]:
@@ -496,19 +529,15 @@ def _stop(processes: dict[str, subprocess.Popen], grace: float = 30) -> None:
     """SIGTERM each component's process group (its own session), then SIGKILL stragglers."""
     for process in processes.values():
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + grace
     for process in processes.values():
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait()
 
 
@@ -518,6 +547,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     paths = _paths()
     paths.state.mkdir(parents=True, exist_ok=True)
     uri, database = demo_mongo_uri(paths.repo), _mongo_database()
+    client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
         empty = client[database]["CdrRecords"].find_one({}, projection={"_id": 1}) is None
     if empty:
@@ -569,7 +599,9 @@ def cmd_airflow(args: argparse.Namespace) -> int:
             )
             out.close()
         _log(f"starting api-server, scheduler, dag-processor and triggerer (logs: {logs}/*.out)")
-        _wait_healthy(f"{base_url}/api/v2/monitor/health", processes, timeout=_int_env("DEMO_AIRFLOW_START_TIMEOUT", 300))
+        _wait_healthy(
+            f"{base_url}/api/v2/monitor/health", processes, timeout=_int_env("DEMO_AIRFLOW_START_TIMEOUT", 300)
+        )
         _log(f"Airflow UI: {base_url}  ({credentials})")
         _log("the report DAGs start paused; unpause them in the UI to let the scheduler run them. Ctrl-C stops.")
         _log(f"the stored reports: {base_url}/plugin/cdr-reports (CDR Reports in the navigation)")
@@ -604,8 +636,8 @@ def cmd_print(args: argparse.Namespace) -> int:
     if args.conn_id:
         from dataclasses import replace
 
-        from cdr_reports.pipeline.config import load_settings
         from cdr_reports.integration.connections import sql_engine
+        from cdr_reports.pipeline.config import load_settings
 
         engine = sql_engine(replace(load_settings(), sql_conn_id=args.conn_id))
     else:
@@ -635,7 +667,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--database", default=os.environ.get("CDR_SEED_DATABASE") or "cdr")
     p.add_argument("--collection", default=os.environ.get("CDR_SEED_COLLECTION") or "CdrRecords")
     p.add_argument("--days", type=int, default=int(os.environ.get("CDR_SEED_DAYS") or 35))
-    p.add_argument("--calls-per-day", type=int, default=int(os.environ.get("CDR_SEED_CALLS_PER_DAY") or DEMO_CALLS_PER_DAY))
+    p.add_argument(
+        "--calls-per-day", type=int, default=int(os.environ.get("CDR_SEED_CALLS_PER_DAY") or DEMO_CALLS_PER_DAY)
+    )
     p.add_argument("--seed", type=int, default=int(os.environ.get("CDR_SEED_SEED") or 42))
     p.add_argument("--mode", choices=("drop", "if-empty", "append"), default="if-empty")
     p.set_defaults(func=cmd_seed)

@@ -60,7 +60,11 @@ def render(example: str, uid: int | None = None) -> str:
             line = f"{name}={GENERATORS[name]()}"
         lines.append(line)
     if uid is not None and not any(line.startswith("AIRFLOW_UID=") for line in lines):
-        lines += ["", "# Owner of the files the containers write into mounted folders (this user).", f"AIRFLOW_UID={uid}"]
+        lines += [
+            "",
+            "# Owner of the files the containers write into mounted folders (this user).",
+            f"AIRFLOW_UID={uid}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -71,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     args = parser.parse_args(argv)
     if args.output.exists() and not args.force:
-        print(f"{args.output} exists; keep it, or pass --force to replace it (its secrets would change)", file=sys.stderr)
+        print(
+            f"{args.output} exists; keep it, or pass --force to replace it (its secrets would change)", file=sys.stderr
+        )
         return 1
     text = render(args.example.read_text(), uid=os.getuid() if hasattr(os, "getuid") else None)
     args.output.touch(mode=0o600)

@@ -64,7 +64,9 @@ def format_report(stored: Mapping[str, Any]) -> str:
 
     def line(cells: Sequence[str]) -> str:
         first = cells[0].ljust(widths[0])
-        return "  ".join([first, *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:]))]).rstrip()
+        return "  ".join(
+            [first, *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=False))]
+        ).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
     lines += [line(COLUMNS), rule, *(line(cells) for cells in body), rule, line(total)]
@@ -81,8 +83,10 @@ def latest_period_starts(engine: sa.engine.Engine, schema: str | None = None) ->
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(run.name, schema=schema):
             return {}
-        rows = conn.execute(sa.select(run.c.report_type, sa.func.max(run.c.period_start)).group_by(run.c.report_type)).all()
-    return {report_type: start for report_type, start in rows}
+        rows = conn.execute(
+            sa.select(run.c.report_type, sa.func.max(run.c.period_start)).group_by(run.c.report_type)
+        ).all()
+    return dict(rows)
 
 
 def format_reports(
@@ -100,4 +104,3 @@ def format_reports(
         else:
             blocks.append(format_report(stored))
     return "\n\n".join(blocks) if blocks else "(no reports stored)"
-

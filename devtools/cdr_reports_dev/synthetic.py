@@ -14,12 +14,13 @@ import math
 import sys
 import time
 from bisect import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import accumulate
 from random import Random
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import argparse
@@ -31,21 +32,64 @@ _HOUR_MS = 3_600_000
 
 # Relative call volume by local hour: quiet 02-05, peaks 10-12 and 19-21.
 _LOCAL_HOUR_WEIGHTS = (
-    0.34, 0.20, 0.12, 0.08, 0.07, 0.10, 0.24, 0.48,  # 00-07
-    0.80, 1.00, 1.18, 1.22, 1.08, 0.98, 1.00, 1.02,  # 08-15
-    1.02, 1.00, 1.06, 1.20, 1.24, 1.12, 0.80, 0.55,  # 16-23
+    0.34,
+    0.20,
+    0.12,
+    0.08,
+    0.07,
+    0.10,
+    0.24,
+    0.48,  # 00-07
+    0.80,
+    1.00,
+    1.18,
+    1.22,
+    1.08,
+    0.98,
+    1.00,
+    1.02,  # 08-15
+    1.02,
+    1.00,
+    1.06,
+    1.20,
+    1.24,
+    1.12,
+    0.80,
+    0.55,  # 16-23
 )
 # Monday..Sunday: business traffic drops at the weekend.
 _WEEKDAY_FACTORS = (1.00, 1.00, 1.00, 1.00, 1.03, 0.86, 0.76)
 
 _STRING_OPERATOR_IDS = (
-    "TT-MOBILE", "TURKCELL", "VODAFONE-TR", "NETGSM", "BIMCELL", "PTTCELL",
-    "KKTCELL", "TELSIM-W", "VERIBAND", "MEDYATEL", "SUPERONLINE", "TURKNET",
+    "TT-MOBILE",
+    "TURKCELL",
+    "VODAFONE-TR",
+    "NETGSM",
+    "BIMCELL",
+    "PTTCELL",
+    "KKTCELL",
+    "TELSIM-W",
+    "VERIBAND",
+    "MEDYATEL",
+    "SUPERONLINE",
+    "TURKNET",
 )
 _OPERATOR_NAMES = (
-    "Anadolu Telekom", "Boğaziçi Net", "Ege İletişim", "Karadeniz GSM", "Marmara Voice",
-    "Toros Telecom", "Kapadokya Tel", "Trakya Hat", "Dicle Net", "Fırat İletişim",
-    "Akdeniz Mobil", "Çukurova Telekom", "Güneydoğu Net", "İstanbul VoIP", "Uludağ Tel",
+    "Anadolu Telekom",
+    "Boğaziçi Net",
+    "Ege İletişim",
+    "Karadeniz GSM",
+    "Marmara Voice",
+    "Toros Telecom",
+    "Kapadokya Tel",
+    "Trakya Hat",
+    "Dicle Net",
+    "Fırat İletişim",
+    "Akdeniz Mobil",
+    "Çukurova Telekom",
+    "Güneydoğu Net",
+    "İstanbul VoIP",
+    "Uludağ Tel",
 )
 _MOBILE_PREFIXES = ("532", "533", "535", "542", "505", "506", "544", "555", "537", "530")
 _CALL_TYPES = ("VOICE",) * 18 + ("VIDEO", "CONFERENCE")
@@ -197,7 +241,7 @@ def _hour_buckets(config: SyntheticConfig, rng: Random) -> list[tuple[int, int, 
     by_remainder = sorted(range(len(quotas)), key=lambda i: (counts[i] - quotas[i], i))
     for i in by_remainder[:short]:
         counts[i] += 1
-    return [(lo, hi, n) for (lo, hi), n in zip(spans, counts)]
+    return [(lo, hi, n) for (lo, hi), n in zip(spans, counts, strict=False)]
 
 
 def _generate(config: SyntheticConfig) -> Iterator[tuple[dict[str, Any], int]]:
@@ -251,12 +295,12 @@ def _generate(config: SyntheticConfig) -> Iterator[tuple[dict[str, Any], int]]:
                     times["Connect"] = None
                 duration = 0 if random() < 0.9 else 0.0
             doc: dict[str, Any] = {
-                "CallId": "%016x" % getrandbits(64),
+                "CallId": f"{getrandbits(64):016x}",
                 "Operator": operator,
                 "DateTime": times,
                 "Duration": duration,
-                "CallingNumber": "90%s%07d" % (prefixes[int(random() * n_prefixes)], int(random() * 1e7)),
-                "CalledNumber": "90%s%07d" % (prefixes[int(random() * n_prefixes)], int(random() * 1e7)),
+                "CallingNumber": f"90{prefixes[int(random() * n_prefixes)]}{int(random() * 1e7):07d}",
+                "CalledNumber": f"90{prefixes[int(random() * n_prefixes)]}{int(random() * 1e7):07d}",
                 "CallType": call_types[int(random() * n_types)],
             }
             fate = random()
@@ -356,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         end=end,
         calls=args.days * args.calls_per_day,
     )
+    client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(args.uri) as client:
         collection = client[database][args.collection]
         if args.drop:

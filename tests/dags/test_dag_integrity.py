@@ -259,7 +259,7 @@ def test_default_retry_delays_are_exponential_with_jitter_and_capped(plugins_fro
         delays = _retry_delays(dag, task_id)
         print(f"{dag.dag_id}.{task_id} retry delays (s): {delays}")
         assert len(delays) == 3
-        for delay, (low, high) in zip(delays, bounds):
+        for delay, (low, high) in zip(delays, bounds, strict=False):
             assert low <= delay < high, (task_id, delays)
         assert delays == sorted(delays) and max(delays) <= 600
         assert delays == _retry_delays(dag, task_id)  # deterministic per task instance

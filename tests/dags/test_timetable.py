@@ -7,16 +7,16 @@ Istanbul is UTC+3 since 2016-09-07; before that +02 in winter / +03 in summer, s
 from __future__ import annotations
 
 import datetime
+import itertools
 from pathlib import Path
 
 import pendulum
 import pytest
-
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 
 import cdr_reports.integration.timetable as timetable_module
-from cdr_reports.pipeline.periods import PeriodError, period_containing, period_containing_instant
 from cdr_reports.integration.timetable import CalendarPeriodTimetable
+from cdr_reports.pipeline.periods import PeriodError, period_containing, period_containing_instant
 
 IST = "Europe/Istanbul"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -153,8 +153,8 @@ def test_catchup_enumerates_every_day_once_across_dst_changes():
     assert len(infos) == 213  # 2015-10-01 .. 2016-04-30
     assert infos[0].data_interval.start == local(2015, 10, 1)
     assert infos[-1].data_interval.start == local(2016, 4, 30)
-    assert all(a.data_interval.end == b.data_interval.start for a, b in zip(infos, infos[1:]))
-    assert all(a.run_after < b.run_after for a, b in zip(infos, infos[1:]))
+    assert all(a.data_interval.end == b.data_interval.start for a, b in itertools.pairwise(infos))
+    assert all(a.run_after < b.run_after for a, b in itertools.pairwise(infos))
     lengths = [i.data_interval.end - i.data_interval.start for i in infos]
     assert lengths.count(datetime.timedelta(hours=25)) == 1  # 2015-11-08
     assert lengths.count(datetime.timedelta(hours=23)) == 1  # 2016-03-27
@@ -176,7 +176,7 @@ def test_catchup_enumerates_weeks_and_months():
     ]
     months = enumerate_runs(make("monthly"), local(2027, 1, 1), local(2028, 12, 1))
     assert len(months) == 24
-    assert all(a.data_interval.end == b.data_interval.start for a, b in zip(months, months[1:]))
+    assert all(a.data_interval.end == b.data_interval.start for a, b in itertools.pairwise(months))
     feb_2028 = months[13]
     assert feb_2028.data_interval == DataInterval(utc(2028, 1, 31, 21), utc(2028, 2, 29, 21))
     assert feb_2028.run_after == utc(2028, 3, 1, 1)
@@ -300,7 +300,10 @@ def test_serialize_round_trip_keeps_all_parameters():
     back = CalendarPeriodTimetable.deserialize(data)
     assert back == tt
     assert (back.report_type, back.timezone, back.due_after, back.week_start) == (
-        "weekly", "America/Havana", datetime.timedelta(hours=4, minutes=30), 6,
+        "weekly",
+        "America/Havana",
+        datetime.timedelta(hours=4, minutes=30),
+        6,
     )
     assert CalendarPeriodTimetable.deserialize(make("daily").serialize()) == make("daily")
     assert make("daily") != make("monthly")
@@ -394,7 +397,7 @@ def test_dag_serialization_and_backfill_yield_one_run_per_period(plugins_from_re
     # then keep runs whose data interval has ended.
     infos = _get_info_list(from_date=local(2015, 11, 1), to_date=local(2015, 11, 30), reverse=False, dag=sdag)
     assert [i.data_interval.start for i in infos] == [local(2015, 11, d) for d in range(1, 31)]
-    assert all(a.data_interval.end == b.data_interval.start for a, b in zip(infos, infos[1:]))
+    assert all(a.data_interval.end == b.data_interval.start for a, b in itertools.pairwise(infos))
     assert infos[7].data_interval.end - infos[7].data_interval.start == datetime.timedelta(hours=25)
 
     monthly = _serialized_dag(make("monthly"), local(2015, 1, 1))

@@ -158,7 +158,11 @@ def test_parsing_imports_no_driver_hook_or_pipeline_module_and_touches_nothing(t
     forbidden = [m for m in new if m.startswith(FORBIDDEN_PREFIXES)]
     assert forbidden == []
     # the factory and its light modules were loaded by this parse (so the diff is meaningful)
-    assert {"cdr_reports.integration.dag_factory", "cdr_reports.pipeline.config", "cdr_reports.integration.timetable"} <= set(new)
+    assert {
+        "cdr_reports.integration.dag_factory",
+        "cdr_reports.pipeline.config",
+        "cdr_reports.integration.timetable",
+    } <= set(new)
 
     assert report["parse_attempts"] == []  # no network, metadata DB, Variable or Connection
     assert report["attempts_before_parse"] == []

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cdr_reports.pipeline.config import load_settings
 from cdr_reports.integration.dag_factory import build_report_dag
+from cdr_reports.pipeline.config import load_settings
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import period_containing
 from tests.support.reference import edge_case_documents, expected_report, random_documents
@@ -82,13 +82,18 @@ def test_airflow_dags_test_stores_the_report_of_report_date(cli_env):
     run = stored["run"]
     assert (run["period_start"], run["period_end"]) == (date(2026, 11, 27), date(2026, 11, 28))
     assert (run["source_records"], run["valid_records"], run["rejected_records"], run["operators"]) == (
-        expected["source"], expected["valid"], expected["rejected"], len(expected["rows"]),
+        expected["source"],
+        expected["valid"],
+        expected["rejected"],
+        len(expected["rows"]),
     )
     got = {row["operator_id"]: row for row in stored["rows"]}
     assert set(got) == set(expected["rows"])
     for key, want in expected["rows"].items():
         assert (got[key]["total_calls"], got[key]["answered_calls"], got[key]["total_duration_seconds"]) == (
-            want["total_calls"], want["answered_calls"], want["total_duration_seconds"],
+            want["total_calls"],
+            want["answered_calls"],
+            want["total_duration_seconds"],
         ), key
         assert got[key]["answer_ratio"] == pytest.approx(want["answer_ratio"]), key
     assert run["dag_run_id"].startswith("manual__")

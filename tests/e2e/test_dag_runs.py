@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from cdr_reports.pipeline.config import load_settings
 from cdr_reports.integration.dag_factory import build_report_dag
+from cdr_reports.pipeline.config import load_settings
 from cdr_reports.pipeline.load import ensure_tables, read_report
 from cdr_reports.pipeline.periods import ReportPeriod, period_containing
 from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
@@ -78,10 +78,9 @@ def run_dag(report_type: str, report_date: date):
 
 
 def task_instances(dag_run) -> dict[tuple[str, int], Any]:
-    from sqlalchemy import select
-
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         tis = session.scalars(
@@ -96,7 +95,9 @@ def assert_stored_report(engine, schema, period: ReportPeriod, expected: dict, d
     run = stored["run"]
     assert (run["period_start"], run["period_end"], run["time_zone"]) == (period.start_date, period.end_date, TZ)
     assert (run["source_records"], run["valid_records"], run["rejected_records"]) == (
-        expected["source"], expected["valid"], expected["rejected"],
+        expected["source"],
+        expected["valid"],
+        expected["rejected"],
     )
     assert run["operators"] == len(expected["rows"]) == len(stored["rows"])
     assert run["dag_run_id"] == dag_run.run_id
@@ -105,7 +106,9 @@ def assert_stored_report(engine, schema, period: ReportPeriod, expected: dict, d
     for key, want in expected["rows"].items():
         row = got[key]
         assert (row["total_calls"], row["answered_calls"], row["total_duration_seconds"]) == (
-            want["total_calls"], want["answered_calls"], want["total_duration_seconds"],
+            want["total_calls"],
+            want["answered_calls"],
+            want["total_duration_seconds"],
         ), key
         assert row["answer_ratio"] == pytest.approx(want["answer_ratio"]), key
         if want["avg_answered_duration_seconds"] is None:
@@ -145,7 +148,7 @@ def test_daily_report_run(request, sink, sources, run_env):
     expected = expected_report(docs, day.start_utc, day.end_utc)
     assert expected["valid"] > 100 and expected["rejected"] > 10 and len(expected["rows"]) >= 5  # a real dataset
 
-    dag, dag_run = run_dag("daily", date(2026, 11, 27))
+    _dag, dag_run = run_dag("daily", date(2026, 11, 27))
 
     assert dag_run.state == "success"
     tis = task_instances(dag_run)
@@ -166,7 +169,7 @@ def test_weekly_report_run(sources, sqlite_sink, run_env):
     expected = expected_report(docs, week.start_utc, week.end_utc)
 
     # any date inside the week selects it
-    dag, dag_run = run_dag("weekly", date(2026, 11, 22))
+    _dag, dag_run = run_dag("weekly", date(2026, 11, 22))
 
     assert dag_run.state == "success"
     assert set(task_instances(dag_run).values()) == {("success", 1)}
@@ -189,7 +192,7 @@ def test_monthly_report_run(sources, sqlite_sink):
     expected = expected_report(docs, month.start_utc, month.end_utc)
     assert 0 < expected["source"] < len(docs) and expected["rejected"] > 0
 
-    dag, dag_run = run_dag("monthly", date(2026, 10, 9))
+    _dag, dag_run = run_dag("monthly", date(2026, 10, 9))
 
     assert dag_run.state == "success"
     assert set(task_instances(dag_run).values()) == {("success", 1)}
@@ -223,7 +226,7 @@ def test_transient_mongo_errors_are_retried_and_the_report_is_stored_once(source
 
     run_env.setattr(pymongo.collection.Collection, "find", flaky_find)
 
-    dag, dag_run = run_dag("daily", date(2026, 11, 27))
+    _dag, dag_run = run_dag("daily", date(2026, 11, 27))
 
     assert len(failures) == 2
     assert dag_run.state == "success"
@@ -250,7 +253,7 @@ def test_permanent_error_fails_the_run_at_once(cause, sources, sqlite_sink, run_
         reason = f"The conn_id `{conn_id}` isn't defined (create the Airflow connection, see the README)"
     ensure_tables(engine, schema)  # so that "nothing stored" is a query, not a missing table
 
-    dag, dag_run = run_dag("daily", date(2026, 11, 27))
+    _dag, dag_run = run_dag("daily", date(2026, 11, 27))
 
     assert dag_run.state == "failed"
     tis = task_instances(dag_run)

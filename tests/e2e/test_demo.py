@@ -22,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import free_port
-
-from cdr_reports.pipeline.validity import START_FIELD
 from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.validity import START_FIELD
 from tests.support.reference import expected_report
+from tests.support.services import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
@@ -43,7 +42,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_module(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cdr_reports_dev.demo", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cdr_reports_dev.demo", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -98,7 +102,10 @@ def assert_table_matches_reference(table: dict, expected: dict) -> None:
     assert table["total"]["duration"] == sum(r["total_duration_seconds"] for r in expected["rows"].values())
     run = table["run"]
     assert (int(run["source"]), int(run["valid"]), int(run["rejected"]), int(run["operators"])) == (
-        expected["source"], expected["valid"], expected["rejected"], len(expected["rows"])
+        expected["source"],
+        expected["valid"],
+        expected["rejected"],
+        len(expected["rows"]),
     )
 
 
@@ -233,7 +240,11 @@ def test_make_airflow_serves_the_demo_metadata_with_fab_login_and_stops_on_ctrl_
     home = str(demo["state"] / "demo_airflow_home")
     process = subprocess.Popen(
         [sys.executable, "-m", "cdr_reports_dev.demo", "airflow"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 400

@@ -56,12 +56,20 @@ def test_make_targets_exist():
 
 
 def test_python_modules_answer_help():
-    modules = {m for cmd in _bash_commands() + re.findall(r"`([^`]*python -m [^`]*)`", README)
-               for m in re.findall(r"python -m ([\w.]+)", cmd)}
+    modules = {
+        m
+        for cmd in _bash_commands() + re.findall(r"`([^`]*python -m [^`]*)`", README)
+        for m in re.findall(r"python -m ([\w.]+)", cmd)
+    }
     assert "cdr_reports.pipeline.migrations" in modules
     for module in sorted(modules):
-        result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 or "usage" in (result.stdout + result.stderr).lower(), (module, result.stderr[-1500:])
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0 or "usage" in (result.stdout + result.stderr).lower(), (
+            module,
+            result.stderr[-1500:],
+        )
 
 
 def test_airflow_subcommands_exist():
@@ -73,21 +81,29 @@ def test_airflow_subcommands_exist():
     assert ("dags", "test") in pairs
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     for group, command in sorted(pairs):
-        result = subprocess.run(["airflow", group, command, "--help"], env=env, capture_output=True, text=True, timeout=180)
+        result = subprocess.run(
+            ["airflow", group, command, "--help"], env=env, capture_output=True, text=True, timeout=180
+        )
         assert result.returncode == 0, (group, command, result.stderr[-1500:])
 
 
 def test_airflow_dags_show_prints_the_graph(airflow_db):
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    reserialize = subprocess.run(["airflow", "dags", "reserialize"], env=env, capture_output=True, text=True, timeout=300)
+    reserialize = subprocess.run(
+        ["airflow", "dags", "reserialize"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert reserialize.returncode == 0, reserialize.stderr[-2000:]
-    result = subprocess.run(["airflow", "dags", "show", "cdr_daily_report"], env=env, capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        ["airflow", "dags", "show", "cdr_daily_report"], env=env, capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "digraph" in result.stdout and "plan" in result.stdout and "extract" in result.stdout
 
 
 def test_schema_markdown_command_prints_the_readme_tables():
-    result = subprocess.run([sys.executable, "-m", "cdr_reports.pipeline.schema", "markdown"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cdr_reports.pipeline.schema", "markdown"], capture_output=True, text=True
+    )
     assert result.returncode == 0
     for table_block in re.findall(r"<!-- schema:\S+ [^>]*-->\n(.*?)\n<!-- /schema -->", README, re.S):
         assert table_block in result.stdout

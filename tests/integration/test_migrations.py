@@ -69,7 +69,9 @@ def test_a_release_01_deployment_is_upgraded_by_the_next_load(sql_engine):
     old = read_report(sql_engine, "daily", date(2026, 10, 1))
     assert old is not None
     assert old["run"]["source_records"] == 8 and old["run"]["extract_strategy"] is None
-    assert [(r["operator_id"], r["total_calls"], r["dag_run_id"]) for r in old["rows"]] == [("op-old", 7, "release-0.1-run")]
+    assert [(r["operator_id"], r["total_calls"], r["dag_run_id"]) for r in old["rows"]] == [
+        ("op-old", 7, "release-0.1-run")
+    ]
     new = read_report(sql_engine, "daily", date(2026, 10, 2))
     assert [(r["operator_id"], r["total_calls"]) for r in new["rows"]] == [("op-000", 5), ("op-001", 6)]
     assert _differences(sql_engine) == []

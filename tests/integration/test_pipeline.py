@@ -160,7 +160,9 @@ def test_idempotent_reload_and_changed_data(mongo_db, sql_engine):
 
     # Change the data: one operator disappears, another gets a call; re-run replaces the report.
     coll.delete_many({"Operator.Id": "A-mobile"})
-    coll.insert_one({"Operator": {"Id": "late"}, "DateTime": {"Start": DAY.start_utc, "Connect": DAY.start_utc}, "Duration": 42})
+    coll.insert_one(
+        {"Operator": {"Id": "late"}, "DateTime": {"Start": DAY.start_utc, "Connect": DAY.start_utc}, "Duration": 42}
+    )
     docs_now = list(coll.find({}, {"_id": 0}))
     report = run_report(coll, sql_engine, DAY, Settings(), dag_run_id="run-2")
     stored = read_report(sql_engine, "daily", DAY.start_date)
@@ -219,9 +221,17 @@ def test_windows_use_utc_instants_of_local_midnight(cdr_db):
     coll = cdr_db.db.CdrRecords
     coll.insert_many(
         [
-            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 26, 20, 59, 59, tzinfo=UTC)}, "Duration": 1},
+            {
+                "Operator": {"Id": 1},
+                "DateTime": {"Start": datetime(2026, 11, 26, 20, 59, 59, tzinfo=UTC)},
+                "Duration": 1,
+            },
             {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 26, 21, 0, tzinfo=UTC)}, "Duration": 2},
-            {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 27, 20, 59, 59, tzinfo=UTC)}, "Duration": 4},
+            {
+                "Operator": {"Id": 1},
+                "DateTime": {"Start": datetime(2026, 11, 27, 20, 59, 59, tzinfo=UTC)},
+                "Duration": 4,
+            },
             {"Operator": {"Id": 1}, "DateTime": {"Start": datetime(2026, 11, 27, 21, 0, tzinfo=UTC)}, "Duration": 8},
         ]
     )

@@ -16,10 +16,10 @@ import pytest
 
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.extract import ScopedCollection, ensure_indexes, pushdown_stages
-from cdr_reports.pipeline.validity import DocumentRules
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import period_containing
 from cdr_reports.pipeline.runner import run_report
+from cdr_reports.pipeline.validity import DocumentRules
 from tests.support.reference import edge_case_documents, expected_report, random_documents
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,9 @@ def test_pushdown_is_one_aggregation_served_by_the_start_index(real_mongo):
 def test_pipeline_on_mongodb_and_sqlserver(real_mongo, mssql_engine, strategy):
     engine, schema = mssql_engine
     coll = real_mongo[f"CdrRecordsFull_{strategy}"]
-    docs = edge_case_documents(DAY.start_utc, DAY.end_utc) + random_documents(random.Random(9), 2000, DAY.start_utc, DAY.end_utc)
+    docs = edge_case_documents(DAY.start_utc, DAY.end_utc) + random_documents(
+        random.Random(9), 2000, DAY.start_utc, DAY.end_utc
+    )
     coll.insert_many([dict(d) for d in docs])
     settings = Settings(sql_schema=schema, extract_slices=3, extract_strategy=strategy)
     for run_id in ("first", "second"):

@@ -31,8 +31,10 @@ def test_seed_20k_documents_round_trip(mongo_db, capsys):
     collection = mongo_db["CdrRecords"]
     stats = seed_collection(collection, CONFIG, batch_size=10_000)
     with capsys.disabled():
-        print(f"\n[synthetic] seeded {stats.inserted} docs into FerretDB in {stats.seconds:.2f}s "
-              f"= {stats.docs_per_second:,.0f} docs/s (batch_size=10000)")
+        print(
+            f"\n[synthetic] seeded {stats.inserted} docs into FerretDB in {stats.seconds:.2f}s "
+            f"= {stats.docs_per_second:,.0f} docs/s (batch_size=10000)"
+        )
 
     assert stats.inserted == CONFIG.calls
     assert collection.count_documents({}) == stats.inserted

@@ -160,4 +160,3 @@ def dag_env(monkeypatch, airflow_db):
             monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", uri)
 
     return apply
-

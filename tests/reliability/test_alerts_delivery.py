@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cdr_reports.integration.alerts import NO_CHANNEL, deadline_interval
-from cdr_reports.pipeline.config import load_settings
 from cdr_reports.integration.dag_factory import build_report_dags
+from cdr_reports.pipeline.config import load_settings
 from tests.support.processes import build_dag, free_port, slack_connection_uri, smtp_connection_uri, task_states
 from tests.support.reports import DAY
 
@@ -79,15 +79,23 @@ def test_failed_run_sends_exactly_one_email_and_one_slack_message(dag_env, smtp_
     assert post["auth"] == "Bearer xoxb-test-token"
     payload = json.loads(post["body"])
     assert payload["channel"] == "#cdr-alerts"
-    for field in ("DAG: cdr_daily_report", "Period: daily 2026-11-27", "Try: 2 of 2", "Error: ServerSelectionTimeoutError"):
+    for field in (
+        "DAG: cdr_daily_report",
+        "Period: daily 2026-11-27",
+        "Try: 2 of 2",
+        "Error: ServerSelectionTimeoutError",
+    ):
         assert field in payload["text"], payload["text"]
 
 
 def test_without_a_channel_the_failure_is_only_logged(dag_env, smtp_server, caplog, tmp_path):
     dag_env(
         {"CDR_RETRIES": "0", "CDR_MONGO_TIMEOUT_MS": "500"},
-        {"cdr_mongo": _dead_source(), "cdr_reports_db": f"sqlite:///{tmp_path / 'r.db'}",
-         "smtp_default": smtp_connection_uri(smtp_server)},  # a working server, but nobody to write to
+        {
+            "cdr_mongo": _dead_source(),
+            "cdr_reports_db": f"sqlite:///{tmp_path / 'r.db'}",
+            "smtp_default": smtp_connection_uri(smtp_server),
+        },  # a working server, but nobody to write to
     )
     caplog.set_level(logging.INFO, logger="cdr_reports.integration.alerts")
     run = build_dag("daily").test(run_conf={"report_date": DAY.start_date.isoformat()})
@@ -102,14 +110,34 @@ def test_without_a_channel_the_failure_is_only_logged(dag_env, smtp_server, capl
 
 def test_a_broken_channel_does_not_stop_the_others(dag_env, slack_server, tmp_path):
     """E-mail to an SMTP port nobody listens on fails; the Slack alert still goes out."""
-    dead_smtp = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": free_port(),
-                            "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "a@example.org",
-                                      "timeout": 2, "retry_limit": 1}})
+    dead_smtp = json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "extra": {
+                "disable_tls": True,
+                "disable_ssl": True,
+                "from_email": "a@example.org",
+                "timeout": 2,
+                "retry_limit": 1,
+            },
+        }
+    )
     dag_env(
-        {"CDR_RETRIES": "0", "CDR_MONGO_TIMEOUT_MS": "500", "CDR_ALERT_EMAILS": RECIPIENTS[0],
-         "CDR_SLACK_CONN_ID": "cdr_slack", "CDR_SLACK_CHANNEL": "#cdr-alerts"},
-        {"cdr_mongo": _dead_source(), "cdr_reports_db": f"sqlite:///{tmp_path / 'r.db'}",
-         "smtp_default": dead_smtp, "cdr_slack": slack_connection_uri(slack_server)},
+        {
+            "CDR_RETRIES": "0",
+            "CDR_MONGO_TIMEOUT_MS": "500",
+            "CDR_ALERT_EMAILS": RECIPIENTS[0],
+            "CDR_SLACK_CONN_ID": "cdr_slack",
+            "CDR_SLACK_CHANNEL": "#cdr-alerts",
+        },
+        {
+            "cdr_mongo": _dead_source(),
+            "cdr_reports_db": f"sqlite:///{tmp_path / 'r.db'}",
+            "smtp_default": dead_smtp,
+            "cdr_slack": slack_connection_uri(slack_server),
+        },
     )
     run = build_dag("daily").test(run_conf={"report_date": DAY.start_date.isoformat()})
     assert str(run.state) == "failed"
@@ -225,8 +253,10 @@ def test_airflow_creates_prunes_and_fires_the_daily_deadline(dag_env, smtp_serve
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    dag_env({"CDR_DAILY_DEADLINE_LOCAL_TIME": "06:00", "CDR_ALERT_EMAILS": RECIPIENTS[0]},
-            {"smtp_default": smtp_connection_uri(smtp_server)})
+    dag_env(
+        {"CDR_DAILY_DEADLINE_LOCAL_TIME": "06:00", "CDR_ALERT_EMAILS": RECIPIENTS[0]},
+        {"smtp_default": smtp_connection_uri(smtp_server)},
+    )
     # Earlier tests stored this DAG moments ago; Airflow skips rewrites within 30 s by default.
     monkeypatch.setenv("AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL", "0")
     _store_dags_like_the_dag_processor()
@@ -248,7 +278,9 @@ def test_airflow_creates_prunes_and_fires_the_daily_deadline(dag_env, smtp_serve
 
         # The scheduler's query for deadlines to handle (scheduler_job_runner), then its handling.
         due = session.scalars(
-            select(Deadline).where(Deadline.deadline_time < datetime.now(zone)).where(~Deadline.missed)
+            select(Deadline)
+            .where(Deadline.deadline_time < datetime.now(zone))
+            .where(~Deadline.missed)
             .where(Deadline.dagrun_id == late.id)
         ).all()
         assert [d.id for d in due] == [deadline.id]

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from cdr_reports.pipeline.config import ConfigError, load_settings
 from cdr_reports.pipeline.load import load_report
-from tests.support.reference import random_documents
 from tests.support.processes import build_dag, run_output, task_states
+from tests.support.reference import random_documents
 from tests.support.reports import DAY, expected_state, make_report, stored_state
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
@@ -37,7 +37,16 @@ PREVIOUS = make_report("previous", range(0, 5), base=11)
         ({"CDR_DAILY_DEADLINE_LOCAL_TIME": "6am"}, "CDR_DAILY_DEADLINE_LOCAL_TIME='6am' is not a local time HH:MM"),
         ({"CDR_DAILY_DEADLINE_LOCAL_TIME": "01:30"}, "must be later than the daily report's due time 02:00"),
     ],
-    ids=["timezone", "filter-json", "filter-operator", "retention", "emails", "slack-channel", "deadline-format", "deadline-order"],
+    ids=[
+        "timezone",
+        "filter-json",
+        "filter-operator",
+        "retention",
+        "emails",
+        "slack-channel",
+        "deadline-format",
+        "deadline-order",
+    ],
 )
 def test_bad_settings_fail_the_dag_files_with_one_message(monkeypatch, env, needle):
     """The DAG files do not load: each import error ends in one ConfigError naming the variable."""
@@ -107,8 +116,13 @@ def _run_and_expect_fail_fast(dag_env, capfd, settings, connections, failing_tas
 def test_missing_source_connection(dag_env, capfd, caplog, source, sqlite_sink):
     url, engine = sqlite_sink
     _run_and_expect_fail_fast(
-        dag_env, capfd, {"CDR_MONGO_CONN_ID": "cdr_mongo_nowhere"}, {"cdr_reports_db": url},
-        "extract[0]", ["cdr_mongo_nowhere", "CDR_MONGO_CONN_ID", "isn't defined"], caplog=caplog,
+        dag_env,
+        capfd,
+        {"CDR_MONGO_CONN_ID": "cdr_mongo_nowhere"},
+        {"cdr_reports_db": url},
+        "extract[0]",
+        ["cdr_mongo_nowhere", "CDR_MONGO_CONN_ID", "isn't defined"],
+        caplog=caplog,
     )
     assert stored_state(engine) == expected_state(PREVIOUS)
 
@@ -116,8 +130,13 @@ def test_missing_source_connection(dag_env, capfd, caplog, source, sqlite_sink):
 def test_missing_sink_connection(dag_env, capfd, caplog, source, sqlite_sink):
     _url, engine = sqlite_sink
     _run_and_expect_fail_fast(
-        dag_env, capfd, {"CDR_SQL_CONN_ID": "cdr_sink_nowhere"}, {"cdr_mongo": source},
-        "load", ["cdr_sink_nowhere", "CDR_SQL_CONN_ID", "isn't defined"], caplog=caplog,
+        dag_env,
+        capfd,
+        {"CDR_SQL_CONN_ID": "cdr_sink_nowhere"},
+        {"cdr_mongo": source},
+        "load",
+        ["cdr_sink_nowhere", "CDR_SQL_CONN_ID", "isn't defined"],
+        caplog=caplog,
     )
     assert stored_state(engine) == expected_state(PREVIOUS)
 
@@ -126,8 +145,13 @@ def test_filter_the_server_rejects(dag_env, capfd, caplog, source, sqlite_sink):
     """Valid JSON with a known top-level shape, but an operator MongoDB does not have."""
     url, engine = sqlite_sink
     _run_and_expect_fail_fast(
-        dag_env, capfd, {"CDR_GLOBAL_FILTER": '{"Duration": {"$bogus": 1}}'}, {"cdr_mongo": source, "cdr_reports_db": url},
-        "extract[0]", ["CDR_GLOBAL_FILTER=", "$bogus", "unknown operator"], caplog=caplog,
+        dag_env,
+        capfd,
+        {"CDR_GLOBAL_FILTER": '{"Duration": {"$bogus": 1}}'},
+        {"cdr_mongo": source, "cdr_reports_db": url},
+        "extract[0]",
+        ["CDR_GLOBAL_FILTER=", "$bogus", "unknown operator"],
+        caplog=caplog,
     )
     assert stored_state(engine) == expected_state(PREVIOUS)
 
@@ -147,9 +171,13 @@ def pg_sink(own_pg):
 def test_wrong_sink_password(dag_env, capfd, caplog, source, pg_sink):
     cluster, schema, engine = pg_sink
     _run_and_expect_fail_fast(
-        dag_env, capfd, {"CDR_SQL_SCHEMA": schema},
+        dag_env,
+        capfd,
+        {"CDR_SQL_SCHEMA": schema},
         {"cdr_mongo": source, "cdr_reports_db": _pg_conn(cluster, "owner", "not-the-password")},
-        "load", ["CDR_SQL_CONN_ID", "refused the login", 'password authentication failed for user "owner"'], caplog=caplog,
+        "load",
+        ["CDR_SQL_CONN_ID", "refused the login", 'password authentication failed for user "owner"'],
+        caplog=caplog,
     )
     assert stored_state(engine) == expected_state(PREVIOUS)
 
@@ -157,9 +185,13 @@ def test_wrong_sink_password(dag_env, capfd, caplog, source, pg_sink):
 def test_missing_sink_database(dag_env, capfd, caplog, source, pg_sink):
     cluster, schema, engine = pg_sink
     _run_and_expect_fail_fast(
-        dag_env, capfd, {"CDR_SQL_SCHEMA": schema},
+        dag_env,
+        capfd,
+        {"CDR_SQL_SCHEMA": schema},
         {"cdr_mongo": source, "cdr_reports_db": _pg_conn(cluster, "owner", cluster.owner_password, "no_such_db")},
-        "load", ["CDR_SQL_CONN_ID", 'database "no_such_db" does not exist'], caplog=caplog,
+        "load",
+        ["CDR_SQL_CONN_ID", 'database "no_such_db" does not exist'],
+        caplog=caplog,
     )
     assert stored_state(engine) == expected_state(PREVIOUS)
 
@@ -179,14 +211,21 @@ def test_sink_user_without_rights(dag_env, capfd, caplog, source, own_pg, tables
     )
     try:
         _run_and_expect_fail_fast(
-            dag_env, capfd, {"CDR_SQL_SCHEMA": schema},
+            dag_env,
+            capfd,
+            {"CDR_SQL_SCHEMA": schema},
             {"cdr_mongo": source, "cdr_reports_db": _pg_conn(cluster, role, "reader-secret")},
-            "load", ["CDR_SQL_CONN_ID", "SQLSTATE 42501", "permission denied for"], caplog=caplog,
+            "load",
+            ["CDR_SQL_CONN_ID", "SQLSTATE 42501", "permission denied for"],
+            caplog=caplog,
         )
         if tables_exist:
             assert stored_state(engine) == expected_state(PREVIOUS)
         else:
             assert not sa.inspect(engine).has_table("cdr_report_run", schema=schema)
     finally:
-        cluster.psql(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM {role};\n'
-                     f'REVOKE ALL ON SCHEMA "{schema}" FROM {role};\nDROP ROLE {role};', database=cluster.database)
+        cluster.psql(
+            f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM {role};\n'
+            f'REVOKE ALL ON SCHEMA "{schema}" FROM {role};\nDROP ROLE {role};',
+            database=cluster.database,
+        )

@@ -17,7 +17,9 @@ REPORT_B = make_report("B", range(6, 20), base=500)
 PREVIOUS = make_report("previous", range(0, 3), base=7)
 
 
-def _race(engine: sa.engine.Engine, reports, barrier_at: str | None = "DELETE FROM cdr_report_run") -> dict[str, BaseException | None]:
+def _race(
+    engine: sa.engine.Engine, reports, barrier_at: str | None = "DELETE FROM cdr_report_run"
+) -> dict[str, BaseException | None]:
     """Run load_report for each report in its own thread; all meet at a barrier just before
     their first `barrier_at` statement (by default the load transaction's first statement; None:
     each thread's very first statement), then race."""
@@ -40,7 +42,7 @@ def _race(engine: sa.engine.Engine, reports, barrier_at: str | None = "DELETE FR
         try:
             load_report(engine, report)
             outcomes[report.dag_run_id] = None
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertions
+        except BaseException as exc:
             outcomes[report.dag_run_id] = exc
 
     threads = [threading.Thread(target=load, args=(report,)) for report in reports]
@@ -74,8 +76,10 @@ def test_two_concurrent_loads_leave_one_complete_report(sql_engine, previous):
         load_report(sql_engine, PREVIOUS)
     outcomes = _race(sql_engine, [REPORT_A, REPORT_B])
     winner = _check_one_complete_report(sql_engine, outcomes)
-    print(f"\n{sql_engine.dialect.name} previous={previous}: final state = {winner}; outcomes = "
-          f"{ {k: type(v).__name__ if v else 'ok' for k, v in outcomes.items()} }")
+    print(
+        f"\n{sql_engine.dialect.name} previous={previous}: final state = {winner}; outcomes = "
+        f"{ {k: type(v).__name__ if v else 'ok' for k, v in outcomes.items()} }"
+    )
     # Whatever happened, retrying a loser converges: the retried report is then stored exactly.
     loser = REPORT_A if winner == "run-B" else REPORT_B
     if outcomes[loser.dag_run_id] is not None:

@@ -40,8 +40,10 @@ def test_postgres_stopped_during_the_load(own_pg):
     with pytest.raises(sa.exc.DBAPIError) as caught:
         load_report(engine, NEW)
     sa.event.remove(engine, "before_cursor_execute", stop_server)
-    print(f"\nload failed {time.monotonic() - began:.2f} s after it started: {type(caught.value).__name__}: "
-          f"{str(caught.value.orig).splitlines()[0]}")
+    print(
+        f"\nload failed {time.monotonic() - began:.2f} s after it started: {type(caught.value).__name__}: "
+        f"{str(caught.value.orig).splitlines()[0]}"
+    )
     assert stopped, "the hook never fired"
     # Transient (so Airflow retries), not a PermanentError (which would fail the task at once).
     assert not isinstance(caught.value, PermanentError)
@@ -107,8 +109,11 @@ def sink(request, tmp_path):
     engine.dispose()
 
 
-@pytest.mark.parametrize("pause_after", ["DELETE FROM cdr_operator_report", "INSERT INTO cdr_operator_report"],
-                         ids=["after-deletes", "after-inserts"])
+@pytest.mark.parametrize(
+    "pause_after",
+    ["DELETE FROM cdr_operator_report", "INSERT INTO cdr_operator_report"],
+    ids=["after-deletes", "after-inserts"],
+)
 def test_load_process_killed_mid_transaction(sink, pause_after):
     """kill -9 of the loading process with its transaction open (SQLite: a hot journal remains)."""
     url, connect_args, engine = sink

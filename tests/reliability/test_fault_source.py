@@ -14,12 +14,12 @@ import pytest
 import sqlalchemy as sa
 from pymongo.errors import ConnectionFailure
 
-from cdr_reports.pipeline import extract as extract_module
-from cdr_reports.pipeline.config import load_settings
 from cdr_reports.integration.connections import mongo_collection
 from cdr_reports.integration.failures import fail_fast
-from tests.support.reference import edge_case_documents, expected_report, random_documents
+from cdr_reports.pipeline import extract as extract_module
+from cdr_reports.pipeline.config import load_settings
 from tests.support.processes import build_dag, task_states
+from tests.support.reference import edge_case_documents, expected_report, random_documents
 from tests.support.reports import DAY, assert_stored_equals_reference
 
 DATABASE = "cdr_faults"
@@ -27,7 +27,9 @@ DATABASE = "cdr_faults"
 
 @pytest.fixture
 def seeded(ferret, ferret_client):
-    docs = random_documents(random.Random(11), 300, DAY.start_utc, DAY.end_utc) + edge_case_documents(DAY.start_utc, DAY.end_utc)
+    docs = random_documents(random.Random(11), 300, DAY.start_utc, DAY.end_utc) + edge_case_documents(
+        DAY.start_utc, DAY.end_utc
+    )
     ferret_client[DATABASE].CdrRecords.insert_many([dict(d) for d in docs])
     return docs
 
@@ -130,9 +132,11 @@ def test_retries_recover_once_the_server_is_back(ferret, seeded, dag_env, tmp_pa
     for thread in threads:
         thread.join(10)
     states = task_states(run)
-    print(f"\n{when}: run {run.state} in {took:.1f} s, extract tries at "
-          f"{[round(t - attempts[0], 1) for t in attempts]} s, server back at "
-          f"{[round(t - attempts[0], 1) for t in restarted]} s; {states}")
+    print(
+        f"\n{when}: run {run.state} in {took:.1f} s, extract tries at "
+        f"{[round(t - attempts[0], 1) for t in attempts]} s, server back at "
+        f"{[round(t - attempts[0], 1) for t in restarted]} s; {states}"
+    )
     assert restarted, "the server was never restarted"
     assert str(run.state) == "success"
     state, tries = states["extract[0]"]

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from cdr_reports.pipeline.load import read_report
-from tests.support.reference import expected_report, random_documents
 from tests.support.processes import build_dag, task_states
+from tests.support.reference import expected_report, random_documents
 from tests.support.reports import DAY, assert_stored_equals_reference
 
 
@@ -25,7 +25,10 @@ def test_late_cdrs_and_late_deletions_replace_the_days_report(dag_env, mongo_uri
     docs = on_time + withdrawn
     mongo_db.CdrRecords.insert_many([dict(d) for d in docs])
     sink = tmp_path / "reports.db"
-    dag_env({}, {"cdr_mongo": f"mongo://{urlsplit(mongo_uri).netloc}/{mongo_db.name}", "cdr_reports_db": f"sqlite:///{sink}"})
+    dag_env(
+        {},
+        {"cdr_mongo": f"mongo://{urlsplit(mongo_uri).netloc}/{mongo_db.name}", "cdr_reports_db": f"sqlite:///{sink}"},
+    )
     engine = sa.create_engine(f"sqlite:///{sink}")
     dag = build_dag("daily")
     conf = {"report_date": DAY.start_date.isoformat()}
@@ -37,8 +40,14 @@ def test_late_cdrs_and_late_deletions_replace_the_days_report(dag_env, mongo_uri
 
     # Late arrivals for the day (a new operator, more calls for known ones, some junk) ...
     late = random_documents(random.Random(78), 120, DAY.start_utc, DAY.end_utc)
-    late += [{"Operator": {"Id": "LATE-OP"}, "DateTime": {"Start": DAY.end_utc - timedelta(minutes=m),
-                                                          "Connect": DAY.end_utc}, "Duration": 45} for m in (1, 2)]
+    late += [
+        {
+            "Operator": {"Id": "LATE-OP"},
+            "DateTime": {"Start": DAY.end_utc - timedelta(minutes=m), "Connect": DAY.end_utc},
+            "Duration": 45,
+        }
+        for m in (1, 2)
+    ]
     mongo_db.CdrRecords.insert_many([dict(d) for d in late])
     # ... and late deletions.
     mongo_db.CdrRecords.update_many({"Operator.Id": "WITHDRAWN"}, {"$set": {"IsDeleted": True}})
@@ -57,6 +66,8 @@ def test_late_cdrs_and_late_deletions_replace_the_days_report(dag_env, mongo_uri
     # Replaced, not added to: every row comes from the re-run, one row per operator.
     assert {row["dag_run_id"] for row in stored["rows"]} == {stored["run"]["dag_run_id"]} == {second.run_id}
     assert len(stored["rows"]) == len(expected["rows"])
-    print(f"\nfirst run: source={expected_report(docs, DAY.start_utc, DAY.end_utc)['source']}, "
-          f"re-run: source={expected['source']} valid={expected['valid']} rejected={expected['rejected']}")
+    print(
+        f"\nfirst run: source={expected_report(docs, DAY.start_utc, DAY.end_utc)['source']}, "
+        f"re-run: source={expected['source']} valid={expected['valid']} rejected={expected['rejected']}"
+    )
     engine.dispose()

@@ -10,15 +10,21 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from cdr_reports.integration.maintenance import (
+    DAG_ID,
+    RETENTION_DISABLED,
+    build_maintenance_dag,
+    prune_reports,
+    retention_cutoff,
+)
 from cdr_reports.pipeline.config import load_settings
 from cdr_reports.pipeline.load import load_report, report_tables
-from cdr_reports.integration.maintenance import DAG_ID, RETENTION_DISABLED, build_maintenance_dag, prune_reports, retention_cutoff
 from cdr_reports.pipeline.periods import period_containing
 from tests.support.processes import run_output, task_states
 from tests.support.reports import make_report
@@ -31,13 +37,22 @@ def _stored_periods(engine) -> dict[str, set[tuple[str, date]]]:
     tables = report_tables()
     with engine.connect() as conn:
         return {
-            "run": {(r.report_type, r.period_start) for r in conn.execute(sa.select(tables.run.c.report_type, tables.run.c.period_start))},
-            "operator": {(r.report_type, r.period_start) for r in conn.execute(
-                sa.select(tables.operator.c.report_type, tables.operator.c.period_start).distinct())},
+            "run": {
+                (r.report_type, r.period_start)
+                for r in conn.execute(sa.select(tables.run.c.report_type, tables.run.c.period_start))
+            },
+            "operator": {
+                (r.report_type, r.period_start)
+                for r in conn.execute(
+                    sa.select(tables.operator.c.report_type, tables.operator.c.period_start).distinct()
+                )
+            },
         }
 
 
-def _load_periods(engine, days: list[date], weeks: list[date] = (), months: list[date] = ()) -> dict[tuple[str, date], int]:
+def _load_periods(
+    engine, days: list[date], weeks: list[date] = (), months: list[date] = ()
+) -> dict[tuple[str, date], int]:
     """Store a report per period; returns {(type, period_start): operator rows}."""
     stored = {}
     for report_type, anchors in (("daily", days), ("weekly", weeks), ("monthly", months)):
@@ -189,9 +204,13 @@ def test_airflow_db_clean_purges_old_runs_and_keeps_recent_ones(tmp_path):
     def snapshot() -> dict:
         with sqlite3.connect(db) as conn:
             return {
-                "runs": sorted(r[0] for r in conn.execute("SELECT run_id FROM dag_run WHERE dag_id='cdr_daily_report'")),
-                "ti_runs": sorted(r[0] for r in conn.execute(
-                    "SELECT DISTINCT run_id FROM task_instance WHERE dag_id='cdr_daily_report'")),
+                "runs": sorted(
+                    r[0] for r in conn.execute("SELECT run_id FROM dag_run WHERE dag_id='cdr_daily_report'")
+                ),
+                "ti_runs": sorted(
+                    r[0]
+                    for r in conn.execute("SELECT DISTINCT run_id FROM task_instance WHERE dag_id='cdr_daily_report'")
+                ),
                 "logs": sorted(r[0] for r in conn.execute("SELECT run_id FROM log WHERE event='cdr-reliability-test'")),
                 "dags": sorted(r[0] for r in conn.execute("SELECT dag_id FROM dag")),
             }
@@ -200,7 +219,7 @@ def test_airflow_db_clean_purges_old_runs_and_keeps_recent_ones(tmp_path):
     everything = sorted(f"scheduled__{label}" for label in ages)
     assert before["runs"] == before["ti_runs"] == before["logs"] == everything
 
-    cutoff = (datetime.now(timezone.utc) - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    cutoff = (datetime.now(UTC) - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     output = run(airflow, "db", "clean", "--clean-before-timestamp", cutoff, "--yes", "--skip-archive")
     after = snapshot()
     print(f"\nbefore: {before['runs']}\nafter:  {after['runs']}")
@@ -218,20 +237,36 @@ def test_prune_reports_also_deletes_old_findings_and_audits(sql_engine):
 
     ensure_tables(sql_engine)
     tables = build_metadata().tables
-    finding = {"report_type": "daily", "operator_id": "op-1", "verdict": "drop", "expected": 10, "actual": 1,
-               "detail": "drop", "dag_run_id": "r", "checked_at": datetime(2026, 11, 28)}
+    finding = {
+        "report_type": "daily",
+        "operator_id": "op-1",
+        "verdict": "drop",
+        "expected": 10,
+        "actual": 1,
+        "detail": "drop",
+        "dag_run_id": "r",
+        "checked_at": datetime(2026, 11, 28),
+    }
     audit = {"unplaceable_records": 3, "previous_records": None, "sample_ids": "[]"}
     with sql_engine.begin() as conn:
-        conn.execute(tables["cdr_quality_check"].insert(), [
-            {**finding, "period_start": date(2026, 11, 19)},
-            {**finding, "period_start": date(2026, 11, 20)},
-        ])
-        conn.execute(tables["cdr_source_audit"].insert(), [
-            {**audit, "dag_run_id": "old", "audited_at": datetime(2026, 11, 19, 23, 59)},
-            {**audit, "dag_run_id": "new", "audited_at": datetime(2026, 11, 20, 0, 0)},
-        ])
+        conn.execute(
+            tables["cdr_quality_check"].insert(),
+            [
+                {**finding, "period_start": date(2026, 11, 19)},
+                {**finding, "period_start": date(2026, 11, 20)},
+            ],
+        )
+        conn.execute(
+            tables["cdr_source_audit"].insert(),
+            [
+                {**audit, "dag_run_id": "old", "audited_at": datetime(2026, 11, 19, 23, 59)},
+                {**audit, "dag_run_id": "new", "audited_at": datetime(2026, 11, 20, 0, 0)},
+            ],
+        )
     counts = prune_reports(sql_engine, date(2026, 11, 20))
     assert (counts.quality_rows, counts.audit_rows) == (1, 1)
     with sql_engine.connect() as conn:
-        assert [r.period_start for r in conn.execute(sa.select(tables["cdr_quality_check"].c.period_start))] == [date(2026, 11, 20)]
+        assert [r.period_start for r in conn.execute(sa.select(tables["cdr_quality_check"].c.period_start))] == [
+            date(2026, 11, 20)
+        ]
         assert [r.dag_run_id for r in conn.execute(sa.select(tables["cdr_source_audit"].c.dag_run_id))] == ["new"]

@@ -210,10 +210,8 @@ class AirflowStack:
                     os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 8  # then SIGKILL: the temp home is thrown away anyway
         for proc in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             with contextlib.suppress(ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group (task processes)
             with contextlib.suppress(ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
@@ -349,7 +347,7 @@ def airflow_stack(request) -> Iterator[AirflowStack]:
                 "admin",
                 "--lastname",
                 "Test",
-            ),  # fmt: skip
+            ),
         }
         outputs = {name: proc.communicate(timeout=300)[0] for name, proc in init.items()}
         for name, proc in init.items():

@@ -57,7 +57,7 @@ class FerretServer:
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
-        log = open(self.data_dir.parent / "ferretdb.log", "ab")
+        log = open(self.data_dir.parent / "ferretdb.log", "ab")  # noqa: SIM115 - the server process keeps it
         self.process = subprocess.Popen(
             [str(self.binary), "-listen-addr", f"127.0.0.1:{self.port}", "-sqlite-dir", str(self.data_dir)],
             stdout=log,
@@ -125,14 +125,30 @@ class PgCluster:
         if os.geteuid() == 0:
             shutil.chown(self.data_dir, "postgres", "postgres")
         self._run(
-            str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
-            "--auth-local=trust", "--auth-host=scram-sha-256",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
         )
 
     def start(self) -> None:
         self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"), "-w", "-t", "60",
-            "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off", "start",
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off",
+            "start",
         )
 
     def stop(self, mode: str = "fast") -> None:
@@ -145,8 +161,19 @@ class PgCluster:
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the local socket (trust)."""
         result = self._run(
-            str(self.bindir / "psql"), "-h", str(self.data_dir), "-p", str(self.port), "-U", "postgres",
-            "-d", database, "-v", "ON_ERROR_STOP=1", "-qtA", input=sql,
+            str(self.bindir / "psql"),
+            "-h",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qtA",
+            input=sql,
         )
         return result.stdout
 

@@ -137,8 +137,8 @@ def edge_case_documents(start: datetime, end: datetime) -> list[dict]:
         {"Operator": {"Id": "trailing "}, "DateTime": {"Start": mid}, "Duration": 1},  # SQL Server pads keys
         {"Operator": {"Id": " leading"}, "DateTime": {"Start": mid}, "Duration": 1},
         {"Operator": {"Id": "inner space"}, "DateTime": {"Start": mid, "Connect": connect}, "Duration": 2},  # valid
-        {"Operator": {"Id": "\U0001F4DE" * 127}, "DateTime": {"Start": mid}, "Duration": 1},  # 254 UTF-16 units: valid
-        {"Operator": {"Id": "\U0001F4DE" * 128}, "DateTime": {"Start": mid}, "Duration": 1},  # 256 units: rejected
+        {"Operator": {"Id": "\U0001f4de" * 127}, "DateTime": {"Start": mid}, "Duration": 1},  # 254 UTF-16 units: valid
+        {"Operator": {"Id": "\U0001f4de" * 128}, "DateTime": {"Start": mid}, "Duration": 1},  # 256 units: rejected
         {"Operator": {"Id": "y" * 255}, "DateTime": {"Start": mid}, "Duration": 1},  # 255: valid
         # Starts no window may count (the source audit's business), however they straddle it.
         {"Operator": {"Id": 5}, "DateTime": {"Start": [start - (end - start), end + (end - start)]}, "Duration": 1},

@@ -45,8 +45,17 @@ def make_report(tag: str, operators: range, base: int, period=DAY) -> Report:
 
 def expected_state(report: Report) -> dict[str, Any]:
     return {
-        "run": (report.dag_run_id, report.source_records, report.valid_records, report.rejected_records, report.operators),
-        "rows": {r.operator_id: (r.total_calls, r.answered_calls, r.total_duration_seconds, report.dag_run_id) for r in report.rows},
+        "run": (
+            report.dag_run_id,
+            report.source_records,
+            report.valid_records,
+            report.rejected_records,
+            report.operators,
+        ),
+        "rows": {
+            r.operator_id: (r.total_calls, r.answered_calls, r.total_duration_seconds, report.dag_run_id)
+            for r in report.rows
+        },
     }
 
 
@@ -57,7 +66,13 @@ def stored_state(engine: sa.engine.Engine, period=DAY, schema: str | None = None
         return None
     run = stored["run"]
     return {
-        "run": (run["dag_run_id"], run["source_records"], run["valid_records"], run["rejected_records"], run["operators"]),
+        "run": (
+            run["dag_run_id"],
+            run["source_records"],
+            run["valid_records"],
+            run["rejected_records"],
+            run["operators"],
+        ),
         "rows": {
             r["operator_id"]: (r["total_calls"], r["answered_calls"], r["total_duration_seconds"], r["dag_run_id"])
             for r in stored["rows"]
@@ -83,7 +98,9 @@ def assert_stored_equals_reference(engine: sa.engine.Engine, expected: dict[str,
     assert stored is not None, "no report stored"
     run = stored["run"]
     assert (run["source_records"], run["valid_records"], run["rejected_records"]) == (
-        expected["source"], expected["valid"], expected["rejected"],
+        expected["source"],
+        expected["valid"],
+        expected["rejected"],
     )
     assert run["operators"] == len(expected["rows"])
     rows = {row["operator_id"]: row for row in stored["rows"]}
@@ -91,7 +108,9 @@ def assert_stored_equals_reference(engine: sa.engine.Engine, expected: dict[str,
     for key, want in expected["rows"].items():
         got = rows[key]
         assert (got["total_calls"], got["answered_calls"], got["total_duration_seconds"]) == (
-            want["total_calls"], want["answered_calls"], want["total_duration_seconds"],
+            want["total_calls"],
+            want["answered_calls"],
+            want["total_duration_seconds"],
         ), key
         assert got["answer_ratio"] == pytest.approx(want["answer_ratio"]), key
         if want["avg_answered_duration_seconds"] is None:

@@ -236,3 +236,16 @@ def test_a_deep_link_opens_the_view_inside_the_ui(open_page, report_stack, ui_ar
     assert frame.locator("#trend-chart g.pt").count() == len(report_stack.expected["weekly"])
     # docs/img/report-view.png (the README's picture) is a copy of this screenshot.
     page.screenshot(path=str(ui_artifacts / "09-deep-link-weekly.png"))
+
+
+def test_the_assets_page_shows_the_report_events(open_page, report_stack, finished_daily_run, ui_artifacts):
+    page = open_page(height=1100)
+    _login(page, report_stack, "admin", "/assets")
+    page.get_by_role("link", name="cdr_daily_report_table").click()
+    page.wait_for_url(re.compile(r".*/assets/.+"))
+    # The report runs' events, each with its source DAG and the consumer DAG run it triggered (the
+    # events' extra is checked through the REST API in test_assets.py).
+    page.get_by_text("cdr_daily_report_consumer").first.wait_for()
+    assert page.get_by_role("link", name="cdr_daily_report", exact=True).count() >= 1
+    page.get_by_text(re.compile(r"^\d+ Asset Events$")).first.wait_for()
+    page.screenshot(path=str(ui_artifacts / "10-admin-assets-page.png"), full_page=True)

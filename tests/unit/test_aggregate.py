@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
 from cdr_reports.pipeline.aggregate import Report, build_report, round_seconds
 from cdr_reports.pipeline.errors import InvariantError
 from cdr_reports.pipeline.extract import SliceCounts
-from cdr_reports.pipeline.validity import operator_key
 from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.validity import operator_key
 
 DAY = period_containing("daily", date(2026, 11, 27), "Europe/Istanbul")
-AT = datetime(2026, 11, 28, 1, 2, 3, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 28, 1, 2, 3, tzinfo=UTC)
 
 
 def _slice(start, end, source, rejected, totals, answered, durations):
@@ -43,7 +43,7 @@ def test_slices_merge_and_ratios():
 def test_slice_counts_survive_xcom_json():
     import json
 
-    (start, end), = DAY.slices(1)
+    ((start, end),) = DAY.slices(1)
     counts = _slice(start, end, 3, 1, {"a": 2}, {"a": 1}, {"a": 2.5})
     assert SliceCounts.from_dict(json.loads(json.dumps(counts.to_dict()))) == counts
 
@@ -60,7 +60,7 @@ def test_slice_counts_survive_xcom_json():
     ],
 )
 def test_invariants_fail_loudly(slices, message):
-    (a_start, a_end), (b_start, b_end), (c_start, c_end) = DAY.slices(3)
+    (a_start, a_end), (_b_start, b_end), (c_start, c_end) = DAY.slices(3)
     whole = (DAY.start_utc, DAY.end_utc)
     cases = {
         "gap": [_slice(a_start, a_end, 0, 0, {}, {}, {}), _slice(c_start, c_end, 0, 0, {}, {}, {})],
@@ -79,7 +79,19 @@ def test_round_seconds_half_up_and_ints_untouched():
 
 @pytest.mark.parametrize(
     ("raw", "key"),
-    [(0, "0"), (5, "5"), ("5", "5"), ("Türk", "Türk"), ("", None), ("x" * 256, None), (True, None), (None, None), ([1], None), (1.0, None), ({"a": 1}, None)],
+    [
+        (0, "0"),
+        (5, "5"),
+        ("5", "5"),
+        ("Türk", "Türk"),
+        ("", None),
+        ("x" * 256, None),
+        (True, None),
+        (None, None),
+        ([1], None),
+        (1.0, None),
+        ({"a": 1}, None),
+    ],
 )
 def test_operator_keys(raw, key):
     assert operator_key(raw) == key

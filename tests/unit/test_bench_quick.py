@@ -34,11 +34,17 @@ OPERATORS = 12  # cdr_reports_dev.synthetic default
 def test_original_approach_computes_the_report_contract(mongo_db):
     """The baseline is only a fair comparison if it produces the same report as the contract."""
     day = period_containing("daily", date(2026, 11, 27), "Europe/Istanbul")
-    docs = edge_case_documents(day.start_utc, day.end_utc) + random_documents(random.Random(7), 400, day.start_utc, day.end_utc)
+    docs = edge_case_documents(day.start_utc, day.end_utc) + random_documents(
+        random.Random(7), 400, day.start_utc, day.end_utc
+    )
     mongo_db.CdrRecords.insert_many([dict(d) for d in docs])
     got = original_approach(mongo_db.CdrRecords, day.start_utc, day.end_utc)
     want = expected_report(docs, day.start_utc, day.end_utc)
-    assert (got["source_records"], got["valid_records"], got["rejected_records"]) == (want["source"], want["valid"], want["rejected"])
+    assert (got["source_records"], got["valid_records"], got["rejected_records"]) == (
+        want["source"],
+        want["valid"],
+        want["rejected"],
+    )
     assert set(got["rows"]) == set(want["rows"])
     for key, row in want["rows"].items():
         assert got["rows"][key]["total_calls"] == row["total_calls"], key
@@ -53,7 +59,11 @@ def quick_run(mongo_uri, mjs_uri, pg_uri, tmp_path_factory):
     env = {**os.environ, "CDR_TEST_PG_URI": pg_uri}
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=900,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-6000:]
     return json.loads((out / "benchmarks.json").read_text()), (out / "benchmarks.md").read_text(), out
@@ -120,7 +130,11 @@ def test_round_trips_are_exactly_one_query_per_slice(quick_run):
     seen = {(t["server"], t["strategy"], t["slices"]) for t in trips}
     assert seen == {
         (server, strategy, slices)
-        for server, strategy in (("ferretdb", "stream"), ("mongo-java-server", "pushdown"), ("mongo-java-server", "stream"))
+        for server, strategy in (
+            ("ferretdb", "stream"),
+            ("mongo-java-server", "pushdown"),
+            ("mongo-java-server", "stream"),
+        )
         for slices in (1, 4)
     }
     batch = data["meta"]["stream_batch_size"]
@@ -177,7 +191,9 @@ def test_markdown_states_every_target_and_explains_each_miss(quick_run):
     assert "python bench/run.py --quick" in markdown
     for heading in ("## Targets", "## Machine and method", "## 1. ", "## 2. ", "## 3. ", "## 4. ", "## 5. ", "## 6. "):
         assert heading in markdown, heading
-    table = [line for line in markdown.split("## Targets", 1)[1].split("\n## ", 1)[0].splitlines() if line.startswith("| ")]
+    table = [
+        line for line in markdown.split("## Targets", 1)[1].split("\n## ", 1)[0].splitlines() if line.startswith("| ")
+    ]
     rows = table[1:]  # after the header row
     # 2 ratios x 2 sizes, client RSS x 2 sizes + flatness, 6 round-trip checks, dag.test.
     assert len(rows) == 4 + 3 + 6 + 1, rows
@@ -188,7 +204,10 @@ def test_markdown_states_every_target_and_explains_each_miss(quick_run):
     # The page is a pure function of the JSON: re-rendering reproduces it.
     rendered = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--render-only", "--out", str(out)],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert rendered.returncode == 0, rendered.stderr[-2000:]
     assert (out / "benchmarks.md").read_text() == markdown

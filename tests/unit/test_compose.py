@@ -14,17 +14,16 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from tests.support.services import skip_or_fail
 import yaml
 
-from cdr_reports.pipeline.config import ENV_VARS
 from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV, REPORT_DB_GRANTS
+from cdr_reports.pipeline.config import ENV_VARS
+from tests.support.services import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
@@ -41,11 +40,20 @@ AIRFLOW_SERVICES = {
     "flower",
 }
 REQUIRED_SERVICES = AIRFLOW_SERVICES | {
-    "postgres", "mongo", "mongo-seed", "mongo-init", "mssql", "reports-schema", "mssql-init", "redis"
+    "postgres",
+    "mongo",
+    "mongo-seed",
+    "mongo-init",
+    "mssql",
+    "reports-schema",
+    "mssql-init",
+    "redis",
 }
 # Values that carry a credential: they must come from .env as ${VAR:?...}.
 # (SECRET_MASK_ADAPTER names a function, not a secret.)
-SECRET_KEY_RE = re.compile(r"PASSWORD|SECRET(?!_MASK_ADAPTER)|FERNET|_KEY$|^AIRFLOW_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|MONGO_URI")
+SECRET_KEY_RE = re.compile(
+    r"PASSWORD|SECRET(?!_MASK_ADAPTER)|FERNET|_KEY$|^AIRFLOW_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|MONGO_URI"
+)
 REQUIRED_REF_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*):\?[^}]*\}")
 ANY_REF_RE = re.compile(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)")
 OPTIONAL_REF_RE = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:-[^}]*\}")
@@ -89,7 +97,7 @@ def healthcheck_text(service: dict) -> str:
 
 
 def test_all_services_are_defined(services):
-    assert REQUIRED_SERVICES <= set(services), REQUIRED_SERVICES - set(services)
+    assert set(services) >= REQUIRED_SERVICES, REQUIRED_SERVICES - set(services)
     # The Celery pieces stay out of a plain `docker compose up`.
     assert services["redis"]["profiles"] == ["celery", "flower"]
     assert services["airflow-worker"]["profiles"] == ["celery"]
@@ -103,7 +111,9 @@ def test_healthchecks(services):
     assert "mongosh" in healthcheck_text(services["mongo"]) and "ping" in healthcheck_text(services["mongo"])
     mssql = healthcheck_text(services["mssql"])
     assert "sqlcmd" in mssql and "SELECT 1" in mssql and "-b" in mssql.split()
-    assert healthcheck_text(services["airflow-apiserver"]) == "CMD curl --fail http://localhost:8080/api/v2/monitor/health"
+    assert (
+        healthcheck_text(services["airflow-apiserver"]) == "CMD curl --fail http://localhost:8080/api/v2/monitor/health"
+    )
     assert healthcheck_text(services["airflow-scheduler"]) == "CMD curl --fail http://localhost:8974/health"
     assert services["airflow-scheduler"]["environment"]["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
     assert "DagProcessorJob" in healthcheck_text(services["airflow-dag-processor"])
@@ -113,7 +123,13 @@ def test_healthchecks(services):
 
 def test_startup_order_uses_conditions(services):
     healthy, done = "service_healthy", "service_completed_successfully"
-    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-db-clean"):
+    for name in (
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-db-clean",
+    ):
         deps = depends(services[name])
         assert deps["postgres"] == healthy, name
         assert deps["airflow-init"] == done, name
@@ -183,7 +199,11 @@ def test_fab_auth_and_shared_secrets_on_every_airflow_service(services):
         assert env["AIRFLOW_CONN_CDR_REPORTS_DB"].endswith("@mssql:1433/cdr_reports"), name
         mongo = urlsplit(mask(env["AIRFLOW_CONN_CDR_MONGO"]))
         assert (mongo.scheme, mongo.hostname, mongo.port, mongo.path, mongo.query) == (
-            "mongo", "mongo", 27017, "/cdr", "authSource=admin"
+            "mongo",
+            "mongo",
+            27017,
+            "/cdr",
+            "authSource=admin",
         ), name
         for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY"):
             shared.setdefault(key, set()).add(env[key])
@@ -195,7 +215,10 @@ def test_fab_auth_and_shared_secrets_on_every_airflow_service(services):
     for key, values in shared.items():
         assert len(values) == 1, f"{key} differs between Airflow services: {values}"
         assert REQUIRED_REF_RE.fullmatch(next(iter(values))), key
-    assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+    assert (
+        services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"]
+        == "${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+    )
 
 
 # ---------------------------------------------------------------- least privilege (docs/security.md)
@@ -314,7 +337,9 @@ def test_published_ports_are_loopback_only(services):
 
 def test_dockerfile_installs_pinned_requirements_and_the_package_at_build_time():
     dockerfile = (REPO / "Dockerfile").read_text()
-    instructions = [line.strip() for line in dockerfile.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    instructions = [
+        line.strip() for line in dockerfile.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     joined = "\n".join(instructions).replace("\\\n", " ")
     airflow_pin = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M).group(1)
     assert instructions[0] == f"FROM apache/airflow:{airflow_pin}-python3.11 AS airflow"
@@ -331,7 +356,11 @@ def test_dockerfile_installs_pinned_requirements_and_the_package_at_build_time()
     # Dependencies before the package: editing include/ must not reinstall every dependency.
     assert joined.index("requirements.lock") < joined.index("include/")
     # .dockerignore excludes everything but what the COPY lines need.
-    ignore = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    ignore = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ignore[0] == "*"
     for needed in ("requirements.txt", "requirements.lock", "pyproject.toml", "include/"):
         assert f"!{needed}" in ignore, needed
@@ -351,7 +380,14 @@ def test_mounted_files_and_scripts_exist(services):
     assert services["mssql-init"]["entrypoint"] == ["/bin/bash", "/docker/mssql-init.sh"]
     assert services["mongo-init"]["entrypoint"] == ["mongosh", "--nodb", "--quiet", "--file", "/docker/mongo-init.js"]
     assert services["reports-schema"]["command"] == ["python", "/opt/airflow/docker/reports-schema.py"]
-    for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh", "mssql-init.sql", "mongo-init.js", "reports-schema.py"):
+    for script in (
+        "airflow-init.sh",
+        "airflow-maintenance.sh",
+        "mssql-init.sh",
+        "mssql-init.sql",
+        "mongo-init.js",
+        "reports-schema.py",
+    ):
         assert (REPO / "docker" / script).is_file(), script
     assert services["mongo-seed"]["command"][:4] == ["python", "-m", "cdr_reports_dev.demo", "seed"]
     for script in ("airflow-init.sh", "airflow-maintenance.sh", "mssql-init.sh"):
@@ -383,7 +419,9 @@ def test_env_example_lists_every_variable():
 
 
 def _compose_cli() -> str:
-    found = shutil.which("docker-compose") or ("/usr/bin/docker-compose" if os.path.exists("/usr/bin/docker-compose") else None)
+    found = shutil.which("docker-compose") or (
+        "/usr/bin/docker-compose" if os.path.exists("/usr/bin/docker-compose") else None
+    )
     if found:
         return found
     skip_or_fail("docker-compose CLI not installed (make services installs it): cannot validate docker-compose.yaml")
@@ -403,7 +441,11 @@ def _run_compose(cli: str, env_file: Path, *args: str) -> subprocess.CompletedPr
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run(
         [cli, "--env-file", str(env_file), "-f", str(COMPOSE), *args],
-        capture_output=True, text=True, env=env, timeout=120, cwd=env_file.parent,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=env_file.parent,
     )
 
 
@@ -438,7 +480,7 @@ def test_compose_config_validates_with_a_filled_env(tmp_path):
     # (docker-compose 1.29 lists profiled services whatever --profile says; profiles are checked above.)
     celery = _run_compose(cli, env_file, "--profile", "celery", "--profile", "flower", "config", "--services")
     assert celery.returncode == 0, celery.stderr
-    assert REQUIRED_SERVICES <= set(celery.stdout.split())
+    assert set(celery.stdout.split()) >= REQUIRED_SERVICES
 
 
 # ---------------------------------------------------------------- the stack's Airflow scripts, run natively
@@ -474,7 +516,7 @@ def metadata_copy(airflow_db, tmp_path):
 
 def test_maintenance_script_purges_old_metadata_and_logs(metadata_copy):
     db, home = metadata_copy
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM log")
         conn.executemany(
@@ -494,7 +536,10 @@ def test_maintenance_script_purges_old_metadata_and_logs(metadata_copy):
     env["AIRFLOW_DB_RETENTION_DAYS"] = "30"
     result = subprocess.run(
         ["bash", str(REPO / "docker" / "airflow-maintenance.sh"), "--once"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with sqlite3.connect(db) as conn:
@@ -508,7 +553,11 @@ def test_maintenance_script_purges_old_metadata_and_logs(metadata_copy):
 def test_maintenance_script_rejects_a_bad_retention():
     env = {"PATH": os.environ.get("PATH", ""), "AIRFLOW_DB_RETENTION_DAYS": "30d"}
     result = subprocess.run(
-        ["bash", str(REPO / "docker" / "airflow-maintenance.sh"), "--once"], capture_output=True, text=True, env=env, timeout=30
+        ["bash", str(REPO / "docker" / "airflow-maintenance.sh"), "--once"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
     )
     assert result.returncode == 2
     assert "AIRFLOW_DB_RETENTION_DAYS=30d: must be a whole number >= 1" in result.stderr
@@ -537,6 +586,8 @@ def test_init_script_migrates_and_creates_the_admin_and_report_roles(metadata_co
     assert (home / "logs").is_dir()
 
     missing = {k: v for k, v in env.items() if k != "_AIRFLOW_WWW_USER_PASSWORD"}
-    refused = subprocess.run(["bash", str(REPO / "docker" / "airflow-init.sh")], capture_output=True, text=True, env=missing, timeout=60)
+    refused = subprocess.run(
+        ["bash", str(REPO / "docker" / "airflow-init.sh")], capture_output=True, text=True, env=missing, timeout=60
+    )
     assert refused.returncode != 0
     assert "set _AIRFLOW_WWW_USER_PASSWORD" in refused.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy.dialects import mssql, postgresql, sqlite
@@ -20,7 +20,7 @@ REPORT = Report(
     valid_records=2,
     rejected_records=1,
     rows=(OperatorRow("7", 2, 1, 30, 0.5, 30.0),),
-    generated_at=datetime(2026, 11, 28, 0, 0, tzinfo=timezone.utc),
+    generated_at=datetime(2026, 11, 28, 0, 0, tzinfo=UTC),
     dag_run_id="scheduled__2026-11-27T21:00:00+00:00",
 )
 
@@ -52,7 +52,9 @@ def test_mssql_ddl_honours_a_schema():
     assert "CREATE TABLE reports.cdr_operator_report" in ddl["cdr_operator_report"]
 
 
-@pytest.mark.parametrize("dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=["mssql", "postgresql", "sqlite"])
+@pytest.mark.parametrize(
+    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=["mssql", "postgresql", "sqlite"]
+)
 def test_load_is_delete_then_insert_with_bound_parameters(dialect):
     statements = replace_statements(report_tables(), REPORT)
     sql = [str(stmt.compile(dialect=dialect)) for stmt, _ in statements]
@@ -93,4 +95,8 @@ def test_mssql_insert_parameters_are_the_report_values():
 def test_empty_report_inserts_only_the_run_row():
     empty = Report(**{**REPORT.__dict__, "rows": (), "source_records": 0, "valid_records": 0, "rejected_records": 0})
     statements = replace_statements(report_tables(), empty)
-    assert [str(s.compile(dialect=mssql.dialect())).split(" ")[0] for s, _ in statements] == ["DELETE", "DELETE", "INSERT"]
+    assert [str(s.compile(dialect=mssql.dialect())).split(" ")[0] for s, _ in statements] == [
+        "DELETE",
+        "DELETE",
+        "INSERT",
+    ]

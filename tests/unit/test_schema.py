@@ -47,7 +47,11 @@ def test_tables_follow_the_declaration_in_every_dialect():
         assert [c.name for c in table.columns if c.nullable] == [c.name for c in columns if c.nullable]
     ddl = {
         name: str(CreateTable(tables.operator).compile(dialect=dialect))
-        for name, dialect in (("mssql", mssql.dialect()), ("postgresql", postgresql.dialect()), ("sqlite", sqlite.dialect()))
+        for name, dialect in (
+            ("mssql", mssql.dialect()),
+            ("postgresql", postgresql.dialect()),
+            ("sqlite", sqlite.dialect()),
+        )
     }
     assert "operator_id NVARCHAR(255) NOT NULL" in ddl["mssql"]
     assert "generated_at DATETIME2 NOT NULL" in ddl["mssql"]

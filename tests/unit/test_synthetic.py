@@ -97,7 +97,7 @@ def test_generator_and_seeding_produce_the_same_documents(docs, seeded):
 
 
 def test_seed_stats_are_exact_counts(docs, seeded):
-    collection, stats = seeded
+    _collection, stats = seeded
     malformed = [d for d in docs if not is_valid(d)]
     well_formed = [d for d in docs if is_valid(d)]
     deleted = [d for d in docs if d.get("IsDeleted") is True]

@@ -42,9 +42,21 @@ def test_a_dotted_rule_needs_its_prefix_guarded_against_arrays():
 @pytest.mark.parametrize(
     ("value", "valid"),
     [
-        (0, True), (Int64(300), True), (2**40, False), (12.5, True), (-0.0, True), (31 * 24 * 3600, True),
-        (-1, False), (31 * 24 * 3600 + 1, False), (float("nan"), False), (float("inf"), False),
-        ("12", False), (True, False), (None, False), ([1], False), ({"s": 1}, False),
+        (0, True),
+        (Int64(300), True),
+        (2**40, False),
+        (12.5, True),
+        (-0.0, True),
+        (31 * 24 * 3600, True),
+        (-1, False),
+        (31 * 24 * 3600 + 1, False),
+        (float("nan"), False),
+        (float("inf"), False),
+        ("12", False),
+        (True, False),
+        (None, False),
+        ([1], False),
+        ({"s": 1}, False),
     ],
 )
 def test_duration_rule(value, valid):
@@ -66,10 +78,25 @@ def test_missing_prefix_and_arrays():
 @pytest.mark.parametrize(
     ("raw", "key"),
     [
-        (5, "5"), (Int64(5), "5"), ("5", "5"), (0, "0"), (True, None), (5.0, None), (None, None), ("", None),
-        ("a\x00b", None), ("tab\tid", None), ("x\x85", None), ("trailing ", None), (" leading", None),
-        ("inner space", "inner space"), ("y" * 255, "y" * 255), ("y" * 256, None),
-        ("\U0001f4de" * 127, "\U0001f4de" * 127), ("\U0001f4de" * 128, None), ("Türk Telekom ☎", "Türk Telekom ☎"),
+        (5, "5"),
+        (Int64(5), "5"),
+        ("5", "5"),
+        (0, "0"),
+        (True, None),
+        (5.0, None),
+        (None, None),
+        ("", None),
+        ("a\x00b", None),
+        ("tab\tid", None),
+        ("x\x85", None),
+        ("trailing ", None),
+        (" leading", None),
+        ("inner space", "inner space"),
+        ("y" * 255, "y" * 255),
+        ("y" * 256, None),
+        ("\U0001f4de" * 127, "\U0001f4de" * 127),
+        ("\U0001f4de" * 128, None),
+        ("Türk Telekom ☎", "Türk Telekom ☎"),
     ],
 )
 def test_operator_key(raw, key):
@@ -89,7 +116,9 @@ def test_python_form_agrees_with_the_reference_classification():
     from tests.support.reference import _duration, _operator_id
 
     docs = edge_case_documents(START, END) + random_documents(random.Random(3), 3000, START, END)
-    placeable = [d for d in docs if isinstance(d.get("DateTime"), dict) and isinstance(d["DateTime"].get("Start"), datetime)]
+    placeable = [
+        d for d in docs if isinstance(d.get("DateTime"), dict) and isinstance(d["DateTime"].get("Start"), datetime)
+    ]
     assert len(placeable) > 2500
     for doc in placeable:
         raw = (doc.get("Operator") or {}).get("Id") if isinstance(doc.get("Operator"), dict) else None

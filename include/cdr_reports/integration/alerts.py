@@ -56,8 +56,12 @@ class AlertChannels:
 
     @classmethod
     def from_kwargs(cls, data: Mapping[str, Any]) -> AlertChannels:
-        return cls(tuple(data.get("emails") or ()), data.get("smtp_conn_id") or "smtp_default",
-                   data.get("slack_conn_id"), data.get("slack_channel"))
+        return cls(
+            tuple(data.get("emails") or ()),
+            data.get("smtp_conn_id") or "smtp_default",
+            data.get("slack_conn_id"),
+            data.get("slack_channel"),
+        )
 
     @property
     def names(self) -> list[str]:
@@ -129,7 +133,7 @@ def send(channels: AlertChannels, message: AlertMessage, context: Mapping[str, A
     for name, notifier in senders:
         try:
             notifier(_alert_context(context or {}, message))
-        except Exception:  # noqa: BLE001 - one broken channel must not silence the others
+        except Exception:
             log.exception("alert via %s failed: %s", name, message.subject)
         else:
             sent.append(name)
@@ -148,7 +152,7 @@ async def asend(channels: AlertChannels, message: AlertMessage, context: Mapping
         notifier.context = _alert_context(context or {}, message)
         try:
             await notifier
-        except Exception:  # noqa: BLE001 - one broken channel must not silence the others
+        except Exception:
             log.exception("alert via %s failed: %s", name, message.subject)
         else:
             sent.append(name)
@@ -246,7 +250,8 @@ def daily_deadline_alert(settings: Settings) -> Any:
     """The Deadline Alert of the daily DAG, or None when CDR_DAILY_DEADLINE_LOCAL_TIME is unset."""
     if settings.daily_deadline_local_time is None:
         return None
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
     return DeadlineAlert(
         # Scheduled runs: the logical date is the reported day's local midnight (the timetable's
@@ -266,7 +271,9 @@ def daily_deadline_alert(settings: Settings) -> Any:
     )
 
 
-def deadline_message(context: Mapping[str, Any] | None, report_type: str, deadline_local_time: str, time_zone: str) -> AlertMessage:
+def deadline_message(
+    context: Mapping[str, Any] | None, report_type: str, deadline_local_time: str, time_zone: str
+) -> AlertMessage:
     context = context or {}
     dag_run = context.get("dag_run") or {}
     deadline = context.get("deadline") or {}
@@ -277,7 +284,9 @@ def deadline_message(context: Mapping[str, Any] | None, report_type: str, deadli
         from cdr_reports.pipeline.periods import period_containing_instant
 
         try:
-            instant = start if isinstance(start, datetime) else datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+            instant = (
+                start if isinstance(start, datetime) else datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+            )
             period = period_containing_instant(report_type, instant, time_zone).label()
         except Exception as exc:  # noqa: BLE001 - still alert
             period = f"unknown ({exc})"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from cdr_reports.pipeline.config import Settings, load_settings
@@ -80,7 +80,9 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
         audit = metadata.tables[prefix + SOURCE_AUDIT_TABLE]
         cutoff_instant = datetime.combine(older_than, time.min)  # naive UTC, as stored
         with engine.begin() as conn:
-            operator_rows = conn.execute(sa.delete(tables.operator).where(tables.operator.c.period_start < older_than)).rowcount
+            operator_rows = conn.execute(
+                sa.delete(tables.operator).where(tables.operator.c.period_start < older_than)
+            ).rowcount
             run_rows = conn.execute(sa.delete(tables.run).where(tables.run.c.period_start < older_than)).rowcount
             # Tables of a later release may be missing where no load has upgraded the schema yet.
             quality_rows = (
@@ -93,7 +95,7 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
                 if inspector.has_table(SOURCE_AUDIT_TABLE, schema=schema)
                 else 0
             )
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         raise classify_sql_error(exc, what) from exc
     log.info(
         "%s: deleted %d operator rows, %d run rows, %d quality findings, %d source audits",
@@ -148,9 +150,11 @@ Current policy: **{policy}**.
             if days is None:
                 log.info("%s: CDR_REPORT_RETENTION_DAYS is not set, every report is kept", RETENTION_DISABLED)
                 return {"retention_days": None, "operator_rows": 0, "run_rows": 0}
-            run_after = getattr(context.get("dag_run"), "run_after", None) or datetime.now(timezone.utc)
+            run_after = getattr(context.get("dag_run"), "run_after", None) or datetime.now(UTC)
             cutoff = retention_cutoff(local_date_of(run_after, settings.time_zone), days)
-            with fail_fast(f"pruning reports older than {cutoff} via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"):
+            with fail_fast(
+                f"pruning reports older than {cutoff} via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"
+            ):
                 counts = prune_reports(sql_engine(settings), cutoff, schema=settings.sql_schema)
             return {"retention_days": days, **counts.to_dict()}
 

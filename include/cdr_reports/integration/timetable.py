@@ -31,7 +31,6 @@ import datetime
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-
 from airflow.exceptions import AirflowTimetableInvalid
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
 
@@ -46,9 +45,8 @@ from cdr_reports.pipeline.periods import (
 )
 
 if TYPE_CHECKING:
-    from pendulum import DateTime
-
     from airflow.timetables.base import TimeRestriction
+    from pendulum import DateTime
 
 __all__ = ["CalendarPeriodTimetable"]
 
@@ -62,11 +60,11 @@ _MAX_STEPS_BACK = 400
 
 def _utcnow() -> datetime.datetime:
     """Current time; a module-level function so tests can pin it."""
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _pendulum_utc(value: datetime.datetime) -> DateTime:
-    return pendulum.instance(value.astimezone(datetime.timezone.utc), tz=pendulum.UTC)
+    return pendulum.instance(value.astimezone(datetime.UTC), tz=pendulum.UTC)
 
 
 def _format_due(due_after: datetime.timedelta) -> str:
@@ -180,8 +178,7 @@ class CalendarPeriodTimetable(Timetable):
         if days:
             when = f"{clock} local time, {days} day{'s' if days > 1 else ''} after {after}"
         return (
-            f"One run per {what} in {self.timezone}, from local midnight to local midnight; "
-            f"each run is due at {when}."
+            f"One run per {what} in {self.timezone}, from local midnight to local midnight; each run is due at {when}."
         )
 
     # ------------------------------------------------------------------ periods
@@ -201,9 +198,7 @@ class CalendarPeriodTimetable(Timetable):
             if self.due_at(period) <= now:
                 return period
             period = period.previous()
-        raise PeriodError(
-            f"no {self.report_type} period is due before {now.isoformat()}: due_after too large?"
-        )
+        raise PeriodError(f"no {self.report_type} period is due before {now.isoformat()}: due_after too large?")
 
     def _first_period_from(self, earliest: datetime.datetime) -> ReportPeriod:
         period = self.period_of(earliest)
@@ -253,4 +248,3 @@ class CalendarPeriodTimetable(Timetable):
         if restriction.latest is not None and period.start_utc > restriction.latest:
             return None
         return self._info(period)
-

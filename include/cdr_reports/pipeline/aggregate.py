@@ -126,20 +126,29 @@ def build_report(
             )
         source += part.source_records
         rejected += part.rejected_records
-        for mapping, target in ((part.total_calls, totals), (part.answered_calls, answered), (part.duration_seconds, durations)):
+        for mapping, target in (
+            (part.total_calls, totals),
+            (part.answered_calls, answered),
+            (part.duration_seconds, durations),
+        ):
+            merged: dict[str, Any] = target  # ints for calls, int or float for seconds
             for key, value in mapping.items():
-                target[key] = target.get(key, 0) + value
+                merged[key] = merged.get(key, 0) + value
 
     unknown = (set(answered) | set(durations)) - set(totals)
     if unknown:
-        raise InvariantError(f"{period.label()}: operators with answers or durations but no calls: {sorted(unknown)[:5]}")
+        raise InvariantError(
+            f"{period.label()}: operators with answers or durations but no calls: {sorted(unknown)[:5]}"
+        )
 
     rows = []
     for operator_id in sorted(totals):
         total = totals[operator_id]
         answered_calls = answered.get(operator_id, 0)
         if answered_calls > total:
-            raise InvariantError(f"{period.label()}: operator {operator_id!r} has {answered_calls} answered of {total} calls")
+            raise InvariantError(
+                f"{period.label()}: operator {operator_id!r} has {answered_calls} answered of {total} calls"
+            )
         seconds = durations.get(operator_id, 0)
         rows.append(
             OperatorRow(

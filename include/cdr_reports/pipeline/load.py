@@ -22,6 +22,7 @@ from cdr_reports.pipeline.schema import OPERATOR_TABLE, RUN_TABLE, build_metadat
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ReportTables:
     metadata: sa.MetaData
@@ -145,18 +146,30 @@ def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = N
     return LoadResult(operator_rows=len(report.rows), replaced_operator_rows=replaced, seconds=seconds)
 
 
-def read_report(engine: sa.engine.Engine, report_type: str, period_start: Any, schema: str | None = None) -> dict[str, Any] | None:
+def read_report(
+    engine: sa.engine.Engine, report_type: str, period_start: Any, schema: str | None = None
+) -> dict[str, Any] | None:
     """The stored run row and operator rows of one period (None when absent), for checks and printing."""
     tables = report_tables(schema)
     with engine.connect() as conn:
-        run = conn.execute(
-            sa.select(tables.run).where(tables.run.c.report_type == report_type, tables.run.c.period_start == period_start)
-        ).mappings().first()
+        run = (
+            conn.execute(
+                sa.select(tables.run).where(
+                    tables.run.c.report_type == report_type, tables.run.c.period_start == period_start
+                )
+            )
+            .mappings()
+            .first()
+        )
         if run is None:
             return None
-        rows = conn.execute(
-            sa.select(tables.operator)
-            .where(tables.operator.c.report_type == report_type, tables.operator.c.period_start == period_start)
-            .order_by(tables.operator.c.operator_id)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(tables.operator)
+                .where(tables.operator.c.report_type == report_type, tables.operator.c.period_start == period_start)
+                .order_by(tables.operator.c.operator_id)
+            )
+            .mappings()
+            .all()
+        )
     return {"run": dict(run), "rows": [dict(row) for row in rows]}

@@ -80,9 +80,7 @@ def _check_report_type(report_type: str) -> str:
 
 def _check_week_start(week_start: int) -> int:
     if isinstance(week_start, bool) or not isinstance(week_start, int) or not 0 <= week_start <= 6:
-        raise PeriodError(
-            f"invalid week_start {week_start!r} (setting CDR_WEEK_START): expected 0=Monday .. 6=Sunday"
-        )
+        raise PeriodError(f"invalid week_start {week_start!r} (setting CDR_WEEK_START): expected 0=Monday .. 6=Sunday")
     return week_start
 
 
@@ -90,8 +88,9 @@ def _check_date(value: date, what: str) -> date:
     # datetime is a subclass of date: refuse it, a datetime here is almost always a bug
     # (use period_containing_instant for instants).
     if isinstance(value, datetime) or not isinstance(value, date):
-        raise TypeError(f"{what} must be a datetime.date (not {type(value).__name__}); "
-                        "use period_containing_instant() for instants")
+        raise TypeError(
+            f"{what} must be a datetime.date (not {type(value).__name__}); use period_containing_instant() for instants"
+        )
     return value
 
 
@@ -232,9 +231,7 @@ class ReportPeriod:
         at most one unit; the first starts at ``start_utc`` and the last ends at ``end_utc``.
         """
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise PeriodError(
-                f"invalid slice count {count!r} (setting CDR_EXTRACT_SLICES): expected an integer >= 1"
-            )
+            raise PeriodError(f"invalid slice count {count!r} (setting CDR_EXTRACT_SLICES): expected an integer >= 1")
         start, end = self.start_utc, self.end_utc
         total_us = (end - start) // timedelta(microseconds=1)
         if total_us % 1_000_000 == 0 and total_us // 1_000_000 >= count:
@@ -242,9 +239,7 @@ class ReportPeriod:
         elif total_us >= count:
             unit, units = timedelta(microseconds=1), total_us
         else:
-            raise PeriodError(
-                f"invalid slice count {count!r}: {self.label()} is only {total_us} microseconds long"
-            )
+            raise PeriodError(f"invalid slice count {count!r}: {self.label()} is only {total_us} microseconds long")
         edges = [start + unit * (units * i // count) for i in range(count)] + [end]
         return list(itertools.pairwise(edges))
 
@@ -277,9 +272,7 @@ def period_containing(report_type: str, day: date, tz_name: str, week_start: int
     return ReportPeriod(report_type, start, end, tz_name, week_start)
 
 
-def period_containing_instant(
-    report_type: str, instant: datetime, tz_name: str, week_start: int = 0
-) -> ReportPeriod:
+def period_containing_instant(report_type: str, instant: datetime, tz_name: str, week_start: int = 0) -> ReportPeriod:
     """The period with ``start_utc <= instant < end_utc`` (found via the instant's local date)."""
     u = _to_utc(instant)
     period = period_containing(report_type, local_date_of(u, tz_name), tz_name, week_start)
@@ -293,8 +286,6 @@ def period_containing_instant(
     return period
 
 
-def last_complete_period(
-    report_type: str, instant: datetime, tz_name: str, week_start: int = 0
-) -> ReportPeriod:
+def last_complete_period(report_type: str, instant: datetime, tz_name: str, week_start: int = 0) -> ReportPeriod:
     """The latest period whose ``end_utc <= instant`` (an instant equal to ``end_utc`` counts as complete)."""
     return period_containing_instant(report_type, instant, tz_name, week_start).previous()

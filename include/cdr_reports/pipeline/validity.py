@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-
 START_FIELD = "DateTime.Start"
 # The longest storable operator id, in UTF-16 code units: the width of NVARCHAR(255) on SQL Server.
 # schema.py sizes cdr_operator_report.operator_id from it. (This module stays free of SQLAlchemy:

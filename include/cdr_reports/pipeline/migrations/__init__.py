@@ -38,6 +38,14 @@ FIRST_REVISION = "0001"
 _MIGRATING = threading.Lock()
 
 
+def migration_schema() -> str | None:
+    """The schema of the report tables, for the revision scripts (passed in by `upgrade`)."""
+    from alembic import op
+
+    config = op.get_context().config
+    return config.attributes.get("schema") if config is not None else None
+
+
 def _config(connection: sa.Connection, schema: str | None) -> Any:
     from alembic.config import Config
 
@@ -94,7 +102,7 @@ def ensure_schema(engine: sa.engine.Engine, schema: str | None = None) -> str:
         raise classify_sql_error(exc, "reading the report schema version") from exc
     try:
         return upgrade(engine, schema)[1]
-    except Exception as exc:  # noqa: BLE001 - re-raised, classified
+    except Exception as exc:
         error = classify_sql_error(exc, f"upgrading the report tables to schema revision {head}")
         if isinstance(error, PermanentError):
             # Typically a login without DDL rights (least privilege): say what to run instead.
@@ -106,7 +114,9 @@ def ensure_schema(engine: sa.engine.Engine, schema: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdr_reports.pipeline.migrations", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cdr_reports.pipeline.migrations", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("upgrade", "current"):
         cmd = sub.add_parser(name)
@@ -121,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report schema: {before or '(empty)'} -> {after} (head {head_revision()})")
         else:
             with engine.connect() as connection:
-                print(f"report schema: {current_revision(connection, args.schema) or '(empty)'} (head {head_revision()})")
+                print(
+                    f"report schema: {current_revision(connection, args.schema) or '(empty)'} (head {head_revision()})"
+                )
     finally:
         engine.dispose()
     return 0

@@ -6,6 +6,8 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+
+from cdr_reports.pipeline.migrations import migration_schema
 from sqlalchemy.dialects import mssql
 
 revision = "0001"
@@ -18,7 +20,7 @@ UTC_TIMESTAMP = sa.DateTime(timezone=False).with_variant(mssql.DATETIME2(), "mss
 
 
 def upgrade() -> None:
-    schema = op.get_context().config.attributes.get("schema")
+    schema = migration_schema()
     op.create_table(
         "cdr_operator_report",
         sa.Column("report_type", sa.String(16), primary_key=True),

@@ -7,6 +7,8 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
+from cdr_reports.pipeline.migrations import migration_schema
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -14,6 +16,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    schema = op.get_context().config.attributes.get("schema")
+    schema = migration_schema()
     with op.batch_alter_table("cdr_report_run", schema=schema) as batch:
         batch.add_column(sa.Column("extract_strategy", sa.String(16), nullable=True))
