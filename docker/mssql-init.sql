@@ -50,6 +50,7 @@ GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_operator_report]
 GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_report_run] TO cdr_report_writer;
 GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_quality_check] TO cdr_report_writer;
 GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_source_audit] TO cdr_report_writer;
+GRANT SELECT, INSERT, DELETE ON OBJECT::[$(REPORT_SCHEMA)].[cdr_report_delivery] TO cdr_report_writer;
 GRANT SELECT ON OBJECT::[$(REPORT_SCHEMA)].[cdr_reports_schema_version] TO cdr_report_writer;
 GO
 SELECT name, is_read_committed_snapshot_on FROM sys.databases WHERE name = N'$(DB_NAME)';

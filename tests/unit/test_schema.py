@@ -70,3 +70,10 @@ def test_markdown_cli_prints_both_tables(capsys):
 
 def test_column_lookup():
     assert schema.column("cdr_report_run", "operators").type.__class__ is sa.Integer
+
+
+def test_delivery_table_name_is_the_schema_one():
+    from cdr_reports.integration.report_view import delivery
+
+    assert delivery.DELIVERY_TABLE == schema.DELIVERY_TABLE
+    assert delivery.delivery_table("s").c.recipients.type.length == delivery.MAX_RECIPIENTS_TEXT

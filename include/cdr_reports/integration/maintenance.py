@@ -60,6 +60,7 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
     from cdr_reports.pipeline.errors import classify_sql_error
     from cdr_reports.pipeline.load import report_tables
     from cdr_reports.pipeline.schema import (
+        DELIVERY_TABLE,
         OPERATOR_TABLE,
         QUALITY_CHECK_TABLE,
         RUN_TABLE,
@@ -78,6 +79,7 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
         prefix = f"{schema}." if schema else ""
         quality = metadata.tables[prefix + QUALITY_CHECK_TABLE]
         audit = metadata.tables[prefix + SOURCE_AUDIT_TABLE]
+        delivery = metadata.tables[prefix + DELIVERY_TABLE]
         cutoff_instant = datetime.combine(older_than, time.min)  # naive UTC, as stored
         with engine.begin() as conn:
             operator_rows = conn.execute(
@@ -90,6 +92,8 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
                 if inspector.has_table(QUALITY_CHECK_TABLE, schema=schema)
                 else 0
             )
+            if inspector.has_table(DELIVERY_TABLE, schema=schema):
+                conn.execute(sa.delete(delivery).where(delivery.c.period_start < older_than))
             audit_rows = (
                 conn.execute(sa.delete(audit).where(audit.c.audited_at < cutoff_instant)).rowcount
                 if inspector.has_table(SOURCE_AUDIT_TABLE, schema=schema)

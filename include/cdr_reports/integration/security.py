@@ -135,6 +135,8 @@ REPORT_DB_GRANTS: dict[str, tuple[str, ...]] = {
     # Data-quality findings and source audits: replaced (DELETE + INSERT) when a check runs again.
     "cdr_quality_check": ("SELECT", "INSERT", "DELETE"),
     "cdr_source_audit": ("SELECT", "INSERT", "DELETE"),
+    # The e-mail delivery log: replaced per period when a (corrected) copy is sent.
+    "cdr_report_delivery": ("SELECT", "INSERT", "DELETE"),
     "cdr_reports_schema_version": ("SELECT",),
 }
 

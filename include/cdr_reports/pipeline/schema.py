@@ -24,6 +24,7 @@ OPERATOR_TABLE = "cdr_operator_report"
 RUN_TABLE = "cdr_report_run"
 QUALITY_CHECK_TABLE = "cdr_quality_check"
 SOURCE_AUDIT_TABLE = "cdr_source_audit"
+DELIVERY_TABLE = "cdr_report_delivery"
 
 # Naive UTC everywhere; DATETIME2 on SQL Server (its DATETIME rounds to 1/300 s).
 UTC_TIMESTAMP = sa.DateTime(timezone=False).with_variant(mssql.DATETIME2(), "mssql")
@@ -176,6 +177,22 @@ SOURCE_AUDIT_COLUMNS: tuple[Column, ...] = (
     ),
 )
 
+# E-mail delivery (integration/report_view/delivery.py): per period, the content hash last sent,
+# so an unchanged re-run sends nothing and a changed one sends a corrected copy.
+DELIVERY_COLUMNS: tuple[Column, ...] = (
+    *_PERIOD_KEY,
+    Column(
+        "content_sha256",
+        sa.String(64),
+        "SHA-256 of the stored report's content (every value but `generated_at` and `dag_run_id`)",
+        label="content hash",
+    ),
+    Column("sent_at", UTC_TIMESTAMP, "when the SMTP server accepted the last copy (UTC)", comment="UTC", label="sent"),
+    Column("dag_run_id", sa.Unicode(250), "the Airflow run that sent it", label="DAG run"),
+    Column("recipients", sa.Unicode(2000), "the addresses it went to, comma-separated", label="recipients"),
+    Column("copies", sa.Integer(), "copies sent for the period so far (2 and more: corrected copies)", label="copies"),
+)
+
 # The per-operator figures the aggregate step computes (OperatorRow's fields, in order).
 METRIC_COLUMNS: tuple[str, ...] = (
     "operator_id",
@@ -191,6 +208,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     RUN_TABLE: RUN_COLUMNS,
     QUALITY_CHECK_TABLE: QUALITY_CHECK_COLUMNS,
     SOURCE_AUDIT_TABLE: SOURCE_AUDIT_COLUMNS,
+    DELIVERY_TABLE: DELIVERY_COLUMNS,
 }
 
 

@@ -29,10 +29,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DELIVERY_TABLE = "cdr_report_delivery"
 # Values that say when/by whom a report was computed, not what it says.
 NOT_CONTENT = frozenset({"generated_at", "dag_run_id"})
-MAX_RECIPIENTS_TEXT = 2000
+MAX_RECIPIENTS_TEXT = 2000  # the width of cdr_report_delivery.recipients (schema.py)
+DELIVERY_TABLE = "cdr_report_delivery"  # schema.DELIVERY_TABLE (checked by tests/unit/test_schema.py)
 
 
 def recipients(settings: Any, report_type: str) -> tuple[str, ...]:
@@ -41,27 +41,11 @@ def recipients(settings: Any, report_type: str) -> tuple[str, ...]:
 
 
 def delivery_table(schema: str | None = None) -> Any:
-    """The delivery log: one row per (report_type, period_start), the content hash last sent.
+    """The delivery log (declared in schema.py, created by the migrations with the report tables)."""
+    from cdr_reports.pipeline.schema import build_metadata
 
-    Bookkeeping of the e-mail delivery, not part of the report: it lives beside the report
-    tables and is created on first use.
-    """
-    import sqlalchemy as sa
-
-    from cdr_reports.pipeline.schema import UTC_TIMESTAMP
-
-    metadata = sa.MetaData(schema=schema)
-    return sa.Table(
-        DELIVERY_TABLE,
-        metadata,
-        sa.Column("report_type", sa.String(16), primary_key=True),
-        sa.Column("period_start", sa.DATE, primary_key=True),
-        sa.Column("content_sha256", sa.String(64), nullable=False),
-        sa.Column("sent_at", UTC_TIMESTAMP, nullable=False, comment="UTC"),
-        sa.Column("dag_run_id", sa.Unicode(250), nullable=False),
-        sa.Column("recipients", sa.Unicode(MAX_RECIPIENTS_TEXT), nullable=False),
-        sa.Column("copies", sa.Integer, nullable=False),
-    )
+    prefix = f"{schema}." if schema else ""
+    return build_metadata(schema).tables[prefix + DELIVERY_TABLE]
 
 
 def _plain(value: Any) -> Any:
@@ -180,7 +164,9 @@ def deliver_report(
         raise PermanentError(f"no stored {report_type} report for {period_start.isoformat()} to e-mail")
     digest = content_hash(report)
     table = delivery_table(settings.sql_schema)
-    table.metadata.create_all(engine, checkfirst=True)
+    from cdr_reports.pipeline.migrations import ensure_schema
+
+    ensure_schema(engine, settings.sql_schema)  # the load ran the migrations already: normally no DDL
     previous = _previous(engine, table, report_type, period_start)
     previous_sent = previous["sent_at"].isoformat() if previous else None
     if previous is not None and previous["content_sha256"] == digest:
