@@ -72,7 +72,7 @@ def seed(
         raise ValueError(f"unknown seed mode {mode!r}")
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
-        target = client[database][collection]
+        target: Any = client[database][collection]
         if mode == "if-empty" and target.find_one({}, projection={"_id": 1}) is not None:
             _log(f"{database}.{collection} already holds CDRs: not seeding (mode if-empty)")
         else:

@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(args.uri) as client:
-        collection = client[database][args.collection]
+        collection: Any = client[database][args.collection]
         if args.drop:
             collection.drop()
         stats = seed_collection(collection, config, batch_size=args.batch_size)

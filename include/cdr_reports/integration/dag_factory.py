@@ -90,7 +90,8 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
             from airflow.sdk import get_current_context
 
             # Names the mapped task in the UI by its slice instead of a bare index.
-            get_current_context()["window_label"] = f"{window['start']} .. {window['end']}"
+            context: dict[str, Any] = get_current_context()  # type: ignore[assignment]  # template variables are free-form
+            context["window_label"] = f"{window['start']} .. {window['end']}"
             return tasks.extract(window, settings)
 
         @task(task_id="aggregate", doc_md=docs["aggregate"])
@@ -104,9 +105,11 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
             context["outlet_events"][report_asset(report_type)].extra = event_extra({**report_data, **loaded})
             return loaded
 
-        windows = plan()
-        slices = extract.expand(window=windows)
-        loaded = load(aggregate(windows, slices))
+        # XComArgs stand for the values at run time (typed Any: mypy cannot follow TaskFlow).
+        windows: Any = plan()
+        slices: Any = extract.expand(window=windows)
+        report: Any = aggregate(windows, slices)
+        loaded = load(report)
         # Volume-drop and (daily) late-data checks after the load, off the report's path (quality_tasks.py).
         checks = add_quality_tasks(report_type, settings, loaded)
         # E-mail delivery only when CDR_REPORT_EMAILS_<TYPE> names recipients, after the checks

@@ -6,9 +6,9 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mssql
 
 from cdr_reports.pipeline.migrations import migration_schema
-from sqlalchemy.dialects import mssql
 
 revision = "0001"
 down_revision = None

@@ -6,9 +6,9 @@ Revises: 0002
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mssql
 
 from cdr_reports.pipeline.migrations import migration_schema
-from sqlalchemy.dialects import mssql
 
 revision = "0003"
 down_revision = "0002"
