@@ -269,8 +269,10 @@ def test_responses_carry_the_security_headers_and_load_nothing_foreign(report_st
     assert _get(report_stack, "viewer", "/cdr-reports/static/../app.py").status_code == 404
 
 
-def test_the_plugin_registers_the_view_and_its_nav_entry(report_stack):
-    plugins = _get(report_stack, "admin", "/api/v2/plugins").json()["plugins"]
+@pytest.mark.parametrize("user", ["admin", "viewer"])
+def test_the_plugin_registers_the_view_and_its_nav_entry(report_stack, user):
+    """The navigation comes from /api/v2/plugins: the report roles get it too (docs/report-view.md)."""
+    plugins = _get(report_stack, user, "/api/v2/plugins").json()["plugins"]
     [plugin] = [p for p in plugins if p["name"] == "cdr_reports"]
     assert [app["url_prefix"] for app in plugin["fastapi_apps"]] == ["/cdr-reports"]
     [view] = plugin["external_views"]

@@ -93,6 +93,9 @@ _VIEWER_GLOBAL: frozenset[tuple[str, str]] = frozenset(
             "DAG Warnings",
             "XComs",
             "HITL Detail",  # the UI's DAG list endpoint requires it
+            # The UI builds its navigation, the "CDR Reports" entry included, from /api/v2/plugins.
+            # It lists plugin names and class paths (no secrets): the price of a visible entry.
+            "Plugins",
             "Website",
             "My Profile",
             "My Password",
@@ -119,7 +122,7 @@ ROLE_GLOBAL_PERMISSIONS: dict[str, frozenset[tuple[str, str]]] = {
 
 # Resources neither role may hold globally (tests/security check ROLE_GLOBAL_PERMISSIONS against it).
 FORBIDDEN_RESOURCES = frozenset(
-    {DAGS, "Connections", "Variables", "Configurations", "Users", "Roles", "Passwords", "Pools", "Plugins", "Providers"}
+    {DAGS, "Connections", "Variables", "Configurations", "Users", "Roles", "Passwords", "Pools", "Providers"}
 )
 
 
