@@ -35,67 +35,64 @@ for _key, _value in _AIRFLOW_TEST_ENV.items():
 AIRFLOW_TEST_HOME.mkdir(parents=True, exist_ok=True)
 
 
-@pytest.fixture(scope="session")
-def mongo_uri() -> str:
-    uri = require_service("CDR_TEST_MONGO_URI", "MongoDB-wire server (FerretDB)")
+def _wire_server_uri(variable: str, what: str) -> str:
+    """A MongoDB-wire server of `make services` that answers a ping (skip locally, fail in CI)."""
+    uri = require_service(variable, f"MongoDB-wire server ({what})")
     import pymongo
 
     def ping() -> None:
         with pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000) as client:
             client.admin.command("ping")
 
-    ping_or_fail(ping, f"MongoDB-wire server at {uri}")
+    ping_or_fail(ping, f"{what} at {uri}")
     return uri
 
 
-@pytest.fixture(scope="session")
-def mongo_client(mongo_uri):
+def _client(uri: str):
     import pymongo
 
-    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True)
     yield client
     client.close()
 
 
-@pytest.fixture
-def mongo_db(mongo_client):
+def _fresh_database(client):
     """A fresh, uniquely named database, dropped afterwards."""
     name = f"cdrtest_{uuid.uuid4().hex[:12]}"
-    db = mongo_client[name]
-    yield db
-    mongo_client.drop_database(name)
+    yield client[name]
+    client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> str:
+    """FerretDB: the MongoDB-wire server whose every query decodes the whole collection."""
+    return _wire_server_uri("CDR_TEST_MONGO_URI", "FerretDB")
+
+
+@pytest.fixture(scope="session")
+def mongo_client(mongo_uri):
+    yield from _client(mongo_uri)
+
+
+@pytest.fixture
+def mongo_db(mongo_client):
+    yield from _fresh_database(mongo_client)
 
 
 @pytest.fixture(scope="session")
 def mjs_uri() -> str:
     """mongo-java-server (in memory, reports MongoDB 6.0): runs the aggregation pipeline FerretDB cannot."""
-    uri = require_service("CDR_TEST_MJS_URI", "MongoDB-wire server (mongo-java-server)")
-    import pymongo
-
-    def ping() -> None:
-        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000) as client:
-            client.admin.command("ping")
-
-    ping_or_fail(ping, f"mongo-java-server at {uri}")
-    return uri
+    return _wire_server_uri("CDR_TEST_MJS_URI", "mongo-java-server")
 
 
 @pytest.fixture(scope="session")
 def mjs_client(mjs_uri):
-    import pymongo
-
-    client = pymongo.MongoClient(mjs_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
-    yield client
-    client.close()
+    yield from _client(mjs_uri)
 
 
 @pytest.fixture
 def mjs_db(mjs_client):
-    """A fresh, uniquely named database on mongo-java-server, dropped afterwards."""
-    name = f"cdrtest_{uuid.uuid4().hex[:12]}"
-    db = mjs_client[name]
-    yield db
-    mjs_client.drop_database(name)
+    yield from _fresh_database(mjs_client)
 
 
 @pytest.fixture(scope="session")
@@ -187,3 +184,12 @@ def cdr_db(request):
     return SimpleNamespace(
         db=db, server=server, strategy=strategy, settings=lambda **kw: Settings(extract_strategy=strategy, **kw)
     )
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on a free loopback port (alerts, report e-mails), collecting what it receives."""
+    from tests.support.processes import running_smtp_sink
+
+    with running_smtp_sink() as sink:
+        yield sink

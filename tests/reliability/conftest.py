@@ -19,7 +19,6 @@ from tests.support.processes import (
     FerretServer,
     PgCluster,
     SlackSink,
-    SmtpSink,
     ferretdb_binary,
     free_port,
     missing_dependency,
@@ -86,28 +85,6 @@ def own_pg(pg_cluster):
     if not pg_cluster.running:
         pg_cluster.start()
     pg_cluster.psql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE;', database=pg_cluster.database)
-
-
-@pytest.fixture
-def smtp_server():
-    """A real SMTP server (aiosmtpd) on a free loopback port, collecting what it receives."""
-    from email import message_from_bytes, policy
-
-    from aiosmtpd.controller import Controller
-
-    sink = SmtpSink(host="127.0.0.1", port=free_port())
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            message = message_from_bytes(envelope.original_content, policy=policy.default)
-            with sink.lock:
-                sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "message": message})
-            return "250 Message accepted for delivery"
-
-    controller = Controller(Handler(), hostname=sink.host, port=sink.port)
-    controller.start()
-    yield sink
-    controller.stop()
 
 
 @pytest.fixture

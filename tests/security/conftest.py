@@ -44,17 +44,6 @@ OTHER_DAG_ID = "other_team_dag"
 PROBE_DAG_ID = "secret_probe"
 PROBE_CONN_ID = "cdr_probe_secret"
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
-CHROMIUM = "/usr/bin/chromium"
-# Headless Chromium that never calls home (no updates, sync or background fetches).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # The report date the Admin's log-producing run and the operator's API trigger use.
 REPORT_DATE = "2026-11-27"
 EARLIEST_REPORT_DATE = "2025-06-01"

@@ -5,13 +5,14 @@ Screenshots go to test-artifacts/security/*.png (gitignored).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, OTHER_DAG_ID, REPORT_DAG_IDS, require
+from tests.support.browser import launch_chromium
+
+from .conftest import OTHER_DAG_ID, REPORT_DAG_IDS
 
 pytestmark = pytest.mark.e2e
 
@@ -22,16 +23,9 @@ UI_REPORT_DATE = "2026-11-26"
 
 @pytest.fixture(scope="module")
 def browser():
-    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: run `make services` (scripts/install-test-packages.sh)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed: pip install -r requirements-test.txt")
-    with sync_playwright() as playwright:
-        # The system Chromium: `playwright install` (a browser download) is never needed.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # The system Chromium: `playwright install` (a browser download) is never needed.
+    with launch_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")

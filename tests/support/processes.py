@@ -7,11 +7,13 @@ tests run their OWN FerretDB process (same binary) and their OWN PostgreSQL clus
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +197,30 @@ class SmtpSink:
     def received(self) -> list:
         with self.lock:
             return list(self.messages)
+
+
+@contextlib.contextmanager
+def running_smtp_sink() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, collecting what it receives."""
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink(host="127.0.0.1", port=free_port())
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            message = message_from_bytes(envelope.original_content, policy=policy.default)
+            with sink.lock:
+                sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "message": message})
+            return "250 Message accepted for delivery"
+
+    controller = Controller(Handler(), hostname=sink.host, port=sink.port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
 
 
 def smtp_connection_uri(sink: SmtpSink, sender: str = "cdr-alerts@example.org") -> str:

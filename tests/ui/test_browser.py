@@ -7,33 +7,21 @@ the in-UI screenshot by hand when the view changes.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import sqlite3
 
 import pytest
 
+from tests.support.browser import launch_chromium
 from tests.ui.conftest import XSS_ATTR, XSS_SCRIPT
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 @pytest.fixture(scope="module")
 def browser():
-    from tests.security.conftest import CHROMIUM_ARGS
-    from tests.support.services import require
-
-    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: run `make services` (scripts/install-test-packages.sh)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed: pip install -r requirements-test.txt")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with launch_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -25,28 +25,6 @@ CONF = {"report_date": DAY.start_date.isoformat()}
 
 
 @pytest.fixture
-def smtp_server():
-    """A real SMTP server (aiosmtpd) on a free loopback port, collecting what it receives."""
-    from email import message_from_bytes, policy
-
-    from aiosmtpd.controller import Controller
-
-    sink = SmtpSink(host="127.0.0.1", port=free_port())
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            message = message_from_bytes(envelope.original_content, policy=policy.default)
-            with sink.lock:
-                sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "message": message})
-            return "250 Message accepted for delivery"
-
-    controller = Controller(Handler(), hostname=sink.host, port=sink.port)
-    controller.start()
-    yield sink
-    controller.stop()
-
-
-@pytest.fixture
 def report_env(monkeypatch, airflow_db, mongo_uri, mongo_db, tmp_path):
     """CDR_* settings and connections in os.environ (dag.test() re-parses the DAG file with them)."""
     for key in list(os.environ):
