@@ -146,7 +146,7 @@ def _why_ratio(data: dict[str, Any], size: str, key: str) -> str:
         dw, ds, dc = (d[k]["median"] for k in ("wall_seconds", "server_cpu_seconds", "client_cpu_seconds"))
         head = (
             f"**Wall time at {n_calls(size)} CDRs ({ratio(e['ratios']['wall']['median'])}):** per pair ours took "
-            f"{dw:+.1f} s longer (median); FerretDB CPU {ds:+.1f} s, worker CPU {dc:+.1f} s. "
+            f"{dw:.1f} s longer (median); the difference in FerretDB CPU was {ds:+.1f} s, in worker CPU {dc:+.1f} s. "
         )
         if ds > 0 and ds >= max(dc, 0.25 * dw):
             cause = f"The excess is FerretDB's own work ({ratio(e['ratios']['server_cpu']['median'])} its CPU for fetch-all; see the CPU row)."
@@ -365,6 +365,7 @@ def _machine(data: dict[str, Any]) -> list[str]:
         f"| PostgreSQL | {m['postgresql']} |",
         f"| Airflow / pymongo / SQLAlchemy | {m['airflow']} / {m['pymongo']} / {m['sqlalchemy']} |",
         f"| Load average (1, 5, 15 min) at start → end | {meta['loadavg_start']} → {meta.get('loadavg_end', 'not recorded')} |",
+        f"| Code | {_code_row(meta)} |",
         "| Total bench time | "
         + (f"{meta['total_seconds'] / 60:.1f} min |" if "total_seconds" in meta else "the run was cut short: rendered from its checkpoint |"),
         "",
@@ -390,6 +391,21 @@ def _machine(data: dict[str, Any]) -> list[str]:
         + (" — except in this run, made with `--shared-servers`." if meta.get("shared_servers") else "."),
         "",
     ]
+
+
+def _code_row(meta: dict[str, Any]) -> str:
+    start, end = meta.get("code_start"), meta.get("code_end")
+    if not start:
+        return "not recorded"
+    row = f"git `{start['git_head']}` + working tree, sources `{start['sources_sha1']}`"
+    if not end:
+        return row + " (the run was cut short)"
+    if end == start:
+        return row + "; unchanged during the run"
+    return (
+        row + f"; **changed during the run** (git `{end['git_head']}`, sources `{end['sources_sha1']}` at the end): "
+        "the measurements may mix code versions"
+    )
 
 
 def _peak_reset_ok(data: dict[str, Any]) -> bool:

@@ -219,6 +219,7 @@ def summarize_runs(rs: list[dict[str, Any]], bytes_run: dict[str, Any]) -> dict[
     commands = command_counts(rs[0]["commands"])
     return {
         "strategy": rs[0]["strategy"],
+        "stream_batch_size": rs[0]["stream_batch_size"],
         "wire_documents": rs[0]["wire_documents"],
         "wire_documents_stable": len({r["wire_documents"] for r in [*rs, bytes_run]}) == 1,
         "wire_bytes": bytes_run["wire_bytes"],
@@ -303,8 +304,6 @@ def bench_idle(server: servers.Server, runs: int) -> dict[str, Any]:
 
 def bench_round_trips(server: servers.Server, strategies: list[str], calls: int) -> list[dict[str, Any]]:
     """Commands sent per slice, for each strategy and 1 and 4 slices, on a small dataset."""
-    from cdr_reports.pipeline.extract import STREAM_BATCH_SIZE
-
     database = f"cdrbench_rt_{uuid.uuid4().hex[:8]}"
     out = []
     try:
@@ -328,7 +327,7 @@ def bench_round_trips(server: servers.Server, strategies: list[str], calls: int)
                         "queries_per_slice": counts.get(query, 0) / slices,
                         "other_queries": sum(v for k, v in counts.items() if k in ("find", "aggregate", "count") and k != query),
                         "get_mores": counts.get("getMore", 0),
-                        "batch_size": STREAM_BATCH_SIZE if used == "stream" else None,
+                        "batch_size": r["stream_batch_size"] if used == "stream" else None,
                         "sequence": r["commands"][:40],
                     }
                 )
@@ -592,6 +591,17 @@ def parse_sizes(text: str, default_runs: int) -> list[tuple[int, int]]:
     return out
 
 
+def code_state() -> dict[str, str]:
+    """The git HEAD and a hash of every source the measurements run, to tell whether the working
+    tree (shared with other people's edits) changed while the benchmark ran."""
+    digest = hashlib.sha1()
+    for folder in ("include", "devtools", "dags", "plugins", "bench"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    return {"git_head": head or "?", "sources_sha1": digest.hexdigest()[:12]}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes, one pair, no warm-ups (checks the suite, not the numbers)")
@@ -713,6 +723,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "mjs_baseline_batch": MJS_BASELINE_BATCH,
             "stream_batch_size": STREAM_BATCH_SIZE,
+            "code_start": code_state(),
         }
         measure_servers(args, ferret, mjs, data, home, checkpoint)
         for server in started:  # free their memory before the Airflow measurements
@@ -731,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         if data:
             checkpoint()
     data["meta"]["loadavg_end"] = loadavg()
+    data["meta"]["code_end"] = code_state()
     data["meta"]["total_seconds"] = round(time.perf_counter() - began, 1)
 
     (args.out / "benchmarks.json").write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,7 +1,7 @@
 """One measurement in a fresh process; prints a JSON object on its last stdout line.
 
-Run by bench/run.py, never imported by it: each mode starts from a clean interpreter so that
-the parent can read this process's own peak RSS (os.wait4) and import costs are not shared.
+Run by bench/run.py, never imported by it: each mode starts from a clean interpreter, so its
+peak RSS (VmHWM, printed as it exits) and its import costs are its own.
 
   worker.py extract  '{"approach": "ours"|"baseline"|"idle", "strategy": "auto", "slices": 1, "uri":..., "database":...,
                       "day":..., "tz":..., "server_pid": N|null}'
@@ -75,6 +75,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
     # The same imports in every approach (and before the clock): only the work differs.
     from cdr_reports.pipeline.aggregate import build_report
     from cdr_reports.pipeline.config import Settings
+    from cdr_reports.pipeline.extract import STREAM_BATCH_SIZE
     from cdr_reports.pipeline.periods import period_containing
     from cdr_reports.pipeline.runner import extract_period
 
@@ -137,6 +138,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "approach": approach,
         "strategy": strategy,
+        "stream_batch_size": STREAM_BATCH_SIZE,
         "slices": settings.extract_slices,
         "seconds": seconds,
         "client_cpu_seconds": (done.ru_utime + done.ru_stime) - (own.ru_utime + own.ru_stime),
