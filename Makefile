@@ -15,8 +15,9 @@ $(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyp
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt -c requirements.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . -e devtools
-	$(PY) -m pip check
+	# PYTHONWARNINGS: setuptools' editable-install notice is noise for a first-hour user.
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q --disable-pip-version-check --no-deps -e . -e devtools
+	$(PY) -m pip check >/dev/null
 	touch $@
 
 services:
