@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyp
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt -c requirements.lock
 	# PYTHONWARNINGS: setuptools' editable-install notice is noise for a first-hour user.
 	PYTHONWARNINGS=ignore $(PY) -m pip install -q --disable-pip-version-check --no-deps -e . -e devtools
-	$(PY) -m pip check >/dev/null
+	@out="$$($(PY) -m pip check)" || { echo "$$out"; exit 1; }
 	touch $@
 
 services:
