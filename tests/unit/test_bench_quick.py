@@ -102,7 +102,9 @@ def test_ferretdb_auto_streams_and_agrees_with_fetch_all(quick_run):
         assert ours["strategy"] == ["stream"]  # auto picked stream on FerretDB
         # One find continued by getMores, plus auto's buildInfo; no count, no aggregate.
         batches = math.ceil(ours["records"] / ours["stream_batch_size"])
-        assert ours["commands"] == {"buildInfo": 1, "find": 1, **({"getMore": batches - 1} if batches > 1 else {})}, size
+        assert ours["commands"] == {"buildInfo": 1, "find": 1, **({"getMore": batches - 1} if batches > 1 else {})}, (
+            size
+        )
         assert ours["wire_documents"] == base["wire_documents"]  # stream reads every record, projected
         # FerretDB decodes every document for either query: its CPU time is measured, never zero.
         assert ours["server_cpu_seconds"]["median"] > 0 and base["server_cpu_seconds"]["median"] > 0

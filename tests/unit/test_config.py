@@ -36,6 +36,7 @@ def test_every_variable_overrides_its_setting():
         "CDR_EXTRACT_STRATEGY": "Stream",
         "CDR_MAX_CALL_DURATION_SECONDS": "7200",
         "CDR_MONGO_TIMEOUT_MS": "2500",
+        "CDR_MONGO_QUERY_TIMEOUT_SECONDS": "600",
         "CDR_WEEK_START": "sunday",
         "CDR_EARLIEST_REPORT_DATE": "2025-06-01",
         "CDR_DAILY_DUE_HOUR": "5",
@@ -68,6 +69,7 @@ def test_every_variable_overrides_its_setting():
     assert s.time_zone == "Europe/Berlin" and s.mongo_database == "db" and s.collection == "Calls"
     assert s.global_filter["Tenant"] == "x" and s.global_filter["At"]["$gte"].year == 2020
     assert (s.extract_slices, s.max_call_duration_seconds, s.mongo_timeout_ms, s.week_start) == (4, 7200, 2500, 6)
+    assert s.mongo_query_timeout_seconds == 600
     assert s.earliest_report_date.isoformat() == "2025-06-01"
     assert (s.due.daily_hour, s.due.weekly_hour, s.due.monthly_hour) == (5, 6, 7)
     assert (s.owner, s.catchup, s.retries, s.retry_delay_seconds, s.max_retry_delay_seconds) == (
@@ -143,3 +145,16 @@ def test_filter_from_mapping_is_checked_too():
     assert parse_global_filter({"$or": [{"a": 1}, {"b": 2}]}) == {"$or": [{"a": 1}, {"b": 2}]}
     with pytest.raises(ConfigError):
         parse_global_filter({"$or": [1]})
+
+
+def test_query_timeout_defaults_to_half_the_task_timeout():
+    from cdr_reports.pipeline.config import query_timeout_seconds
+
+    assert query_timeout_seconds(load_settings({})) == 1800
+    assert query_timeout_seconds(load_settings({"CDR_EXECUTION_TIMEOUT_MINUTES": "15"})) == 450
+
+
+def test_query_timeout_must_leave_room_for_a_retry():
+    with pytest.raises(ConfigError, match="CDR_MONGO_QUERY_TIMEOUT_SECONDS=3600 must be shorter"):
+        load_settings({"CDR_MONGO_QUERY_TIMEOUT_SECONDS": "3600"})
+    assert load_settings({"CDR_MONGO_QUERY_TIMEOUT_SECONDS": "3599"}).mongo_query_timeout_seconds == 3599

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.config import Settings, query_timeout_seconds
 from cdr_reports.pipeline.errors import PermanentError
 
 
@@ -16,9 +16,12 @@ def mongo_collection(settings: Settings) -> Any:
     from airflow.providers.mongo.hooks.mongo import MongoHook
 
     hook = MongoHook(mongo_conn_id=settings.mongo_conn_id)
-    # Fail a try in seconds when the server is down, not after pymongo's 30 s default.
-    for option in ("serverSelectionTimeoutMS", "connectTimeoutMS", "socketTimeoutMS"):
+    # Fail a try in seconds when the server is down, not after pymongo's 30 s default; but give
+    # each read of the one query per slice as long as a large window needs (a 10 s socket timeout
+    # failed every slice of a 100k-CDR day on FerretDB, and would fail a 10M-CDR day on MongoDB).
+    for option in ("serverSelectionTimeoutMS", "connectTimeoutMS"):
         hook.extras.setdefault(option, settings.mongo_timeout_ms)
+    hook.extras.setdefault("socketTimeoutMS", query_timeout_seconds(settings) * 1000)
     database = settings.mongo_database or hook.connection.schema
     if not database:
         raise PermanentError(

@@ -64,6 +64,9 @@ class Settings:
     extract_strategy: str = "auto"  # auto | pushdown | stream (extract.py)
     max_call_duration_seconds: float = DEFAULT_MAX_CALL_DURATION_SECONDS
     mongo_timeout_ms: int = 10_000
+    # A slice is ONE query (pushdown: the server answers after the whole window; stream: one
+    # getMore at a time), so the socket waits longer than a connect. None: half the task's timeout.
+    mongo_query_timeout_seconds: int | None = None
     week_start: int = 0  # Monday
     earliest_report_date: date = DEFAULT_EARLIEST_REPORT_DATE
     due: DueTimes = field(default_factory=DueTimes)
@@ -244,6 +247,7 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CDR_EXTRACT_STRATEGY": ("extract_strategy", _choice(EXTRACT_STRATEGIES)),
     "CDR_MAX_CALL_DURATION_SECONDS": ("max_call_duration_seconds", _int_in(1)),
     "CDR_MONGO_TIMEOUT_MS": ("mongo_timeout_ms", _int_in(100)),
+    "CDR_MONGO_QUERY_TIMEOUT_SECONDS": ("mongo_query_timeout_seconds", _int_in(1)),
     "CDR_WEEK_START": ("week_start", _weekday),
     "CDR_EARLIEST_REPORT_DATE": ("earliest_report_date", _date),
     "CDR_DAILY_DUE_HOUR": ("due.daily_hour", _int_in(0, 23)),
@@ -307,11 +311,24 @@ def _check_together(settings: Settings) -> None:
                 f"CDR_DAILY_DEADLINE_LOCAL_TIME={settings.daily_deadline_local_time} must be later than the daily "
                 f"report's due time {settings.due.daily_hour:02d}:00 (CDR_DAILY_DUE_HOUR)"
             )
+    if settings.mongo_query_timeout_seconds is not None and (
+        settings.mongo_query_timeout_seconds >= settings.execution_timeout_minutes * 60
+    ):
+        raise ConfigError(
+            f"CDR_MONGO_QUERY_TIMEOUT_SECONDS={settings.mongo_query_timeout_seconds} must be shorter than the task's "
+            f"CDR_EXECUTION_TIMEOUT_MINUTES ({settings.execution_timeout_minutes} min), so a stuck query fails a try "
+            "that can be retried"
+        )
     if settings.max_retry_delay_seconds < settings.retry_delay_seconds:
         raise ConfigError(
             "CDR_MAX_RETRY_DELAY_SECONDS must be >= CDR_RETRY_DELAY_SECONDS "
             f"({settings.max_retry_delay_seconds} < {settings.retry_delay_seconds})"
         )
+
+
+def query_timeout_seconds(settings: Settings) -> int:
+    """The socket timeout of an extract query: the setting, else half the task's execution timeout."""
+    return settings.mongo_query_timeout_seconds or settings.execution_timeout_minutes * 30
 
 
 def settings_as_json(settings: Settings) -> str:
