@@ -37,6 +37,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tests.support.services import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELERY_ENV_FILE = REPO_ROOT / "config" / "celery.env"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -78,14 +80,6 @@ def redis_server_binary() -> str | None:
     if not find():
         subprocess.run(["bash", str(REPO_ROOT / "scripts" / "install-test-packages.sh")], check=False, timeout=600)
     return find()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -348,9 +342,8 @@ def stack_env(
             "CDR_SQL_SCHEMA": schema,
             "CDR_EXTRACT_SLICES": str(SLICES),
             # FerretDB scans the whole collection per query: seconds per query here, several times
-            # that when slices run side by side on 2 cores. The 10 s default socket timeout would
-            # fail a slow query (see docs/scale-out.md: raise it with the volume in production too).
-            "CDR_MONGO_TIMEOUT_MS": "120000",
+            # that when slices run side by side on 2 cores. Each query's socket timeout is
+            # CDR_MONGO_QUERY_TIMEOUT_SECONDS (default: half the task timeout), so the default holds.
             # A lost slice is retried at once (production: 60 s, doubling); detection is the
             # shared heartbeat timeout, which the kill test measures.
             "CDR_RETRY_DELAY_SECONDS": "1",
