@@ -22,26 +22,23 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tests.support import airflow_stack
+from tests.support.airflow_stack import AIRFLOW, REPO_ROOT, AirflowProcesses
 from tests.support.services import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CELERY_ENV_FILE = REPO_ROOT / "config" / "celery.env"
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG_ID = "cdr_daily_report"
 WORKERS = ("w1", "w2")
 SLICES = 4
@@ -82,36 +79,17 @@ def redis_server_binary() -> str | None:
     return find()
 
 
-@dataclass
-class CeleryStack:
-    home: Path
-    log_dir: Path
-    env: dict[str, str]
+@dataclass(kw_only=True)
+class CeleryStack(AirflowProcesses):
+    """The shared process plumbing (tests/support/airflow_stack.py) plus workers and metadata-DB reads."""
+
     metadata_url: str  # SQLAlchemy URL of the metadata DB (psycopg 3)
     sink_url: str  # SQLAlchemy URL of the report database
     sink_schema: str
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    # Workers a test killed or stopped on purpose: not an error when found dead.
-    down: set[str] = field(default_factory=set)
-    timings: dict[str, float] = field(default_factory=dict)
-    _t0: float = field(default_factory=time.monotonic)
     _engine: Any = None
 
-    def mark(self, step: str) -> None:
-        self.timings[step] = round(time.monotonic() - self._t0, 1)
-
-    # -- processes -----------------------------------------------------------------------------
-    def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
-        env = {**self.env, **(extra_env or {})}
-        with open(self.log_dir / f"{name}.log", "a") as log_file:
-            # A session of its own: a kill or the teardown reaches every child (pool processes,
-            # task supervisors, task processes).
-            self.processes[name] = subprocess.Popen(
-                list(args), env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
-            )
-
     def start_worker(self, name: str, concurrency: int | None = None) -> None:
-        self.down.discard(name)
+        self.down.discard(f"worker-{name}")
         # Truncated: readiness is read from this start's log only.
         (self.log_dir / f"worker-{name}.log").write_text("")
         extra = ["--concurrency", str(concurrency)] if concurrency else []
@@ -149,7 +127,7 @@ class CeleryStack:
     def stop_worker(self, name: str, timeout: float = 60) -> None:
         """Warm shutdown (SIGTERM): the worker finishes its tasks and leaves."""
         proc = self.processes[f"worker-{name}"]
-        self.down.add(name)
+        self.down.add(f"worker-{name}")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -161,68 +139,12 @@ class CeleryStack:
     def kill_worker(self, name: str) -> None:
         """SIGKILL the worker's whole process group: the node vanishes as in a crash or an OOM kill."""
         proc = self.processes[f"worker-{name}"]
-        self.down.add(name)
+        self.down.add(f"worker-{name}")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
-    def check_alive(self) -> None:
-        for name, proc in self.processes.items():
-            if name.removeprefix("worker-") in self.down:
-                continue
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}\n{self.log_tails()}")
-
-    def wait_until(self, what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                last = check()
-                if last:
-                    return last
-            except Exception as exc:
-                last = exc
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})\n{self.log_tails()}")
-
-    def run_cli(self, *args: str, timeout: float = 300) -> str:
-        result = subprocess.run(
-            list(args), env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.home
-        )
-        if result.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(args)} -> {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-            )
-        return result.stdout
-
-    def log_tails(self, chars: int = 3000) -> str:
-        parts = []
-        for path in sorted(self.log_dir.glob("*.log")):
-            parts.append(f"----- {path.name} (last {chars} chars) -----\n{path.read_text(errors='replace')[-chars:]}")
-        return "\n".join(parts)
-
-    def keep_logs(self, target: Path) -> None:
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for path in self.log_dir.glob("*.log"):
-            shutil.copy(path, target / path.name)
-        if (self.home / "logs").exists():
-            shutil.copytree(self.home / "logs", target / "task-logs", dirs_exist_ok=True)
-
     def stop(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10  # then SIGKILL: the temp home is thrown away anyway
-        for proc in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group (task processes)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        super().stop()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -244,7 +166,7 @@ class CeleryStack:
     def trigger(self, report_date: date) -> str:
         run_id = f"celery_{report_date.isoformat()}_{uuid.uuid4().hex[:8]}"
         conf = json.dumps({"report_date": report_date.isoformat()})
-        self.run_cli(AIRFLOW, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", conf)
+        self.run_cli(AIRFLOW, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", conf, timeout=300)
         return run_id
 
     def dag_run(self, run_id: str) -> dict[str, Any] | None:
@@ -306,36 +228,17 @@ def stack_env(
     sink_uri: str,
     schema: str,
 ) -> dict[str, str]:
-    """The environment of every process of the stack: config/celery.env + this stack's own keys."""
-    from cryptography.fernet import Fernet
-
-    # Nothing from the outer environment's Airflow/CDR settings may leak into this stack.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CDR_"))}
+    """The environment of every process of the stack: the shared keys, config/celery.env, this stack's own keys."""
+    env = airflow_stack.airflow_env(home, dags, api_port, metadata_url, airflow_stack.new_secrets(), "CeleryExecutor")
     env.update(read_env_file())  # the shared Celery keys, exactly as compose reads them
     env.update(
         {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-" + secrets.token_urlsafe(64),
-            "AIRFLOW__API__SECRET_KEY": "key-" + secrets.token_urlsafe(32),
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             # Only the triggered runs: no scheduled run of a report DAG competes with them.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            # The files do not change during the session: parse once.
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-            "PYTHONUNBUFFERED": "1",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             # The report, through the connections of the README.
             "AIRFLOW_CONN_CDR_MONGO": mongo_conn,
             "AIRFLOW_CONN_CDR_REPORTS_DB": sink_uri,
@@ -344,10 +247,8 @@ def stack_env(
             # FerretDB scans the whole collection per query: seconds per query here, several times
             # that when slices run side by side on 2 cores. Each query's socket timeout is
             # CDR_MONGO_QUERY_TIMEOUT_SECONDS (default: half the task timeout), so the default holds.
-            # A lost slice is retried at once (production: 60 s, doubling); detection is the
-            # shared heartbeat timeout, which the kill test measures.
-            "CDR_RETRY_DELAY_SECONDS": "1",
-            "CDR_MAX_RETRY_DELAY_SECONDS": "2",
+            # A lost slice is retried at once (airflow_env's CDR_RETRY_DELAY_SECONDS); detection is
+            # the shared heartbeat timeout, which the kill test measures.
         }
     )
     return env
@@ -377,74 +278,69 @@ def open_stack(
     import sqlalchemy as sa
 
     began = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="cdr-celery-"))
-    home, dags, log_dir = tmp / "home", tmp / "dags", tmp / "process-logs"
-    for folder in (home, dags, log_dir):
-        folder.mkdir()
-    for dag_file in sorted((REPO_ROOT / "dags").glob("*.py")):
-        (dags / dag_file.name).symlink_to(dag_file)
-
     tag = uuid.uuid4().hex[:10]
-    pg = sa.engine.make_url(pg_uri).set(drivername="postgresql+psycopg")
-    metadata_db, schema, mongo_name = f"cdr_celery_meta_{tag}", f"cdr_celery_{tag}", f"cdr_celery_{tag}"
-    metadata_url = pg.set(database=metadata_db).render_as_string(hide_password=False)
-    sink_url = pg.render_as_string(hide_password=False)
-    admin = sa.create_engine(sink_url, isolation_level="AUTOCOMMIT")
-    mongo_client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
-    host, port = mongo_client.address
-    stack: CeleryStack | None = None
-    failed = False
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{metadata_db}"'))
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        seed(mongo_client[mongo_name].CdrRecords)
-        seeded = round(time.monotonic() - began, 1)
+    schema, mongo_name = f"cdr_celery_{tag}", f"cdr_celery_{tag}"
+    with (
+        airflow_stack.fresh_database(pg_uri, f"cdr_celery_meta_{tag}") as metadata,
+        airflow_stack.stack_dirs("cdr-celery-") as (tmp, home, dags, log_dir),
+        pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True) as mongo_client,
+    ):
+        for dag_file in sorted((REPO_ROOT / "dags").glob("*.py")):
+            (dags / dag_file.name).symlink_to(dag_file)
+        host, port = mongo_client.address
+        stack: CeleryStack | None = None
+        failed = False
+        try:
+            with metadata.admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            seed(mongo_client[mongo_name].CdrRecords)
+            seeded = round(time.monotonic() - began, 1)
 
-        api_port, redis_port = free_port(), free_port()
-        env = stack_env(
-            home, dags, api_port, redis_port, metadata_url, f"mongo://{host}:{port}/{mongo_name}", pg_uri, schema
-        )
-        stack = CeleryStack(
-            home=home, log_dir=log_dir, env=env, metadata_url=metadata_url, sink_url=sink_url, sink_schema=schema
-        )
-        stack.timings["seeded"] = seeded
-        stack.start(
-            "redis", redis_bin, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no",
-            "--dir", str(tmp),
-        )  # fmt: skip
-        stack.run_cli(AIRFLOW, "db", "migrate", timeout=600)
-        stack.mark("db migrated")
-        stack.start("dag-processor", AIRFLOW, "dag-processor")
-        stack.start("scheduler", AIRFLOW, "scheduler", "--skip-serve-logs")
-        stack.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(api_port))
-        for name in workers:
-            stack.start_worker(name)
-        health = f"http://127.0.0.1:{api_port}/api/v2/monitor/health"
-        stack.wait_until("api-server and scheduler healthy", lambda: _healthy(health), 240)
-        stack.mark("api-server healthy")
-        stack.wait_until(
-            f"{DAG_ID} parsed and active",
-            lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = :d AND NOT is_stale AND NOT is_paused", d=DAG_ID),
-            240,
-        )
-        stack.mark("DAG registered")
-        stack.ensure_workers(workers)
-        stack.mark("workers ready")
-        yield stack
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        if stack is not None:
-            if on_exit is not None:
-                on_exit(stack, failed)
-            stack.stop()
-        with contextlib.suppress(Exception):
-            mongo_client.drop_database(mongo_name)
-        mongo_client.close()
-        with contextlib.suppress(Exception), admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{metadata_db}" WITH (FORCE)'))
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
+            api_port, redis_port = free_port(), free_port()
+            env = stack_env(
+                home, dags, api_port, redis_port, metadata.url, f"mongo://{host}:{port}/{mongo_name}", pg_uri, schema
+            )
+            stack = CeleryStack(
+                home=home,
+                log_dir=log_dir,
+                env=env,
+                metadata_url=metadata.url,
+                sink_url=metadata.server_url,
+                sink_schema=schema,
+            )
+            stack.timings["seeded"] = seeded
+            stack.start(
+                "redis", redis_bin, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no",
+                "--dir", str(tmp),
+            )  # fmt: skip
+            stack.run_cli(AIRFLOW, "db", "migrate", timeout=600)
+            stack.mark("db migrated")
+            stack.start("dag-processor", AIRFLOW, "dag-processor")
+            stack.start("scheduler", AIRFLOW, "scheduler", "--skip-serve-logs")
+            stack.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(api_port))
+            for name in workers:
+                stack.start_worker(name)
+            health = f"http://127.0.0.1:{api_port}/api/v2/monitor/health"
+            stack.wait_until("api-server and scheduler healthy", lambda: _healthy(health), 240)
+            stack.mark("api-server healthy")
+            stack.wait_until(
+                f"{DAG_ID} parsed and active",
+                lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = :d AND NOT is_stale AND NOT is_paused", d=DAG_ID),
+                240,
+            )
+            stack.mark("DAG registered")
+            stack.ensure_workers(workers)
+            stack.mark("workers ready")
+            yield stack
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            if stack is not None:
+                if on_exit is not None:
+                    on_exit(stack, failed)
+                stack.stop()
+            with contextlib.suppress(Exception):
+                mongo_client.drop_database(mongo_name)
+            with contextlib.suppress(Exception), metadata.admin.connect() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))

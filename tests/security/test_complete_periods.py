@@ -141,12 +141,7 @@ def test_the_plan_task_refuses_such_runs_at_once_and_nothing_is_stored(airflow_s
     dag_id = "cdr_daily_report"
     run_ids = {}
     for report_date in refused:
-        response = airflow_stack.request(
-            "operator",
-            "POST",
-            f"/api/v2/dags/{dag_id}/dagRuns",
-            json={"logical_date": None, "conf": {"report_date": report_date}},
-        )
+        response = airflow_stack.trigger_report("operator", dag_id, report_date)
         assert response.status_code == 200, response.text
         run_ids[report_date] = response.json()["dag_run_id"]
 

@@ -186,12 +186,7 @@ def test_viewer_cannot_read_other_dags_logs(airflow_stack):
 
 
 def test_operator_triggers_a_daily_report_for_a_date(airflow_stack):
-    response = airflow_stack.request(
-        "operator",
-        "POST",
-        f"/api/v2/dags/{DAILY}/dagRuns",
-        json={"logical_date": None, "conf": {"report_date": REPORT_DATE}},
-    )
+    response = airflow_stack.trigger_report("operator", DAILY, REPORT_DATE)
     assert response.status_code == 200, response.text
     run_id = response.json()["dag_run_id"]
     stored = {r["dag_run_id"]: r for r in airflow_stack.dag_runs(DAILY)}

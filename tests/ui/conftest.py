@@ -18,7 +18,8 @@ One package-scoped fixture (`report_stack`), torn down when tests/ui is done:
    report links to a real run) and, through its Asset, makes the scheduler run
    docs/examples/cdr_report_consumer_dag.py.
 
-The stack's helpers (process control, tokens, env) come from tests/security/conftest.py.
+The stack's helpers come from tests/support/airflow_stack.py (processes, logs, metadata database)
+and tests/security/conftest.py (REST API as the test users, the FAB environment).
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +38,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.airflow_stack import REPO_ROOT, artifacts_folder, fresh_database, new_secrets, stack_dirs, supervised
+
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
 TZ = "Europe/Istanbul"
 DAILY_REPORTS = 21
@@ -165,151 +165,103 @@ def _mongo_connection(uri: str, database: str) -> str:
 
 @pytest.fixture(scope="package")
 def report_stack(request, mongo_uri, pg_uri) -> Iterator[ReportStack]:
-    import sqlalchemy as sa
-    from cryptography.fernet import Fernet
-
     from tests.security import conftest as sec
 
     # The metadata database on the `make services` PostgreSQL, as tests/security does (several
     # Airflow processes write at once).
-    pg = sa.engine.make_url(pg_uri).set(drivername="postgresql+psycopg")
-    metadata_db = f"cdr_ui_meta_{secrets.token_hex(5)}"
-    admin_engine = sa.create_engine(pg.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{metadata_db}"'))
-    metadata_url = pg.set(database=metadata_db).render_as_string(hide_password=False)
-    tmp = Path(tempfile.mkdtemp(prefix="cdr-ui-"))
-    home, dags, log_dir = tmp / "home", tmp / "dags", tmp / "process-logs"
-    for folder in (home, dags, log_dir):
-        folder.mkdir()
-    (dags / "cdr_report_dags.py").symlink_to(REPO_ROOT / "dags" / "cdr_report_dags.py")
-    (dags / "cdr_report_consumer_dag.py").symlink_to(CONSUMER_DAG_FILE)
-    (dags / "other_team_dag.py").write_text(sec.OTHER_DAG_SOURCE)
-    reports_db = tmp / "reports.db"
     database = f"cdr_ui_{uuid.uuid4().hex[:10]}"
-    last_day = datetime.now(ZoneInfo(TZ)).date() - timedelta(days=1)
+    with (
+        fresh_database(pg_uri, f"cdr_ui_meta_{secrets.token_hex(5)}") as metadata,
+        stack_dirs("cdr-ui-") as (tmp, home, dags, log_dir),
+        _mongo_database(mongo_uri, database),
+    ):
+        (dags / "cdr_report_dags.py").symlink_to(REPO_ROOT / "dags" / "cdr_report_dags.py")
+        (dags / "cdr_report_consumer_dag.py").symlink_to(CONSUMER_DAG_FILE)
+        (dags / "other_team_dag.py").write_text(sec.OTHER_DAG_SOURCE)
+        reports_db = tmp / "reports.db"
+        last_day = datetime.now(ZoneInfo(TZ)).date() - timedelta(days=1)
 
-    port = sec.free_port()
-    stack_secrets = {
-        "jwt_secret": "jwt-" + secrets.token_urlsafe(64),
-        "api_secret_key": "key-" + secrets.token_urlsafe(32),
-        "fernet_key": Fernet.generate_key().decode(),
-    }
-    env = sec._airflow_env(home, dags, port, stack_secrets, metadata_url)
-    env.update(
-        {
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW_CONN_CDR_MONGO": _mongo_connection(mongo_uri, database),
-            "AIRFLOW_CONN_CDR_REPORTS_DB": json.dumps({"conn_type": "sqlite", "host": str(reports_db)}),
-            "CDR_TIMEZONE": TZ,
-            "CDR_MONGO_TIMEOUT_MS": "60000",
-        }
-    )
-    stack = sec.AirflowStack(
-        base_url=f"http://127.0.0.1:{port}",
-        home=home,
-        env=env,
-        secrets=stack_secrets,
-        passwords={n: f"pw-{n}-" + secrets.token_urlsafe(12) for n in ("admin", "viewer", "operator", "outsider")},
-        probe_password="",
-        log_dir=log_dir,
-    )
-    result = ReportStack(stack=stack, reports_db=reports_db, mongo_database=database, last_day=last_day)
-    try:
-        migrate = stack.popen_cli(sec.AIRFLOW, "db", "migrate")
-        # The reports are computed while Airflow migrates its metadata database.
-        result.expected = _seed_reports(mongo_uri, database, reports_db, last_day)
-        stack.mark("reports seeded")
-        output = migrate.communicate(timeout=300)[0]
-        assert migrate.returncode == 0, output[-3000:]
-        stack.mark("db migrated")
-        stack.run_cli(sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles")
-        stack.run_cli(
-            sec.AIRFLOW, "users", "create", "--username", "admin", "--password", stack.passwords["admin"],
-            "--role", "Admin", "--email", "admin@example.test", "--firstname", "admin", "--lastname", "Test",
-        )  # fmt: skip
-        stack.start("dag-processor", sec.AIRFLOW, "dag-processor")
-        stack.start("scheduler", sec.AIRFLOW, "scheduler", "--skip-serve-logs")
-        stack.start("api-server", sec.AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port))
-
-        def healthy() -> bool:
-            with stack.client() as client:
-                return client.get("/api/v2/monitor/health").json()["metadatabase"]["status"] == "healthy"
-
-        sec._wait_until("api-server health", healthy, stack, timeout=240)
-        stack.mark("api-server healthy")
-        role = stack.request(
-            "admin", "POST", "/auth/fab/v1/roles",
-            json={"name": OUTSIDER_ROLE, "actions": [
-                {"action": {"name": "can_read"}, "resource": {"name": "DAG Runs"}},
-                {"action": {"name": "can_read"}, "resource": {"name": "Website"}},
-            ]},
-        )  # fmt: skip
-        assert role.status_code == 200, role.text
-        for username, role_name in (
-            ("viewer", "ReportViewer"),
-            ("operator", "ReportOperator"),
-            ("outsider", OUTSIDER_ROLE),
-        ):
-            created = stack.request(
-                "admin", "POST", "/auth/fab/v1/users",
-                json={"username": username, "password": stack.passwords[username], "email": f"{username}@example.test",
-                      "first_name": username, "last_name": "Test", "roles": [{"name": role_name}]},
-            )  # fmt: skip
-            assert created.status_code == 200, created.text
-        expected_dags = {*sec.REPORT_DAG_IDS, CONSUMER_DAG_ID, sec.OTHER_DAG_ID}
-
-        def all_dags() -> bool:
-            response = stack.request("admin", "GET", "/api/v2/dags", params={"limit": 100})
-            return response.status_code == 200 and {d["dag_id"] for d in response.json()["dags"]} == expected_dags
-
-        sec._wait_until(f"DAGs {sorted(expected_dags)} registered", all_dags, stack, timeout=240)
-        stack.mark("DAGs registered")
-        # The consumer first (an asset event only queues runs of DAGs that exist and are unpaused).
-        for dag_id in (CONSUMER_DAG_ID, "cdr_daily_report"):
-            unpaused = stack.request("admin", "PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-            assert unpaused.status_code == 200, unpaused.text
-        run = stack.request(
-            "admin", "POST", "/api/v2/dags/cdr_daily_report/dagRuns",
-            json={"logical_date": None, "conf": {"report_date": last_day.isoformat()}},
-        )  # fmt: skip
-        assert run.status_code == 200, run.text
-        result.daily_run_id = run.json()["dag_run_id"]
-        stack.mark("daily run triggered")
-        print(f"\nreport stack ready: {stack.timings}")
-        yield result
-    except BaseException:
-        print(stack.log_tails())
-        _keep_logs(stack)
-        raise
-    finally:
-        stack.stop()
-        if request.session.testsfailed:
-            print(f"\n===== Airflow process logs (tests failed) =====\n{stack.log_tails()}")
-            _keep_logs(stack)
-        _drop_database(mongo_uri, database)
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(Exception), admin_engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{metadata_db}" WITH (FORCE)'))
-        admin_engine.dispose()
+        port = sec.free_port()
+        stack_secrets = new_secrets()
+        env = sec._airflow_env(home, dags, port, stack_secrets, metadata.url)
+        env.update(
+            {
+                "AIRFLOW__CORE__PARALLELISM": "2",
+                "AIRFLOW_CONN_CDR_MONGO": _mongo_connection(mongo_uri, database),
+                "AIRFLOW_CONN_CDR_REPORTS_DB": json.dumps({"conn_type": "sqlite", "host": str(reports_db)}),
+                "CDR_TIMEZONE": TZ,
+                "CDR_MONGO_TIMEOUT_MS": "60000",
+            }
+        )
+        stack = sec.AirflowStack(
+            base_url=f"http://127.0.0.1:{port}",
+            home=home,
+            env=env,
+            secrets=stack_secrets,
+            passwords={n: f"pw-{n}-" + secrets.token_urlsafe(12) for n in ("admin", "viewer", "operator", "outsider")},
+            probe_password="",
+            log_dir=log_dir,
+        )
+        result = ReportStack(stack=stack, reports_db=reports_db, mongo_database=database, last_day=last_day)
+        with supervised(stack, request.session, ARTIFACTS / "logs"):
+            _start(result, port, mongo_uri)
+            yield result
 
 
-def _drop_database(uri: str, database: str) -> None:
+def _start(result: ReportStack, port: int, mongo_uri: str) -> None:
+    """Seeds the reports, starts Airflow, creates the users and triggers the fixture's daily run."""
+    from tests.security import conftest as sec
+
+    stack = result.stack
+    migrate = stack.popen_cli(sec.AIRFLOW, "db", "migrate")
+    # The reports are computed while Airflow migrates its metadata database.
+    result.expected = _seed_reports(mongo_uri, result.mongo_database, result.reports_db, result.last_day)
+    stack.mark("reports seeded")
+    output = migrate.communicate(timeout=300)[0]
+    assert migrate.returncode == 0, output[-3000:]
+    stack.mark("db migrated")
+    stack.run_cli(sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles")
+    stack.run_cli(
+        sec.AIRFLOW, "users", "create", "--username", "admin", "--password", stack.passwords["admin"],
+        "--role", "Admin", "--email", "admin@example.test", "--firstname", "admin", "--lastname", "Test",
+    )  # fmt: skip
+    stack.start("dag-processor", sec.AIRFLOW, "dag-processor")
+    stack.start("scheduler", sec.AIRFLOW, "scheduler", "--skip-serve-logs")
+    stack.start("api-server", sec.AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port))
+    stack.wait_healthy(timeout=240)
+    stack.mark("api-server healthy")
+    role = stack.request(
+        "admin", "POST", "/auth/fab/v1/roles",
+        json={"name": OUTSIDER_ROLE, "actions": [
+            {"action": {"name": "can_read"}, "resource": {"name": "DAG Runs"}},
+            {"action": {"name": "can_read"}, "resource": {"name": "Website"}},
+        ]},
+    )  # fmt: skip
+    assert role.status_code == 200, role.text
+    stack.create_users({"viewer": "ReportViewer", "operator": "ReportOperator", "outsider": OUTSIDER_ROLE})
+    stack.wait_dags({*sec.REPORT_DAG_IDS, CONSUMER_DAG_ID, sec.OTHER_DAG_ID}, timeout=240)
+    stack.mark("DAGs registered")
+    # The consumer first (an asset event only queues runs of DAGs that exist and are unpaused).
+    for dag_id in (CONSUMER_DAG_ID, "cdr_daily_report"):
+        unpaused = stack.request("admin", "PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        assert unpaused.status_code == 200, unpaused.text
+    run = stack.trigger_report("admin", "cdr_daily_report", result.last_day.isoformat())
+    assert run.status_code == 200, run.text
+    result.daily_run_id = run.json()["dag_run_id"]
+    stack.mark("daily run triggered")
+    print(f"\nreport stack ready: {stack.timings}")
+
+
+@contextlib.contextmanager
+def _mongo_database(uri: str, database: str) -> Iterator[None]:
+    """The fixture's source database in the shared FerretDB: dropped on exit (after the processes stop)."""
     import pymongo
 
-    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
-        client.drop_database(database)
-
-
-def _keep_logs(stack: Any) -> None:
-    target = ARTIFACTS / "logs"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for path in stack.log_dir.glob("*.log"):
-        shutil.copy(path, target / path.name)
-    task_logs = stack.home / "logs"
-    if task_logs.exists():
-        shutil.copytree(task_logs, target / "task-logs", dirs_exist_ok=True)
+    try:
+        yield
+    finally:
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+            client.drop_database(database)
 
 
 @pytest.fixture(scope="package")
@@ -322,10 +274,7 @@ def finished_daily_run(report_stack) -> dict[str, Any]:
 
 @pytest.fixture(scope="package")
 def ui_artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for stale in ARTIFACTS.glob("FAILED-*.png"):
-        stale.unlink()
-    return ARTIFACTS
+    return artifacts_folder(ARTIFACTS)
 
 
 @pytest.hookimpl(hookwrapper=True)
