@@ -65,8 +65,8 @@ lock: install
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^cdr-reports'; } > requirements.lock
 
 # Writes docs/benchmarks.{json,md} from one run: 5 interleaved pairs (ours, fetch-all) at 200k CDRs
-# and 3 at 1M, on the bench's own FerretDB and mongo-java-server (-Xmx6g) processes; ~30-45 min on
-# 2 cores, longer under load (docs/benchmarks.md records the time taken and the load average).
+# and 3 at 1M, on the bench's own FerretDB and mongo-java-server (-Xmx6g) processes; ~20 min on an
+# idle 2-core machine, longer under load (docs/benchmarks.md records the time taken and the load average).
 bench: install services
 	timeout 14400 $(PY) bench/run.py --out docs
 

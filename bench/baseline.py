@@ -42,7 +42,9 @@ def original_approach(
     # The window as the product states it (a single BSON date in [start, end)) so both count the
     # same documents; the original's plain range differs only for array-valued DateTime.Start.
     query = {"$and": [window_query(start, end), dict(global_filter)]}
-    records = list(collection.find(query, batch_size=batch_size))  # ToList(): the whole period in memory, like the .NET job
+    records = list(
+        collection.find(query, batch_size=batch_size)
+    )  # ToList(): the whole period in memory, like the .NET job
 
     groups: dict[str, list[Any]] = {}  # operator -> [calls, answered, seconds]
     rejected = 0

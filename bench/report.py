@@ -82,7 +82,10 @@ def _target_rows(data: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
                 f"client peak RSS of ours (worker VmHWM, largest of the runs), {n_calls(size)} CDRs",
                 f"≤ {t['client_mib']:.0f} MiB",
                 f"{mib(peak)} MiB",
-                verdict(met, f"{(peak - t['client_mib'] * MIB) / MIB:.1f} MiB ({(peak / (t['client_mib'] * MIB) - 1) * 100:.0f}% over)"),
+                verdict(
+                    met,
+                    f"{(peak - t['client_mib'] * MIB) / MIB:.1f} MiB ({(peak / (t['client_mib'] * MIB) - 1) * 100:.0f}% over)",
+                ),
             ]
         )
     if any(peaks[s] > t["client_mib"] * MIB for s in sizes) and idle:
@@ -116,15 +119,19 @@ def _target_rows(data: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
             ]
         )
         if not met:
-            why.append(f"**Round trips ({rt['server']}, {rt['strategy']}, {rt['slices']} slices):** commands sent: {rt['commands']}.")
+            why.append(
+                f"**Round trips ({rt['server']}, {rt['strategy']}, {rt['slices']} slices):** commands sent: {rt['commands']}."
+            )
     dag = data.get("dag_test")
     if dag:
         r = dag["ratio_report_over_noop"]["median"]
         met = r <= t["dag_test"]
         rows.append(
             [
-                (f"dag.test() of `cdr_daily_report` ÷ a no-op DAG of the same shape ({len(dag.get('shape', {})) or 4} tasks), "
-                f"{dag['calls']:,} CDRs (demo's daily volume)"),
+                (
+                    f"dag.test() of `cdr_daily_report` ÷ a no-op DAG of the same shape ({len(dag.get('shape', {})) or 4} tasks), "
+                    f"{dag['calls']:,} CDRs (demo's daily volume)"
+                ),
                 f"≤ {t['dag_test']}×",
                 f"{ratio(r)} (median of {dag['runs']} pairs)",
                 verdict(met, f"{ratio(r - t['dag_test'])[:-1]} ({(r / t['dag_test'] - 1) * 100:.0f}% over)"),
@@ -187,12 +194,14 @@ def _why_client_rss(data: dict[str, Any]) -> str:
     batch = data["meta"]["stream_batch_size"]
     heavy = idle.get("modules") or []
     holders = idle.get("module_holders") or {}
-    held = " and ".join(f"`{m}` (imported at module level by {', '.join(f'`{h}`' for h in holders.get(m, [])) or '?'})" for m in heavy)
+    held = " and ".join(
+        f"`{m}` (imported at module level by {', '.join(f'`{h}`' for h in holders.get(m, [])) or '?'})" for m in heavy
+    )
     return (
         f"**Client peak RSS:** the idle worker (same imports, connected, no work) already peaks at "
         f"{mib(idle['peak_rss_bytes']['median'])} MiB: interpreter {mib(stages['interpreter'])} MiB, pymongo and bson "
         f"+{mib(stages['pymongo'] - stages['interpreter'])} MiB, the pipeline modules +{mib(stages['pipeline'] - stages['pymongo'])} MiB"
-         f", the connection +{mib(stages['connected'] - stages['pipeline'])} MiB."
+        f", the connection +{mib(stages['connected'] - stages['pipeline'])} MiB."
         + (f" The pipeline modules load {held}; neither the extract nor the aggregate step calls it." if heavy else "")
         + f" Streaming adds {growth / MIB:.1f} MiB "
         f"at every size: pymongo decodes one getMore batch of {batch:,} projected documents at once "
@@ -226,8 +235,11 @@ def _why_dag_test(data: dict[str, Any]) -> str:
             if share >= 0.5
             else f"the rest ({excess - plain:.2f} s) is what the report's tasks do around the pipeline in Airflow "
             "(connections from AIRFLOW_CONN_*, hooks, the SQL engine, larger XComs)"
-            + (f" and the tasks `run_report` does not include ({', '.join(f'`{t}`' for t in _extra_tasks(dag))})"
-               if _extra_tasks(dag) else "")
+            + (
+                f" and the tasks `run_report` does not include ({', '.join(f'`{t}`' for t in _extra_tasks(dag))})"
+                if _extra_tasks(dag)
+                else ""
+            )
             + "."
         )
         + tasks
@@ -261,10 +273,12 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         f"    {meta['command']}",
         "",
-        ("Every number below comes from that one run (`benchmarks.json`, next to this file, has the raw samples); "
-        "every verdict and explanation is computed from it (`bench/report.py`). Cells read `min / **median** / max`. "
-        "The machine is shared (load averages are in the machine table), so single timings are noisy; documents, "
-        "bytes, CPU times and the ratios of interleaved pairs are the robust numbers."),
+        (
+            "Every number below comes from that one run (`benchmarks.json`, next to this file, has the raw samples); "
+            "every verdict and explanation is computed from it (`bench/report.py`). Cells read `min / **median** / max`. "
+            "The machine is shared (load averages are in the machine table), so single timings are noisy; documents, "
+            "bytes, CPU times and the ratios of interleaved pairs are the robust numbers."
+        ),
         "",
         "## Targets",
         "",
@@ -302,10 +316,11 @@ def _headlines(data: dict[str, Any], sizes: list[str], mjs_sizes: list[str]) -> 
         e = fer["sizes"][s]
         o, b = e["ours"], e["baseline"]
         out.append(
-            f"* **FerretDB, {n_calls(s)} CDRs** (`auto` → `{'/'.join(o['strategy'] or ['?'])}`): ours "
-            f"{o['seconds']['median']:.1f} s vs fetch-all {b['seconds']['median']:.1f} s (wall {ratio(e['ratios']['wall']['median'])}); "
-            f"FerretDB CPU {o['server_cpu_seconds']['median']:.1f} s vs {b['server_cpu_seconds']['median']:.1f} s "
-            f"({ratio(e['ratios']['server_cpu']['median'])}); client peak {mib(o['client_peak_rss_bytes']['max'])} MiB vs "
+            f"* **FerretDB, {n_calls(s)} CDRs** (`auto` → `{'/'.join(o['strategy'] or ['?'])}`), ours ÷ fetch-all "
+            f"(median of {e['runs']} per-pair ratios): wall {ratio(e['ratios']['wall']['median'])}, FerretDB CPU "
+            f"{ratio(e['ratios']['server_cpu']['median'])} (median times: wall {o['seconds']['median']:.1f} s vs "
+            f"{b['seconds']['median']:.1f} s, CPU {o['server_cpu_seconds']['median']:.1f} s vs "
+            f"{b['server_cpu_seconds']['median']:.1f} s); client peak {mib(o['client_peak_rss_bytes']['max'])} MiB vs "
             f"{mib(b['client_peak_rss_bytes']['median'])} MiB; {human_bytes(o['wire_bytes'])} vs {human_bytes(b['wire_bytes'])} "
             "over the wire."
         )
@@ -316,7 +331,8 @@ def _headlines(data: dict[str, Any], sizes: list[str], mjs_sizes: list[str]) -> 
             f"* **mongo-java-server, {n_calls(s)} CDRs** (`pushdown`): {o['wire_documents']:,} "
             f"document{'s' if o['wire_documents'] != 1 else ''} "
             f"({human_bytes(o['wire_bytes'])}) vs {b['wire_documents']:,} ({human_bytes(b['wire_bytes'])}); "
-            f"{o['seconds']['median']:.1f} s vs {b['seconds']['median']:.1f} s (wall {ratio(e['ratios']['wall']['median'])})."
+            f"wall {ratio(e['ratios']['wall']['median'])} (median of per-pair ratios; median times "
+            f"{o['seconds']['median']:.1f} s vs {b['seconds']['median']:.1f} s)."
         )
     rts = _all_round_trips(data)
     if rts:
@@ -367,11 +383,17 @@ def _machine(data: dict[str, Any]) -> list[str]:
         f"| Load average (1, 5, 15 min) at start → end | {meta['loadavg_start']} → {meta.get('loadavg_end', 'not recorded')} |",
         f"| Code | {_code_row(meta)} |",
         "| Total bench time | "
-        + (f"{meta['total_seconds'] / 60:.1f} min |" if "total_seconds" in meta else "the run was cut short: rendered from its checkpoint |"),
+        + (
+            f"{meta['total_seconds'] / 60:.1f} min |"
+            if "total_seconds" in meta
+            else "the run was cut short: rendered from its checkpoint |"
+        ),
         "",
-        ("**Data.** `cdr_reports_dev.synthetic` (seed 7, 12 operators, ~1% malformed, ~2% deleted), every call inside "
-        "the daily period 2026-11-27 (Europe/Istanbul), so the collection holds exactly the period; one fresh database "
-        f"per server and size, seeded once, dropped after. Pairs per size: {sizes}."),
+        (
+            "**Data.** `cdr_reports_dev.synthetic` (seed 7, 12 operators, ~1% malformed, ~2% deleted), every call inside "
+            "the daily period 2026-11-27 (Europe/Istanbul), so the collection holds exactly the period; one fresh database "
+            f"per server and size, seeded once, dropped after. Pairs per size: {sizes}."
+        ),
         "",
         "**Method.** Each run is a fresh worker process (`bench/worker.py extract`) that imports the same modules "
         "and connects before the clock starts. Runs alternate ours, fetch-all, ours, fetch-all…; ratios are taken per "
@@ -400,8 +422,9 @@ def _code_row(meta: dict[str, Any]) -> str:
     row = f"git `{start['git_head']}` + working tree, sources `{start['sources_sha1']}`"
     if not end:
         return row + " (the run was cut short)"
-    if end == start:
-        return row + "; unchanged during the run"
+    if end["sources_sha1"] == start["sources_sha1"]:
+        moved = f" (git HEAD moved to `{end['git_head']}` by commits that changed none of them)" if end != start else ""
+        return row + f"; unchanged during the run{moved}"
     return (
         row + f"; **changed during the run** (git `{end['git_head']}`, sources `{end['sources_sha1']}` at the end): "
         "the measurements may mix code versions"
@@ -422,11 +445,13 @@ def _ferretdb_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
     lines = [
         "## 1. FerretDB: ours (`auto`) vs fetch-all",
         "",
-        ("Ours = `extract_period` + `build_report` with `CDR_EXTRACT_STRATEGY=auto`, which asks the server (`buildInfo`) "
-        "and picks `stream` on FerretDB: one projected `find` per slice, validated and counted in Python as the batches "
-        "arrive. Fetch-all = `bench/baseline.py`, the original approach: one `find` of the whole documents of the "
-        "period, all held in a list (the .NET job's `ToList()`), then grouped in a dict; it judges each document by "
-        "the same rules (`cdr_reports.pipeline.validity`), so both do the same per-record Python work and must agree."),
+        (
+            "Ours = `extract_period` + `build_report` with `CDR_EXTRACT_STRATEGY=auto`, which asks the server (`buildInfo`) "
+            "and picks `stream` on FerretDB: one projected `find` per slice, validated and counted in Python as the batches "
+            "arrive. Fetch-all = `bench/baseline.py`, the original approach: one `find` of the whole documents of the "
+            "period, all held in a list (the .NET job's `ToList()`), then grouped in a dict; it judges each document by "
+            "the same rules (`cdr_reports.pipeline.validity`), so both do the same per-record Python work and must agree."
+        ),
         "",
         "| CDRs | pairs | ours (s) | fetch-all (s) | wall: ours ÷ fetch-all | ours: FerretDB CPU (s) | fetch-all: FerretDB CPU (s) | CPU: ours ÷ fetch-all |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -471,8 +496,10 @@ def _ferretdb_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
     lines += [
         f"| idle worker (same imports, connected, no work) | {fmt_stats(idle['peak_rss_bytes'], mib)} | | | | |",
         "",
-        ("The fetch-all worker holds every document of the period, so its peak grows with the number of calls; ours "
-        "holds one decoded batch at a time and a dict per operator."),
+        (
+            "The fetch-all worker holds every document of the period, so its peak grows with the number of calls; ours "
+            "holds one decoded batch at a time and a dict per operator."
+        ),
         "",
         "### Over the wire",
         "",
@@ -490,9 +517,11 @@ def _ferretdb_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
         e = fer["sizes"][sizes[-1]]
         lines += [
             "",
-            (f"On FerretDB both approaches receive every live record of the period; ours receives "
-            f"{e['baseline']['wire_bytes'] / max(e['ours']['wire_bytes'], 1):.1f}× fewer bytes (only the fields the rules "
-            "read) and never holds more than one batch."),
+            (
+                f"On FerretDB both approaches receive every live record of the period; ours receives "
+                f"{e['baseline']['wire_bytes'] / max(e['ours']['wire_bytes'], 1):.1f}× fewer bytes (only the fields the rules "
+                "read) and never holds more than one batch."
+            ),
         ]
     lines.append("")
     return lines
@@ -507,11 +536,13 @@ def _mjs_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
     lines = [
         "## 2. mongo-java-server: `pushdown` vs fetch-all",
         "",
-        ("The same comparison on mongo-java-server (memory backend), the MongoDB-wire server here that runs the "
-        "`pushdown` pipeline: one aggregation per slice (`$match` on the window, then one `$facet` computing the "
-        "source, rejected, valid-per-operator and answered-per-operator counts in the server). Fetch-all asks for "
-        f"batches of {data['meta']['mjs_baseline_batch']:,} documents (~16 MB, MongoDB's default reply size): this "
-        "server answers an unbounded getMore with every remaining document, which exceeds the 48 MB message limit."),
+        (
+            "The same comparison on mongo-java-server (memory backend), the MongoDB-wire server here that runs the "
+            "`pushdown` pipeline: one aggregation per slice (`$match` on the window, then one `$facet` computing the "
+            "source, rejected, valid-per-operator and answered-per-operator counts in the server). Fetch-all asks for "
+            f"batches of {data['meta']['mjs_baseline_batch']:,} documents (~16 MB, MongoDB's default reply size): this "
+            "server answers an unbounded getMore with every remaining document, which exceeds the 48 MB message limit."
+        ),
         "",
         "| CDRs | pairs | pushdown (s) | fetch-all (s) | wall: pushdown ÷ fetch-all | pushdown: server CPU (s) | fetch-all: server CPU (s) | worker CPU: pushdown / fetch-all (s) |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -542,13 +573,15 @@ def _mjs_section(data: dict[str, Any], sizes: list[str]) -> list[str]:
         faster = e["ratios"]["wall"]["median"]
         lines += [
             "",
-            (f"At {n_calls(sizes[-1])} CDRs pushdown brings back {e['ours']['wire_documents']:,} document"
-            f"{'s' if e['ours']['wire_documents'] != 1 else ''} ({human_bytes(e['ours']['wire_bytes'])}) where fetch-all "
-            f"brings {e['baseline']['wire_documents']:,} ({human_bytes(e['baseline']['wire_bytes'])}), and takes "
-            f"{ratio(faster)} its wall time, with no work left for the worker. mongo-java-server evaluates the pipeline "
-            "in Java over its in-memory documents; on MongoDB the `$match` on `DateTime.Start` is an index range scan "
-            "(the real-MongoDB integration test asserts IXSCAN), so only the period's documents are read. "
-            "Its memory is not reported: a JVM keeps the heap it has grown to, so its RSS says little about one query."),
+            (
+                f"At {n_calls(sizes[-1])} CDRs pushdown brings back {e['ours']['wire_documents']:,} document"
+                f"{'s' if e['ours']['wire_documents'] != 1 else ''} ({human_bytes(e['ours']['wire_bytes'])}) where fetch-all "
+                f"brings {e['baseline']['wire_documents']:,} ({human_bytes(e['baseline']['wire_bytes'])}), and takes "
+                f"{ratio(faster)} its wall time, with no work left for the worker. mongo-java-server evaluates the pipeline "
+                "in Java over its in-memory documents; on MongoDB the `$match` on `DateTime.Start` is an index range scan "
+                "(the real-MongoDB integration test asserts IXSCAN), so only the period's documents are read. "
+                "Its memory is not reported: a JVM keeps the heap it has grown to, so its RSS says little about one query."
+            ),
         ]
     lines.append("")
     return lines
@@ -563,9 +596,11 @@ def _round_trip_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## 3. Round trips per slice",
         "",
-        (f"Every command the worker's `MongoClient` sent during one extract (`CDR_EXTRACT_SLICES` = 1 and 4), counted by a "
-        f"pymongo `CommandListener`, on a day of {calls:,} live CDRs. The stream strategy reads batches of {batch:,} "
-        "documents, so a slice with more records than that continues its one query with getMores."),
+        (
+            f"Every command the worker's `MongoClient` sent during one extract (`CDR_EXTRACT_SLICES` = 1 and 4), counted by a "
+            f"pymongo `CommandListener`, on a day of {calls:,} live CDRs. The stream strategy reads batches of {batch:,} "
+            "documents, so a slice with more records than that continues its one query with getMores."
+        ),
         "",
         "| server | strategy (requested → used) | slices | commands sent | queries per slice | getMores | records counted |",
         "|---|---|---:|---|---:|---:|---:|",
@@ -579,8 +614,10 @@ def _round_trip_section(data: dict[str, Any]) -> list[str]:
     lines.append("")
     if build_info and max(build_info) > 0:
         lines += [
-            (f"`auto` also sends {' or '.join(f'{b:g}' for b in sorted(build_info))} `buildInfo` per slice (to choose the "
-            "strategy; it returns one small document and touches no data); a forced strategy sends none."),
+            (
+                f"`auto` also sends {' or '.join(f'{b:g}' for b in sorted(build_info))} `buildInfo` per slice (to choose the "
+                "strategy; it returns one small document and touches no data); a forced strategy sends none."
+            ),
             "",
         ]
     return lines
@@ -597,13 +634,18 @@ def _dag_test_section(data: dict[str, Any]) -> list[str]:
         f"`dags/cdr_report_dags.py` and `bench_noop`, generated from `cdr_daily_report`'s own task graph: plan → "
         f"extract mapped over the same {dag['slices']} slice(s) → aggregate → load, each a no-op `@task` passing a small "
         "XCom (the load with an asset outlet, like the report's)"
-        + (f", plus the report's other tasks ({', '.join(f'`{t}`' for t in _extra_tasks(dag))}) as no-ops after the same upstreams"
-           if _extra_tasks(dag) else "")
+        + (
+            f", plus the report's other tasks ({', '.join(f'`{t}`' for t in _extra_tasks(dag))}) as no-ops after the same upstreams"
+            if _extra_tasks(dag)
+            else ""
+        )
         + ". Connections from "
         f"`AIRFLOW_CONN_*`: the benchmark's FerretDB with one day of {dag['calls']:,} CDRs (`DEMO_CALLS_PER_DAY` of "
         f"`cdr_reports_dev.demo`, the demo's daily volume), a SQLite report sink. One worker process{warm}, then "
         f"{dag['runs']} interleaved rounds. Successful task instances in the last run of each: "
-        + "; ".join(f"`{d}`: {', '.join(f'{t} ×{n}' if n > 1 else t for t, n in sorted(c.items()))}" for d, c in shape.items())
+        + "; ".join(
+            f"`{d}`: {', '.join(f'{t} ×{n}' if n > 1 else t for t, n in sorted(c.items()))}" for d, c in shape.items()
+        )
         + ".",
         "",
         "| | seconds | per-pair ratio vs no-op |",
@@ -613,8 +655,10 @@ def _dag_test_section(data: dict[str, Any]) -> list[str]:
         f"| the same report without Airflow (`cdr_reports.pipeline.runner.run_report`) | {fmt_stats(dag['pipeline_without_airflow_s'])} | |",
         "",
         *_task_table(dag),
-        (f"Stored report rows (source_records, operators, extract_strategy) after the runs: {dag['stored_run_rows']} "
-        "(one row: re-runs replace, never duplicate)."),
+        (
+            f"Stored report rows (source_records, operators, extract_strategy) after the runs: {dag['stored_run_rows']} "
+            "(one row: re-runs replace, never duplicate)."
+        ),
         "",
     ]
 
@@ -652,8 +696,10 @@ def _parse_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## 5. DAG file parse time",
         "",
-        ("Each sample is a fresh process that first runs `import airflow.sdk` (timed apart), then `runpy.run_path(file)`. "
-        "The empty file builds one DAG with one `EmptyOperator`."),
+        (
+            "Each sample is a fresh process that first runs `import airflow.sdk` (timed apart), then `runpy.run_path(file)`. "
+            "The empty file builds one DAG with one `EmptyOperator`."
+        ),
         "",
         "| file | DAGs | `import airflow.sdk` (s) | parse after import (s) | ratio vs empty | import + parse (s) | ratio vs empty |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -668,7 +714,10 @@ def _parse_section(data: dict[str, Any]) -> list[str]:
         "",
         f"Runs: {parse['runs']} per file, interleaved{warm}. `dags/cdr_report_dags.py` builds the three report DAGs from "
         "settings only: no network, database, Variable or Connection access."
-        + "".join(f" `{n}` could not be parsed: {err.splitlines()[-1] if err else '?'}" for n, err in parse.get("errors", {}).items()),
+        + "".join(
+            f" `{n}` could not be parsed: {err.splitlines()[-1] if err else '?'}"
+            for n, err in parse.get("errors", {}).items()
+        ),
         "",
     ]
     return lines
@@ -679,8 +728,10 @@ def _load_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## 6. Load throughput",
         "",
-        (f"`cdr_reports.pipeline.load.load_report` of one report with {load['rows']:,} operator rows, a new daily period "
-        "per run (pure inserts plus the run row, one transaction), after one warm-up load that creates the tables."),
+        (
+            f"`cdr_reports.pipeline.load.load_report` of one report with {load['rows']:,} operator rows, a new daily period "
+            "per run (pure inserts plus the run row, one transaction), after one warm-up load that creates the tables."
+        ),
         "",
         "| sink | runs | seconds | rows/s |",
         "|---|---:|---:|---:|",

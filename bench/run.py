@@ -68,13 +68,14 @@ SECTIONS = ("ferretdb", "mjs", "roundtrips", "dagtest", "parse", "load")
 sys.path.insert(0, str(BENCH))
 import servers  # noqa: E402
 
-EMPTY_DAG = '''\
+EMPTY_DAG = """\
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 
 with DAG(dag_id="bench_empty", schedule=None) as dag:
     EmptyOperator(task_id="noop")
-'''
+"""
+
 
 def log(message: str) -> None:
     print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
@@ -92,7 +93,13 @@ def service_uri(name: str) -> str:
 
 
 def stats(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "min": min(values), "median": statistics.median(values), "max": max(values), "values": values}
+    return {
+        "n": len(values),
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "values": values,
+    }
 
 
 def loadavg() -> list[float]:
@@ -103,14 +110,18 @@ class WorkerError(RuntimeError):
     """A worker process failed or timed out."""
 
 
-def run_worker(mode: str, args: dict[str, Any], env: dict[str, str] | None = None, timeout: float = 7200) -> dict[str, Any]:
+def run_worker(
+    mode: str, args: dict[str, Any], env: dict[str, str] | None = None, timeout: float = 7200
+) -> dict[str, Any]:
     """Run bench/worker.py in a fresh process; its JSON result plus its own peak RSS (VmHWM, bytes).
 
     VmHWM, not ru_maxrss: Linux carries the forked copy's high-water mark across exec into
     ru_maxrss, so a child of a big parent would report at least the parent's size.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, str(WORKER), mode, json.dumps(args)], stdout=out, stderr=err, env=env, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), mode, json.dumps(args)], stdout=out, stderr=err, env=env, cwd=REPO
+        )
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -212,7 +223,14 @@ def command_counts(sequence: list[str]) -> dict[str, int]:
 
 
 def extract_args(server: servers.Server, database: str, **extra: Any) -> dict[str, Any]:
-    return {"uri": server.uri, "database": database, "day": DAY.isoformat(), "tz": TZ, "server_pid": server.pid, **extra}
+    return {
+        "uri": server.uri,
+        "database": database,
+        "day": DAY.isoformat(),
+        "tz": TZ,
+        "server_pid": server.pid,
+        **extra,
+    }
 
 
 def summarize_runs(rs: list[dict[str, Any]], bytes_run: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +256,11 @@ def summarize_runs(rs: list[dict[str, Any]], bytes_run: dict[str, Any]) -> dict[
 
 
 def bench_sizes(
-    server: servers.Server, sizes: list[tuple[int, int]], strategy: str, baseline_batch: int, checkpoint: Callable[[], None],
+    server: servers.Server,
+    sizes: list[tuple[int, int]],
+    strategy: str,
+    baseline_batch: int,
+    checkpoint: Callable[[], None],
     results: dict[str, Any],
 ) -> None:
     """Per size: seed a fresh database; one untimed pair counting bytes; `runs` timed pairs, interleaved."""
@@ -249,7 +271,9 @@ def bench_sizes(
         try:
             log(f"{server.name} {size:,} CDRs: seeding {database}")
             entry["seed"] = seed(server.uri, database, size)
-            log(f"{server.name} {size:,} CDRs: seeded in {entry['seed']['seconds']} s ({entry['seed']['docs_per_second']:,} docs/s)")
+            log(
+                f"{server.name} {size:,} CDRs: seeded in {entry['seed']['seconds']} s ({entry['seed']['docs_per_second']:,} docs/s)"
+            )
             base = extract_args(server, database, strategy=strategy, batch_size=baseline_batch)
             # Untimed first pair: warms caches, JIT and the server's memory, and counts BSON bytes
             # (re-encoding every reply document costs the client, so timed runs only count documents).
@@ -257,15 +281,19 @@ def bench_sizes(
                 "ours": run_worker("extract", {**base, "approach": "ours", "count_bytes": True}),
                 "baseline": run_worker("extract", {**base, "approach": "baseline", "count_bytes": True}),
             }
-            log(f"{server.name} {size:,} CDRs: bytes pair done (ours {bytes_pair['ours']['seconds']:.1f} s, "
-                f"fetch-all {bytes_pair['baseline']['seconds']:.1f} s)")
+            log(
+                f"{server.name} {size:,} CDRs: bytes pair done (ours {bytes_pair['ours']['seconds']:.1f} s, "
+                f"fetch-all {bytes_pair['baseline']['seconds']:.1f} s)"
+            )
             runs_of: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
             for i in range(runs):
                 for approach in ("ours", "baseline"):  # A B A B: load drift hits both alike
                     r = run_worker("extract", {**base, "approach": approach})
                     runs_of[approach].append(r)
-                    log(f"{server.name} {size:,} CDRs pair {i + 1}/{runs} {approach}: {r['seconds']:.1f} s, server CPU "
-                        f"{r['server']['cpu_seconds']:.1f} s, client peak {r['peak_rss_bytes'] / MIB:.1f} MiB")
+                    log(
+                        f"{server.name} {size:,} CDRs pair {i + 1}/{runs} {approach}: {r['seconds']:.1f} s, server CPU "
+                        f"{r['server']['cpu_seconds']:.1f} s, client peak {r['peak_rss_bytes'] / MIB:.1f} MiB"
+                    )
             ok, detail = agree(runs_of["ours"][0]["summary"], runs_of["baseline"][0]["summary"])
             for r in runs_of["ours"][1:] + runs_of["baseline"][1:] + list(bytes_pair.values()):
                 same, why = agree(runs_of["ours"][0]["summary"], r["summary"])
@@ -278,12 +306,24 @@ def bench_sizes(
             ours, base_runs = runs_of["ours"], runs_of["baseline"]
             entry["ratios"] = {
                 "wall": stats([a["seconds"] / b["seconds"] for a, b in zip(ours, base_runs, strict=True)]),
-                "server_cpu": stats([a["server"]["cpu_seconds"] / max(b["server"]["cpu_seconds"], 0.01) for a, b in zip(ours, base_runs, strict=True)]),
+                "server_cpu": stats(
+                    [
+                        a["server"]["cpu_seconds"] / max(b["server"]["cpu_seconds"], 0.01)
+                        for a, b in zip(ours, base_runs, strict=True)
+                    ]
+                ),
             }
             entry["differences"] = {  # ours - fetch-all, per pair: where the time goes
                 "wall_seconds": stats([a["seconds"] - b["seconds"] for a, b in zip(ours, base_runs, strict=True)]),
-                "server_cpu_seconds": stats([a["server"]["cpu_seconds"] - b["server"]["cpu_seconds"] for a, b in zip(ours, base_runs, strict=True)]),
-                "client_cpu_seconds": stats([a["client_cpu_seconds"] - b["client_cpu_seconds"] for a, b in zip(ours, base_runs, strict=True)]),
+                "server_cpu_seconds": stats(
+                    [
+                        a["server"]["cpu_seconds"] - b["server"]["cpu_seconds"]
+                        for a, b in zip(ours, base_runs, strict=True)
+                    ]
+                ),
+                "client_cpu_seconds": stats(
+                    [a["client_cpu_seconds"] - b["client_cpu_seconds"] for a, b in zip(ours, base_runs, strict=True)]
+                ),
             }
             entry["loadavg_end"] = loadavg()
         finally:
@@ -295,8 +335,12 @@ def bench_sizes(
 def bench_idle(server: servers.Server, runs: int) -> dict[str, Any]:
     rs = [run_worker("extract", extract_args(server, "cdrbench_idle", approach="idle")) for _ in range(runs)]
     log(f"idle worker peak RSS {statistics.median(r['peak_rss_bytes'] for r in rs) / MIB:.1f} MiB")
-    return {"peak_rss_bytes": stats([r["peak_rss_bytes"] for r in rs]), "rss_stages": rs[0]["rss_stages"], "modules": rs[0]["modules"],
-            "module_holders": rs[0]["module_holders"]}
+    return {
+        "peak_rss_bytes": stats([r["peak_rss_bytes"] for r in rs]),
+        "rss_stages": rs[0]["rss_stages"],
+        "modules": rs[0]["modules"],
+        "module_holders": rs[0]["module_holders"],
+    }
 
 
 # --------------------------------------------------------------------------- 3: round trips
@@ -310,7 +354,9 @@ def bench_round_trips(server: servers.Server, strategies: list[str], calls: int)
         seeded = seed(server.uri, database, calls)
         for strategy in strategies:
             for slices in SLICE_COUNTS:
-                r = run_worker("extract", extract_args(server, database, approach="ours", strategy=strategy, slices=slices))
+                r = run_worker(
+                    "extract", extract_args(server, database, approach="ours", strategy=strategy, slices=slices)
+                )
                 counts = command_counts(r["commands"])
                 used = r["strategy"][0] if len(r["strategy"]) == 1 else "/".join(r["strategy"])
                 query = "aggregate" if used == "pushdown" else "find"
@@ -325,7 +371,9 @@ def bench_round_trips(server: servers.Server, strategies: list[str], calls: int)
                         "seeded_live": seeded["live"],
                         "commands": counts,
                         "queries_per_slice": counts.get(query, 0) / slices,
-                        "other_queries": sum(v for k, v in counts.items() if k in ("find", "aggregate", "count") and k != query),
+                        "other_queries": sum(
+                            v for k, v in counts.items() if k in ("find", "aggregate", "count") and k != query
+                        ),
                         "get_mores": counts.get("getMore", 0),
                         "batch_size": r["stream_batch_size"] if used == "stream" else None,
                         "sequence": r["commands"][:40],
@@ -417,13 +465,20 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
     meta = sa.create_engine(f"sqlite:///{home / 'airflow.db'}")
     with meta.connect() as conn:
         shape = {
-            dag_id: dict(conn.execute(sa.text(
-                "SELECT task_id, count(*) FROM task_instance WHERE state = 'success' AND run_id = "
-                "(SELECT run_id FROM dag_run WHERE dag_id = :d ORDER BY id DESC LIMIT 1) AND dag_id = :d GROUP BY task_id"
-            ), {"d": dag_id}).all())
+            dag_id: dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT task_id, count(*) FROM task_instance WHERE state = 'success' AND run_id = "
+                        "(SELECT run_id FROM dag_run WHERE dag_id = :d ORDER BY id DESC LIMIT 1) AND dag_id = :d GROUP BY task_id"
+                    ),
+                    {"d": dag_id},
+                ).all()
+            )
             for dag_id in ("cdr_daily_report", "bench_noop")
         }
-        durations = {dag_id: task_seconds(conn, dag_id, skip_first=warmup) for dag_id in ("cdr_daily_report", "bench_noop")}
+        durations = {
+            dag_id: task_seconds(conn, dag_id, skip_first=warmup) for dag_id in ("cdr_daily_report", "bench_noop")
+        }
     meta.dispose()
     log(f"dag.test: report {statistics.median(r['report_s']):.2f} s, no-op {statistics.median(r['noop_s']):.2f} s")
     return {
@@ -550,7 +605,9 @@ def machine(ferret: servers.Server, mjs: servers.Server | None, pg_uri: str) -> 
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    mem_kib = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     with pymongo.MongoClient(ferret.uri) as client:
         build = client.admin.command("buildInfo")
     engine = sa.create_engine(pg_uri.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -598,21 +655,35 @@ def code_state() -> dict[str, str]:
     for folder in ("include", "devtools", "dags", "plugins", "bench"):
         for path in sorted((REPO / folder).rglob("*.py")):
             digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
     return {"git_head": head or "?", "sources_sha1": digest.hexdigest()[:12]}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes, one pair, no warm-ups (checks the suite, not the numbers)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes, one pair, no warm-ups (checks the suite, not the numbers)"
+    )
     p.add_argument("--out", type=Path, default=REPO / "docs", help="folder for benchmarks.json and benchmarks.md")
     p.add_argument("--runs", type=int, help="timed pairs/rounds per measurement (default 5, --quick 1)")
     p.add_argument("--sizes", help="CDRs in the period, with optional pairs: '200000:5,1000000:3' (default)")
     p.add_argument("--roundtrip-calls", type=int, help="CDRs of the round-trip dataset (default 25000, --quick 12000)")
-    p.add_argument("--dagtest-calls", type=int, help="CDRs of the dag.test() day (default: DEMO_CALLS_PER_DAY of cdr_reports_dev.demo)")
-    p.add_argument("--dagtest-runs", type=int, help="interleaved dag.test() rounds (default 15, --quick 1): each takes seconds")
-    p.add_argument("--shared-servers", action="store_true", help="use the FerretDB and mongo-java-server of `make services`")
-    p.add_argument("--skip-mjs", action="store_true", help="leave out mongo-java-server (sections 2 and its round trips)")
+    p.add_argument(
+        "--dagtest-calls",
+        type=int,
+        help="CDRs of the dag.test() day (default: DEMO_CALLS_PER_DAY of cdr_reports_dev.demo)",
+    )
+    p.add_argument(
+        "--dagtest-runs", type=int, help="interleaved dag.test() rounds (default 15, --quick 1): each takes seconds"
+    )
+    p.add_argument(
+        "--shared-servers", action="store_true", help="use the FerretDB and mongo-java-server of `make services`"
+    )
+    p.add_argument(
+        "--skip-mjs", action="store_true", help="leave out mongo-java-server (sections 2 and its round trips)"
+    )
     p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; for development)")
     p.add_argument("--render-only", action="store_true", help="rewrite <out>/benchmarks.md from <out>/benchmarks.json")
     args = p.parse_args(argv)
@@ -629,7 +700,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def start_servers(args: argparse.Namespace, started: list[servers.Server]) -> tuple[servers.Server, servers.Server | None]:
+def start_servers(
+    args: argparse.Namespace, started: list[servers.Server]
+) -> tuple[servers.Server, servers.Server | None]:
     """The benchmark's own FerretDB (and mongo-java-server when a section needs it), or the shared ones."""
     if args.shared_servers:
         ferret = servers.shared("ferretdb", service_uri("CDR_TEST_MONGO_URI"), "ferretdb.pid")
@@ -643,12 +716,19 @@ def start_servers(args: argparse.Namespace, started: list[servers.Server]) -> tu
         else:
             mjs = servers.start_mongo_java_server()
             started.append(mjs)
-    log(f"servers: {ferret.name} {ferret.uri} pid {ferret.pid}" + (f"; {mjs.name} {mjs.uri} pid {mjs.pid}" if mjs else ""))
+    log(
+        f"servers: {ferret.name} {ferret.uri} pid {ferret.pid}"
+        + (f"; {mjs.name} {mjs.uri} pid {mjs.pid}" if mjs else "")
+    )
     return ferret, mjs
 
 
 def measure_servers(
-    args: argparse.Namespace, ferret: servers.Server, mjs: servers.Server | None, data: dict[str, Any], home: Path,
+    args: argparse.Namespace,
+    ferret: servers.Server,
+    mjs: servers.Server | None,
+    data: dict[str, Any],
+    home: Path,
     checkpoint: Callable[[], None],
 ) -> None:
     """Sections 1-4: everything that reads CDRs from a MongoDB-wire server."""
@@ -719,7 +799,10 @@ def main(argv: list[str] | None = None) -> int:
             "shared_servers": args.shared_servers,
             "loadavg_start": loadavg(),
             "targets": {
-                "ratio": TARGET_RATIO, "client_mib": TARGET_CLIENT_MIB, "flat_mib": TARGET_FLAT_MIB, "dag_test": TARGET_DAG_TEST,
+                "ratio": TARGET_RATIO,
+                "client_mib": TARGET_CLIENT_MIB,
+                "flat_mib": TARGET_FLAT_MIB,
+                "dag_test": TARGET_DAG_TEST,
             },
             "mjs_baseline_batch": MJS_BASELINE_BATCH,
             "stream_batch_size": STREAM_BATCH_SIZE,
@@ -748,7 +831,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "benchmarks.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     (args.out / "benchmarks.md").write_text(render_markdown(data))
     checkpoint_file.unlink(missing_ok=True)
-    log(f"wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {data['meta']['total_seconds'] / 60:.1f} min")
+    log(
+        f"wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {data['meta']['total_seconds'] / 60:.1f} min"
+    )
     return 0
 
 

@@ -78,7 +78,10 @@ def _built(what: str) -> Path:
     """Path of a server build, built once by scripts/services.sh (as `make services` does)."""
     out = subprocess.run(
         ["bash", str(REPO / "scripts" / "services.sh"), f"build-{what}"],
-        capture_output=True, text=True, check=True, timeout=1800,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
     )
     return Path(out.stdout.strip().splitlines()[-1])
 

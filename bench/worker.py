@@ -123,7 +123,10 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
             "source_records": result["source_records"],
             "valid_records": result["valid_records"],
             "rejected_records": result["rejected_records"],
-            "rows": {k: [r["total_calls"], r["answered_calls"], r["total_duration_seconds"]] for k, r in result["rows"].items()},
+            "rows": {
+                k: [r["total_calls"], r["answered_calls"], r["total_duration_seconds"]]
+                for k, r in result["rows"].items()
+            },
         }
     elif approach == "idle":
         seconds = time.perf_counter() - began
@@ -208,8 +211,7 @@ def dag_shape(dag: Any) -> dict[str, dict[str, Any]]:
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     return {
-        t.task_id: {"upstream": sorted(t.upstream_task_ids), "mapped": isinstance(t, MappedOperator)}
-        for t in dag.tasks
+        t.task_id: {"upstream": sorted(t.upstream_task_ids), "mapped": isinstance(t, MappedOperator)} for t in dag.tasks
     }
 
 
@@ -220,7 +222,9 @@ def noop_source(shape: dict[str, dict[str, Any]], slices: int) -> str:
     upstreams' XComs."""
     core = {tid: shape.get(tid, {}).get("upstream") for tid in CORE_TASKS}
     if core != CORE_TASKS or not shape["extract"]["mapped"]:
-        raise SystemExit(f"cdr_daily_report no longer has the plan -> extract (mapped) -> aggregate -> load core: {shape}")
+        raise SystemExit(
+            f"cdr_daily_report no longer has the plan -> extract (mapped) -> aggregate -> load core: {shape}"
+        )
     source = NOOP_HEADER.format(slices=slices)
     done = set(CORE_TASKS)
     extras = [tid for tid in shape if tid not in done]
