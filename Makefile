@@ -9,13 +9,13 @@ PIP_VERSION := 26.3
 
 install: $(VENV)/.installed
 
+# PYTHONWARNINGS below: setuptools' editable-install notice is noise for a first-hour user.
 # Reinstalls when a pin changes; the package itself is installed editable so that pytest,
 # the airflow CLI and scripts all import include/cdr_reports without PYTHONPATH tricks.
 $(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyproject.toml devtools/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt -c requirements.lock
-	# PYTHONWARNINGS: setuptools' editable-install notice is noise for a first-hour user.
 	PYTHONWARNINGS=ignore $(PY) -m pip install -q --disable-pip-version-check --no-deps -e . -e devtools
 	@out="$$($(PY) -m pip check)" || { echo "$$out"; exit 1; }
 	touch $@
