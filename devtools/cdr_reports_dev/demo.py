@@ -505,6 +505,9 @@ def ensure_admin(paths: DemoPaths, env: dict[str, str]) -> str:
     return f"user {user!r}, password as printed when it was created (set CDR_DEMO_ADMIN_PASSWORD to reset it)"
 
 
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
 def _wait_healthy(url: str, processes: dict[str, subprocess.Popen], timeout: float) -> dict[str, Any]:
     import urllib.error
     import urllib.request
@@ -518,7 +521,9 @@ def _wait_healthy(url: str, processes: dict[str, subprocess.Popen], timeout: flo
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 health = json.load(response)
-            if health.get("scheduler", {}).get("status") == "healthy":
+            # Announce the UI only once every component reports in: a user who opens it then sees
+            # the DAGs parsed and the scheduler running.
+            if all((health.get(part) or {}).get("status") == "healthy" for part in HEALTH_COMPONENTS):
                 return health
             last = health
         except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -246,18 +247,27 @@ def test_make_airflow_serves_the_demo_metadata_with_fab_login_and_stops_on_ctrl_
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # Read the demo's output as it comes: the user waits for the "Airflow UI:" line, so does the test.
+    # (Polling the health endpoint ourselves raced the demo's own poll: Ctrl-C could land before the
+    # demo had printed the URL and the credentials line.)
+    lines: list[str] = []
+    announced = threading.Event()
+
+    def read_output() -> None:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("[demo] Airflow UI: "):
+                announced.set()
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 400
-        health: dict = {}
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                status, health = _http(f"{base}/api/v2/monitor/health")
-                if status == 200 and health.get("scheduler", {}).get("status") == "healthy":
-                    break
-            except OSError:
-                pass
-            time.sleep(2)
-        assert process.poll() is None, process.stdout.read()
+        while not announced.wait(2) and time.monotonic() < deadline and process.poll() is None:
+            pass
+        assert announced.is_set(), "".join(lines)[-4000:]
+        status, health = _http(f"{base}/api/v2/monitor/health")
+        assert status == 200
         assert {health[c]["status"] for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")} == {"healthy"}
 
         # FAB login: no anonymous access, a wrong password is refused, the admin gets a token.
@@ -284,7 +294,9 @@ def test_make_airflow_serves_the_demo_metadata_with_fab_login_and_stops_on_ctrl_
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground command
-        output = process.communicate(timeout=120)[0]
+        process.wait(timeout=120)
+        reader.join(timeout=30)
+    output = "".join(lines)
     assert process.returncode == 0, output[-4000:]
     assert "[demo] stopping Airflow" in output and "[demo] stopped" in output
     assert "(user 'admin', password from CDR_DEMO_ADMIN_PASSWORD)" in output
