@@ -7,7 +7,7 @@ run's data interval is exactly the reported period:
     cdr_weekly_report   Mondays at 03:00 (CDR_WEEKLY_DUE_HOUR)     reports the previous Mon-Sun week
     cdr_monthly_report  the 1st at 04:00 (CDR_MONTHLY_DUE_HOUR)    reports the previous month
 
-Tasks: plan → extract (mapped over CDR_EXTRACT_SLICES time slices) → aggregate → load.
+Tasks: plan → extract (mapped over CDR_EXTRACT_SLICES[_<TYPE>] time slices) → aggregate → load.
 All logic lives in the `cdr_reports` package; settings come from CDR_* environment variables.
 """
 

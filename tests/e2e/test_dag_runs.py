@@ -163,6 +163,7 @@ def test_daily_report_run(request, sink, sources, run_env):
 def test_weekly_report_run(sources, sqlite_sink, run_env):
     engine, schema = sqlite_sink
     run_env.setenv("CDR_EXTRACT_SLICES", "2")
+    run_env.setenv("CDR_EXTRACT_SLICES_WEEKLY", "3")  # the weekly DAG's own count wins
     week = period_containing("weekly", date(2026, 11, 18), TZ)
     assert (week.start_date, week.end_date) == (date(2026, 11, 16), date(2026, 11, 23))  # Monday to Monday
     docs = sources(_day_docs(week, seed=46, count=400))
@@ -172,7 +173,9 @@ def test_weekly_report_run(sources, sqlite_sink, run_env):
     _dag, dag_run = run_dag("weekly", date(2026, 11, 22))
 
     assert dag_run.state == "success"
-    assert set(task_instances(dag_run).values()) == {("success", 1)}
+    tis = task_instances(dag_run)
+    assert sorted(i for task, i in tis if task == "extract") == [0, 1, 2]
+    assert set(tis.values()) == {("success", 1)}
     assert_stored_report(engine, schema, week, expected, dag_run)
 
 

@@ -33,6 +33,9 @@ def test_every_variable_overrides_its_setting():
         "CDR_SQL_SCHEMA": "reports",
         "CDR_GLOBAL_FILTER": '{"Tenant": "x", "At": {"$gte": {"$date": "2020-01-01T00:00:00Z"}}}',
         "CDR_EXTRACT_SLICES": "4",
+        "CDR_EXTRACT_SLICES_DAILY": "2",
+        "CDR_EXTRACT_SLICES_WEEKLY": "7",
+        "CDR_EXTRACT_SLICES_MONTHLY": "31",
         "CDR_EXTRACT_STRATEGY": "Stream",
         "CDR_MAX_CALL_DURATION_SECONDS": "7200",
         "CDR_MONGO_TIMEOUT_MS": "2500",
@@ -69,6 +72,7 @@ def test_every_variable_overrides_its_setting():
     assert s.time_zone == "Europe/Berlin" and s.mongo_database == "db" and s.collection == "Calls"
     assert s.global_filter["Tenant"] == "x" and s.global_filter["At"]["$gte"].year == 2020
     assert (s.extract_slices, s.max_call_duration_seconds, s.mongo_timeout_ms, s.week_start) == (4, 7200, 2500, 6)
+    assert (s.extract_slices_daily, s.extract_slices_weekly, s.extract_slices_monthly) == (2, 7, 31)
     assert s.mongo_query_timeout_seconds == 600
     assert s.earliest_report_date.isoformat() == "2025-06-01"
     assert (s.due.daily_hour, s.due.weekly_hour, s.due.monthly_hour) == (5, 6, 7)
@@ -95,6 +99,29 @@ def test_every_variable_overrides_its_setting():
     assert s.extract_strategy == "stream"
     assert (s.volume_check_history, s.volume_drop_threshold, s.volume_min_expected_calls) == (14, 0.25, 0)
     assert (s.late_data_lookback_days, s.late_data_action) == (0, "alert")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"daily": 1, "weekly": 1, "monthly": 1}),
+        ({"CDR_EXTRACT_SLICES": "4"}, {"daily": 4, "weekly": 4, "monthly": 4}),
+        ({"CDR_EXTRACT_SLICES_MONTHLY": "31"}, {"daily": 1, "weekly": 1, "monthly": 31}),
+        (
+            {"CDR_EXTRACT_SLICES": "4", "CDR_EXTRACT_SLICES_WEEKLY": "7", "CDR_EXTRACT_SLICES_DAILY": " "},
+            {"daily": 4, "weekly": 7, "monthly": 4},
+        ),
+    ],
+)
+def test_slice_count_per_report_type_falls_back_to_the_common_one(env, expected):
+    s = load_settings(env)
+    assert {kind: s.slices_for(kind) for kind in expected} == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "1001", "many"])
+def test_a_bad_per_type_slice_count_names_its_variable(raw):
+    with pytest.raises(ConfigError, match=f"CDR_EXTRACT_SLICES_MONTHLY={raw!r}"):
+        load_settings({"CDR_EXTRACT_SLICES_MONTHLY": raw})
 
 
 def test_data_quality_defaults():

@@ -24,7 +24,7 @@ def task_docs(report_type: str) -> dict[str, str]:
         "plan": (
             f"### Plan the {report_type} report\n"
             "Works out the local calendar period this run reports (the `report_date` param, else the run's "
-            "data interval) and splits it into `CDR_EXTRACT_SLICES` UTC time slices, one per `extract` task."
+            "data interval) and splits it into `CDR_EXTRACT_SLICES_<TYPE>` (else `CDR_EXTRACT_SLICES`) UTC time slices, one per `extract` task."
         ),
         "extract": (
             "### Extract one time slice\n"

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def plan(report_type: str, settings: Settings, context: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The run's period, split into `CDR_EXTRACT_SLICES` windows (one mapped extract each)."""
+    """The run's period, split into `CDR_EXTRACT_SLICES[_<TYPE>]` windows (one mapped extract each)."""
     from cdr_reports.pipeline.plan import plan_windows, resolve_period
 
     with fail_fast("planning the report"):
@@ -33,7 +33,7 @@ def plan(report_type: str, settings: Settings, context: Mapping[str, Any]) -> li
             # Only complete periods are reported: the period must have ended by now.
             now=datetime.now(UTC),
         )
-        windows = plan_windows(period, settings.extract_slices)
+        windows = plan_windows(period, settings.slices_for(report_type))
     log.info(
         "reporting %s: %s .. %s UTC in %d slice(s)", period.label(), period.start_utc, period.end_utc, len(windows)
     )

@@ -61,6 +61,11 @@ class Settings:
     sql_schema: str | None = None
     global_filter: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_GLOBAL_FILTER))
     extract_slices: int = 1
+    # Per report type; None: `extract_slices`. A month holds ~31 days of CDRs, so a monthly slice
+    # of the same count is ~31x a daily one (see slices_for and docs/scale-out.md).
+    extract_slices_daily: int | None = None
+    extract_slices_weekly: int | None = None
+    extract_slices_monthly: int | None = None
     extract_strategy: str = "auto"  # auto | pushdown | stream (extract.py)
     max_call_duration_seconds: float = DEFAULT_MAX_CALL_DURATION_SECONDS
     mongo_timeout_ms: int = 10_000
@@ -95,6 +100,11 @@ class Settings:
     volume_min_expected_calls: int = DEFAULT_VOLUME_MIN_EXPECTED_CALLS
     late_data_lookback_days: int = DEFAULT_LATE_DATA_LOOKBACK_DAYS  # 0: no late-data check
     late_data_action: str = "rereport"  # rereport | alert
+
+    def slices_for(self, report_type: str) -> int:
+        """Time slices (one extract task each) of a `report_type` period."""
+        own = getattr(self, f"extract_slices_{report_type}", None)
+        return self.extract_slices if own is None else own
 
 
 # extract.py: `auto` asks the server (buildInfo) and picks `stream` for FerretDB, `pushdown` otherwise.
@@ -244,6 +254,9 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CDR_SQL_SCHEMA": ("sql_schema", _text),
     "CDR_GLOBAL_FILTER": ("global_filter", _filter),
     "CDR_EXTRACT_SLICES": ("extract_slices", _int_in(1, 1000)),
+    "CDR_EXTRACT_SLICES_DAILY": ("extract_slices_daily", _int_in(1, 1000)),
+    "CDR_EXTRACT_SLICES_WEEKLY": ("extract_slices_weekly", _int_in(1, 1000)),
+    "CDR_EXTRACT_SLICES_MONTHLY": ("extract_slices_monthly", _int_in(1, 1000)),
     "CDR_EXTRACT_STRATEGY": ("extract_strategy", _choice(EXTRACT_STRATEGIES)),
     "CDR_MAX_CALL_DURATION_SECONDS": ("max_call_duration_seconds", _int_in(1)),
     "CDR_MONGO_TIMEOUT_MS": ("mongo_timeout_ms", _int_in(100)),

@@ -24,7 +24,8 @@ def extract_window(collection: Any, start: datetime, end: datetime, settings: Se
 
 
 def extract_period(collection: Any, period: ReportPeriod, settings: Settings) -> list[SliceCounts]:
-    return [extract_window(collection, start, end, settings) for start, end in period.slices(settings.extract_slices)]
+    slices = period.slices(settings.slices_for(period.report_type))
+    return [extract_window(collection, start, end, settings) for start, end in slices]
 
 
 def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Settings, dag_run_id: str) -> Report:
