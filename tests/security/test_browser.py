@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.browser import launch_chromium
-
-from .conftest import OTHER_DAG_ID, REPORT_DAG_IDS
+from tests.support.fab_stack import OTHER_DAG_ID, REPORT_DAG_IDS
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,9 @@ from cdr_reports.pipeline.config import DEFAULT_EARLIEST_REPORT_DATE, Settings, 
 from cdr_reports.pipeline.errors import PermanentError
 from cdr_reports.pipeline.periods import local_date_of, period_containing
 from cdr_reports.pipeline.plan import resolve_period
+from tests.support.fab_stack import quote, task_log_text
 
-from .conftest import EARLIEST_REPORT_DATE, quote, task_log_text
+from .conftest import EARLIEST_REPORT_DATE
 
 TZ = "Europe/Istanbul"
 # 2026-12-01 10:00 in Istanbul.

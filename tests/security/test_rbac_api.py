@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from .conftest import OTHER_DAG_ID, PROBE_CONN_ID, PROBE_DAG_ID, REPORT_DAG_IDS, REPORT_DATE, quote, task_log_text
+from tests.support.fab_stack import OTHER_DAG_ID, REPORT_DAG_IDS, quote, task_log_text
+
+from .conftest import PROBE_CONN_ID, PROBE_DAG_ID, REPORT_DATE
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,10 @@ from urllib.parse import quote_plus
 import pytest
 
 from cdr_reports.integration.security import url_encoded_forms
+from tests.support.airflow_stack import AIRFLOW
+from tests.support.fab_stack import quote, task_log_text
 
-from .conftest import AIRFLOW, PROBE_DAG_ID, quote, task_log_text
+from .conftest import PROBE_DAG_ID
 
 pytestmark = pytest.mark.e2e
 

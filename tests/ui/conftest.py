@@ -19,7 +19,7 @@ One package-scoped fixture (`report_stack`), torn down when tests/ui is done:
    docs/examples/cdr_report_consumer_dag.py.
 
 The stack's helpers come from tests/support/airflow_stack.py (processes, logs, metadata database)
-and tests/security/conftest.py (REST API as the test users, the FAB environment).
+and tests/support/fab_stack.py (REST API as the test users, the FAB environment).
 """
 
 from __future__ import annotations
@@ -38,7 +38,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.support.airflow_stack import REPO_ROOT, artifacts_folder, fresh_database, new_secrets, stack_dirs, supervised
+from tests.support.airflow_stack import (
+    AIRFLOW,
+    REPO_ROOT,
+    artifacts_folder,
+    fresh_database,
+    new_secrets,
+    stack_dirs,
+    supervised,
+)
+from tests.support.fab_stack import OTHER_DAG_ID, OTHER_DAG_SOURCE, REPORT_DAG_IDS, FabStack, fab_stack_env
+from tests.support.services import free_port
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
 TZ = "Europe/Istanbul"
@@ -58,9 +68,9 @@ SPECIAL_IDS = (XSS_SCRIPT, XSS_ATTR, *FORMULA_IDS)
 
 @dataclass
 class ReportStack:
-    """The Airflow stack (tests/security's AirflowStack) plus what the view's tests need to know."""
+    """The Airflow stack (tests/support/fab_stack.py) plus what the view's tests need to know."""
 
-    stack: Any
+    stack: FabStack
     reports_db: Path
     mongo_database: str
     last_day: date  # yesterday, local: the latest daily report
@@ -165,8 +175,6 @@ def _mongo_connection(uri: str, database: str) -> str:
 
 @pytest.fixture(scope="package")
 def report_stack(request, mongo_uri, pg_uri) -> Iterator[ReportStack]:
-    from tests.security import conftest as sec
-
     # The metadata database on the `make services` PostgreSQL, as tests/security does (several
     # Airflow processes write at once).
     database = f"cdr_ui_{uuid.uuid4().hex[:10]}"
@@ -177,13 +185,13 @@ def report_stack(request, mongo_uri, pg_uri) -> Iterator[ReportStack]:
     ):
         (dags / "cdr_report_dags.py").symlink_to(REPO_ROOT / "dags" / "cdr_report_dags.py")
         (dags / "cdr_report_consumer_dag.py").symlink_to(CONSUMER_DAG_FILE)
-        (dags / "other_team_dag.py").write_text(sec.OTHER_DAG_SOURCE)
+        (dags / "other_team_dag.py").write_text(OTHER_DAG_SOURCE)
         reports_db = tmp / "reports.db"
         last_day = datetime.now(ZoneInfo(TZ)).date() - timedelta(days=1)
 
-        port = sec.free_port()
+        port = free_port()
         stack_secrets = new_secrets()
-        env = sec._airflow_env(home, dags, port, stack_secrets, metadata.url)
+        env = fab_stack_env(home, dags, port, stack_secrets, metadata.url)
         env.update(
             {
                 "AIRFLOW__CORE__PARALLELISM": "2",
@@ -193,13 +201,12 @@ def report_stack(request, mongo_uri, pg_uri) -> Iterator[ReportStack]:
                 "CDR_MONGO_TIMEOUT_MS": "60000",
             }
         )
-        stack = sec.AirflowStack(
+        stack = FabStack(
             base_url=f"http://127.0.0.1:{port}",
             home=home,
             env=env,
             secrets=stack_secrets,
             passwords={n: f"pw-{n}-" + secrets.token_urlsafe(12) for n in ("admin", "viewer", "operator", "outsider")},
-            probe_password="",
             log_dir=log_dir,
         )
         result = ReportStack(stack=stack, reports_db=reports_db, mongo_database=database, last_day=last_day)
@@ -210,10 +217,8 @@ def report_stack(request, mongo_uri, pg_uri) -> Iterator[ReportStack]:
 
 def _start(result: ReportStack, port: int, mongo_uri: str) -> None:
     """Seeds the reports, starts Airflow, creates the users and triggers the fixture's daily run."""
-    from tests.security import conftest as sec
-
     stack = result.stack
-    migrate = stack.popen_cli(sec.AIRFLOW, "db", "migrate")
+    migrate = stack.popen_cli(AIRFLOW, "db", "migrate")
     # The reports are computed while Airflow migrates its metadata database.
     result.expected = _seed_reports(mongo_uri, result.mongo_database, result.reports_db, result.last_day)
     stack.mark("reports seeded")
@@ -222,12 +227,12 @@ def _start(result: ReportStack, port: int, mongo_uri: str) -> None:
     stack.mark("db migrated")
     stack.run_cli(sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles")
     stack.run_cli(
-        sec.AIRFLOW, "users", "create", "--username", "admin", "--password", stack.passwords["admin"],
+        AIRFLOW, "users", "create", "--username", "admin", "--password", stack.passwords["admin"],
         "--role", "Admin", "--email", "admin@example.test", "--firstname", "admin", "--lastname", "Test",
     )  # fmt: skip
-    stack.start("dag-processor", sec.AIRFLOW, "dag-processor")
-    stack.start("scheduler", sec.AIRFLOW, "scheduler", "--skip-serve-logs")
-    stack.start("api-server", sec.AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port))
+    stack.start("dag-processor", AIRFLOW, "dag-processor")
+    stack.start("scheduler", AIRFLOW, "scheduler", "--skip-serve-logs")
+    stack.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port))
     stack.wait_healthy(timeout=240)
     stack.mark("api-server healthy")
     role = stack.request(
@@ -239,7 +244,7 @@ def _start(result: ReportStack, port: int, mongo_uri: str) -> None:
     )  # fmt: skip
     assert role.status_code == 200, role.text
     stack.create_users({"viewer": "ReportViewer", "operator": "ReportOperator", "outsider": OUTSIDER_ROLE})
-    stack.wait_dags({*sec.REPORT_DAG_IDS, CONSUMER_DAG_ID, sec.OTHER_DAG_ID}, timeout=240)
+    stack.wait_dags({*REPORT_DAG_IDS, CONSUMER_DAG_ID, OTHER_DAG_ID}, timeout=240)
     stack.mark("DAGs registered")
     # The consumer first (an asset event only queues runs of DAGs that exist and are unpaused).
     for dag_id in (CONSUMER_DAG_ID, "cdr_daily_report"):
