@@ -540,12 +540,13 @@ def _stop(processes: dict[str, subprocess.Popen], grace: float = 30) -> None:
                 os.killpg(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for process in processes.values():
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        # Also once the component itself has gone: a child it left behind (a task process, a
+        # gunicorn worker) would otherwise outlive the demo.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:

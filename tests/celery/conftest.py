@@ -32,7 +32,7 @@ KILL_DAY = date(2026, 11, 20)
 DOCS_PER_DAY = int(os.environ.get("CDR_CELERY_TEST_DOCS_PER_DAY", "15000"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def seeded_docs() -> list[dict]:
     from cdr_reports.pipeline.periods import period_containing
 
@@ -45,7 +45,7 @@ def seeded_docs() -> list[dict]:
     return docs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def celery_stack(request, mongo_uri: str, pg_uri: str, seeded_docs: list[dict]) -> Iterator[CeleryStack]:
     redis_bin = redis_server_binary()
     if redis_bin is None:
@@ -64,7 +64,7 @@ def celery_stack(request, mongo_uri: str, pg_uri: str, seeded_docs: list[dict]) 
         yield stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sink_engine(celery_stack: CeleryStack):
     import sqlalchemy as sa
 

@@ -136,12 +136,30 @@ class CeleryStack(AirflowProcesses):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
-    def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker's whole process group: the node vanishes as in a crash or an OOM kill."""
+    def freeze_worker(self, name: str, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) every process of the worker's node: what it runs stays as it is."""
+        sig = signal.SIGSTOP if frozen else signal.SIGCONT
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.processes[f"worker-{name}"].pid, sig)
+        for pid in node_processes(name):  # task processes may sit in process groups of their own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def kill_worker(self, name: str, timeout: float = 30) -> None:
+        """SIGKILL every process of the worker's node, as a crash or the loss of the machine would."""
         proc = self.processes[f"worker-{name}"]
         self.down.add(f"worker-{name}")
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        deadline = time.monotonic() + timeout
+        while survivors := node_processes(name):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"processes of worker {name} outlived SIGKILL: {describe_processes(survivors)}")
+            for pid in survivors:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
 
     def stop(self) -> None:
         super().stop()
@@ -296,7 +314,10 @@ def open_stack(
             seed(mongo_client[mongo_name].CdrRecords)
             seeded = round(time.monotonic() - began, 1)
 
-            api_port, redis_port = free_port(), free_port()
+            api_port = free_port()
+            redis_port = free_port()
+            while redis_port == api_port:  # each call only picks a port that is free now
+                redis_port = free_port()
             env = stack_env(
                 home, dags, api_port, redis_port, metadata.url, f"mongo://{host}:{port}/{mongo_name}", pg_uri, schema
             )
@@ -344,3 +365,34 @@ def open_stack(
                 mongo_client.drop_database(mongo_name)
             with contextlib.suppress(Exception), metadata.admin.connect() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def node_processes(name: str) -> list[int]:
+    """PIDs of live processes started for test worker `name` (they inherit CDR_TEST_WORKER_NAME)."""
+    marker = f"CDR_TEST_WORKER_NAME={name}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                status = (proc / "status").read_text()
+                if "\nState:\tZ" not in status:  # a zombie is dead, only not yet reaped
+                    pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def describe_processes(pids: list[int]) -> str:
+    """pid, state, process group and command line of each, for a failure message."""
+    described = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            described.append(f"{pid} state={fields[0]} ppid={fields[1]} pgrp={fields[2]} {command[:120]}")
+        except OSError:
+            described.append(f"{pid} (gone)")
+    return "; ".join(described)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.celery.conftest import KILL_DAY, SPREAD_DAY
-from tests.celery.stack import SLICES, TZ, WORKERS, CeleryStack, worker_of
+from tests.celery.stack import SLICES, TZ, WORKERS, CeleryStack, describe_processes, node_processes, worker_of
 from tests.support.reference import expected_report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.celery]
@@ -105,23 +104,6 @@ def test_slices_run_on_both_workers_and_the_report_equals_the_reference(
     assert_stored_report(stack, sink_engine, seeded_docs, SPREAD_DAY, run_id)
 
 
-def _worker_processes(name: str) -> list[int]:
-    """PIDs of live processes started for test worker `name` (they inherit CDR_TEST_WORKER_NAME)."""
-    marker = f"CDR_TEST_WORKER_NAME={name}".encode()
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                status = (proc / "status").read_text()
-                if "\nState:\tZ" not in status:  # a zombie is dead, only not yet reaped
-                    pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
-
-
 def test_worker_killed_mid_slice_the_slice_is_retried_on_the_other_worker(
     celery_stack: CeleryStack, sink_engine, seeded_docs
 ):
@@ -141,10 +123,23 @@ def test_worker_killed_mid_slice_the_slice_is_retried_on_the_other_worker(
                     return ti
         return None
 
-    target = stack.wait_until("an extract slice running its queries", slice_mid_query, RUN_TIMEOUT, interval=0.3)
-    victim = worker_of(target["hostname"])
+    for _attempt in range(5):
+        target = stack.wait_until("an extract slice running its queries", slice_mid_query, RUN_TIMEOUT, interval=0.3)
+        victim = worker_of(target["hostname"])
+        # Freeze the victim before reading what it runs: a slice that finished between the choice
+        # and the kill would otherwise count as lost. The pause lets requests already sent land.
+        stack.freeze_worker(victim)
+        time.sleep(1)
+        running_before = stack.task_instances(run_id, "extract")
+        still_running = any(
+            ti["map_index"] == target["map_index"] and ti["state"] == "running" for ti in running_before
+        )
+        if still_running and ": done in" not in stack.task_log(run_id, "extract", target["map_index"], 1):
+            break
+        stack.freeze_worker(victim, frozen=False)  # it finished meanwhile: let it go on, choose again
+    else:
+        raise AssertionError("no extract slice stayed mid-query long enough to be killed")
     survivor = next(name for name in WORKERS if name != victim)
-    running_before = stack.task_instances(run_id, "extract")
     stack.kill_worker(victim)
     killed_at = datetime.now(UTC)
     killed_mono = time.monotonic()
@@ -152,7 +147,7 @@ def test_worker_killed_mid_slice_the_slice_is_retried_on_the_other_worker(
         ti["map_index"] for ti in running_before if ti["state"] == "running" and worker_of(ti["hostname"]) == victim
     )
     assert target["map_index"] in lost
-    assert _worker_processes(victim) == [], "a process of the killed worker survived the SIGKILL of its group"
+    assert node_processes(victim) == [], describe_processes(node_processes(victim))
 
     # Observe when the scheduler gives up on the lost try (heartbeat timeout) and the retry starts.
     seen: dict[str, float] = {}

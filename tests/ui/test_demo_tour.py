@@ -98,8 +98,11 @@ def test_demo_runs_have_readable_logs_and_show_in_the_view(demo_state):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, server, log_path)
+        # The first FAB request of a fresh api-server (app set-up, password hash): not httpx's 5 s default.
         token = httpx.post(
-            f"{base}/auth/token", json={"username": "admin", "password": demo_state["CDR_DEMO_ADMIN_PASSWORD"]}
+            f"{base}/auth/token",
+            json={"username": "admin", "password": demo_state["CDR_DEMO_ADMIN_PASSWORD"]},
+            timeout=60,
         )
         assert token.status_code == 201, token.text
         headers = {"Authorization": f"Bearer {token.json()['access_token']}", "Accept": "application/json"}
