@@ -173,6 +173,29 @@ def _mongo_connection(uri: str, database: str) -> str:
     return json.dumps({"conn_type": "mongo", "host": parts.hostname, "port": parts.port or 27017, "schema": database})
 
 
+# Longer than the stack's start plus the tests that read the fixture's daily run (~5 min here).
+DUE_TIME_MARGIN = timedelta(minutes=12)
+
+
+def _wait_out_the_daily_due_time() -> None:
+    """Start the stack after 02:00 Istanbul, not just before it.
+
+    The unpaused daily DAG gets a scheduled run for yesterday at 02:00 (the default due hour):
+    created while the tests run, it would replace the report of the fixture's own run of that
+    day, which the tests read. After 02:00 that scheduled run exists first and runs first.
+    """
+    import time as clock
+
+    from cdr_reports.pipeline.config import Settings
+
+    now = datetime.now(ZoneInfo(TZ))
+    due = datetime.combine(now.date(), time(Settings().due.daily_hour), tzinfo=now.tzinfo)
+    if due - DUE_TIME_MARGIN <= now < due:
+        wait = (due - now).total_seconds() + 60
+        print(f"\nwaiting {wait:.0f} s for the daily report's due time ({due:%H:%M} {TZ}) to pass")
+        clock.sleep(wait)
+
+
 @pytest.fixture(scope="package")
 def report_stack(request, mongo_uri, pg_uri) -> Iterator[ReportStack]:
     # The metadata database on the `make services` PostgreSQL, as tests/security does (several
@@ -187,6 +210,7 @@ def report_stack(request, mongo_uri, pg_uri) -> Iterator[ReportStack]:
         (dags / "cdr_report_consumer_dag.py").symlink_to(CONSUMER_DAG_FILE)
         (dags / "other_team_dag.py").write_text(OTHER_DAG_SOURCE)
         reports_db = tmp / "reports.db"
+        _wait_out_the_daily_due_time()
         last_day = datetime.now(ZoneInfo(TZ)).date() - timedelta(days=1)
 
         port = free_port()
