@@ -86,12 +86,20 @@ OPERATOR_COLUMNS: tuple[Column, ...] = (
     Column(
         "avg_answered_duration_seconds",
         sa.Float(53),
-        "unrounded duration sum / `answered_calls`; NULL when nothing was answered",
+        "`total_duration_ms` / 1000 / `answered_calls`; NULL when nothing was answered",
         nullable=True,
         label="avg per answered (s)",
     ),
     Column("generated_at", UTC_TIMESTAMP, "when the report was computed (UTC)", comment="UTC", label="generated"),
     Column("dag_run_id", sa.Unicode(250), "the Airflow run that wrote the row", label="DAG run"),
+    Column(
+        "total_duration_ms",
+        sa.BigInteger(),
+        "exact sum of `Duration` in whole milliseconds (each CDR's duration rounded to the millisecond, "
+        "halves up): what a roll-up adds; NULL for reports stored before release 0.5",
+        nullable=True,
+        label="duration (ms)",
+    ),
 )
 
 RUN_COLUMNS: tuple[Column, ...] = (
@@ -111,6 +119,38 @@ RUN_COLUMNS: tuple[Column, ...] = (
         "NULL for reports stored before release 0.2",
         nullable=True,
         label="strategy",
+    ),
+    Column(
+        "method",
+        sa.String(8),
+        "how the report was computed: `extract` (CDRs read from MongoDB), `rollup` (summed from the stored "
+        "daily reports of its days) or `mixed`; NULL for reports stored before release 0.5",
+        nullable=True,
+        label="method",
+    ),
+    Column(
+        "days_extracted",
+        sa.Integer(),
+        "local days of the period whose CDRs were read from MongoDB (the rest were rolled up); "
+        "NULL for reports stored before release 0.5",
+        nullable=True,
+        label="days extracted",
+    ),
+    Column(
+        "rules_fingerprint",
+        sa.String(64),
+        "SHA-256 of every setting that changes counts (time zone, global filter, validity rules, source); "
+        "a daily report is rolled up only into a report of the same fingerprint",
+        nullable=True,
+        label="rules",
+    ),
+    Column(
+        "rollup_inputs_sha256",
+        sa.String(64),
+        "weekly/monthly: SHA-256 of the stored daily reports it rolled up (day, run, time); when it no longer "
+        "matches them, the report is rebuilt; NULL when nothing was rolled up",
+        nullable=True,
+        label="roll-up inputs",
     ),
 )
 
