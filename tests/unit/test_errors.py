@@ -69,6 +69,11 @@ def _dbapi(orig, cls=sa_exc.OperationalError):
         (_MssqlError((20009, b"Unable to connect: Adaptive Server is unavailable")), False),
         (Exception("database is locked"), False),
         (Exception("unable to open database file"), True),
+        # SQLite's schema mismatches carry no code: never an endless transient retry.
+        (Exception("table cdr_operator_report already exists"), True),
+        (Exception("duplicate column name: total_duration_ms"), True),
+        (Exception("no such table: cdr_report_run"), True),
+        (Exception("database or disk is full"), False),
     ],
 )
 def test_sql_errors(orig, permanent):

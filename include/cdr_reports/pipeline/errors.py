@@ -60,6 +60,9 @@ _SQLSTATE_TRANSIENT_CLASSES = {"08", "40", "53", "57", "58", "55"}
 # SQL Server error numbers (pymssql puts them first in exc.orig.args[0]).
 _MSSQL_PERMANENT = {18456, 4060, 262, 229, 230, 208, 2714, 102, 15151, 916, 18452}
 _MSSQL_TRANSIENT = {1205, 1222, 40613, 40197, 40501, 10053, 10054, 10060, 20009, 20003, 20006, 233, 64}
+# A table or column that is, or is not, there against the recorded schema revision (SQLite messages;
+# PostgreSQL and SQL Server report codes classified above): permanent, see migrations.heal.
+_SCHEMA_MISMATCH = ("already exists", "duplicate column", "no such table", "no such column", "has no column named")
 # PostgreSQL refusing a login (FATAL at connect time, reported by libpq without a SQLSTATE).
 _PG_LOGIN_REFUSED = (
     "password authentication failed",
@@ -94,17 +97,28 @@ def classify_sql_error(exc: BaseException, what: str) -> BaseException:
                 return exc
             if number in _MSSQL_PERMANENT:
                 return PermanentError(f"{what}: SQL Server refused it (error {number}): {_first_line(orig)}")
-        message = str(orig).lower()
-        if "database is locked" in message or "disk i/o error" in message:
-            return exc  # SQLite: another writer holds the lock
-        if "unable to open database file" in message or "readonly database" in message:
-            return PermanentError(f"{what}: {_first_line(orig)}")
-        if "fatal:" in message and any(reason in message for reason in _PG_LOGIN_REFUSED):
-            # PostgreSQL refusing the login: libpq reports it without a SQLSTATE.
-            return PermanentError(f"{what}: the database refused the login: {_first_line(orig)}")
+        by_message = _classify_by_message(exc, orig, what)
+        if by_message is not None:
+            return by_message
         if isinstance(exc, (sa_exc.ProgrammingError, sa_exc.DataError, sa_exc.NotSupportedError)):
             return PermanentError(f"{what}: {_first_line(orig)}")
     return exc
+
+
+def _classify_by_message(exc: BaseException, orig: object, what: str) -> BaseException | None:
+    """Errors that drivers report without a code (SQLite, libpq at connect time); None: undecided."""
+    message = str(orig).lower()
+    if "database is locked" in message or "disk i/o error" in message:
+        return exc  # SQLite: another writer holds the lock
+    if "unable to open database file" in message or "readonly database" in message:
+        return PermanentError(f"{what}: {_first_line(orig)}")
+    if any(text in message for text in _SCHEMA_MISMATCH):
+        # SQLite reports these without a code: a retry meets the same schema, so fail at once.
+        return PermanentError(f"{what}: the report tables do not match the schema revision: {_first_line(orig)}")
+    if "fatal:" in message and any(reason in message for reason in _PG_LOGIN_REFUSED):
+        # PostgreSQL refusing the login: libpq reports it without a SQLSTATE.
+        return PermanentError(f"{what}: the database refused the login: {_first_line(orig)}")
+    return None
 
 
 def _mssql_number(orig: object) -> int | None:
