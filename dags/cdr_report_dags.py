@@ -9,12 +9,14 @@ run's data interval is exactly the reported period:
 
 Tasks: plan → extract (mapped over CDR_EXTRACT_SLICES[_<TYPE>] time slices) → aggregate → load.
 All logic lives in the `cdr_reports` package; settings come from CDR_* environment variables.
+A bad value of a setting only the tasks read (e.g. CDR_GLOBAL_FILTER) does not stop this file
+from importing: every run fails on its first try naming the variable (config.RUN_TIME_SETTINGS).
 """
 
 from cdr_reports.integration.dag_factory import build_report_dag
-from cdr_reports.pipeline.config import load_settings
+from cdr_reports.pipeline.config import RETENTION_ONLY_SETTINGS, RUN_TIME_SETTINGS, load_settings
 
-settings = load_settings()
+settings = load_settings(defer=RUN_TIME_SETTINGS, ignore=RETENTION_ONLY_SETTINGS)
 
 cdr_daily_report = build_report_dag("daily", settings, dag_id="cdr_daily_report")
 cdr_weekly_report = build_report_dag("weekly", settings, dag_id="cdr_weekly_report")

@@ -185,3 +185,39 @@ def test_query_timeout_must_leave_room_for_a_retry():
     with pytest.raises(ConfigError, match="CDR_MONGO_QUERY_TIMEOUT_SECONDS=3600 must be shorter"):
         load_settings({"CDR_MONGO_QUERY_TIMEOUT_SECONDS": "3600"})
     assert load_settings({"CDR_MONGO_QUERY_TIMEOUT_SECONDS": "3599"}).mongo_query_timeout_seconds == 3599
+
+
+def test_deferred_bad_settings_become_defaults_listed_as_invalid():
+    from cdr_reports.pipeline.config import RUN_TIME_SETTINGS
+
+    env = {"CDR_GLOBAL_FILTER": '{"$where": "1"}', "CDR_MONGO_QUERY_TIMEOUT_SECONDS": "3600", "CDR_RETRIES": "5"}
+    s = load_settings(env, defer=RUN_TIME_SETTINGS)
+    assert s.global_filter == Settings().global_filter and s.retries == 5
+    assert [var for var, _ in s.invalid_settings] == ["CDR_GLOBAL_FILTER", "CDR_MONGO_QUERY_TIMEOUT_SECONDS"]
+    assert "$where runs JavaScript" in s.invalid_settings[0][1]
+    assert "must be shorter than the task's CDR_EXECUTION_TIMEOUT_MINUTES" in s.invalid_settings[1][1]
+    with pytest.raises(ConfigError, match=r"\$where"):
+        load_settings(env)  # without defer: at once
+
+
+def test_ignored_bad_settings_are_dropped_and_others_still_raise():
+    env = {"CDR_DAILY_DEADLINE_LOCAL_TIME": "01:00", "CDR_LATE_DATA_ACTION": "shout"}
+    ignore = {"CDR_DAILY_DEADLINE_LOCAL_TIME", "CDR_DAILY_DUE_HOUR", "CDR_LATE_DATA_ACTION"}
+    s = load_settings(env, ignore=ignore)
+    assert s.late_data_action == Settings().late_data_action and s.invalid_settings == ()
+    with pytest.raises(ConfigError, match="CDR_LATE_DATA_ACTION"):
+        load_settings(env, ignore={"CDR_DAILY_DEADLINE_LOCAL_TIME", "CDR_DAILY_DUE_HOUR"})
+
+
+def test_setting_scopes_name_only_real_settings():
+    from cdr_reports.pipeline import config
+
+    scopes = (
+        config.RUN_TIME_SETTINGS,
+        config.REPORT_ONLY_SETTINGS,
+        config.RETENTION_ONLY_SETTINGS,
+        config.SOURCE_SETTINGS,
+    )
+    for scope in scopes:
+        assert scope <= set(config.SETTINGS_TABLE), scope - set(config.SETTINGS_TABLE)
+    assert not config.REPORT_ONLY_SETTINGS & config.RETENTION_ONLY_SETTINGS

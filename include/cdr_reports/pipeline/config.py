@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -100,6 +100,9 @@ class Settings:
     volume_min_expected_calls: int = DEFAULT_VOLUME_MIN_EXPECTED_CALLS
     late_data_lookback_days: int = DEFAULT_LATE_DATA_LOOKBACK_DAYS  # 0: no late-data check
     late_data_action: str = "rereport"  # rereport | alert
+    # Settings refused by load_settings(defer=...): (variable, message). The DAG was built with their
+    # defaults, and every task of it fails at once naming them (task_policy.RefuseInvalidSettings).
+    invalid_settings: tuple[tuple[str, str], ...] = ()
 
     def slices_for(self, report_type: str) -> int:
         """Time slices (one extract task each) of a `report_type` period."""
@@ -186,13 +189,37 @@ def parse_global_filter(raw: str | Mapping[str, Any], source: str = "CDR_GLOBAL_
             raise ConfigError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise ConfigError(f"{source} must be a JSON object (a MongoDB query document), got {type(parsed).__name__}")
+    _refuse_javascript(parsed, source)
     _check_query_document(parsed, source)
     return parsed
 
 
 # Operators a query document may use at its top level; anything else starting with "$"
 # is a typo that MongoDB would reject at run time, so reject it while parsing instead.
-_TOP_LEVEL_OPERATORS = {"$and", "$or", "$nor", "$expr", "$comment", "$jsonSchema", "$where", "$text"}
+_TOP_LEVEL_OPERATORS = {"$and", "$or", "$nor", "$expr", "$comment", "$jsonSchema", "$text"}
+# Operators that run JavaScript on the MongoDB server ($where in a query, $function and $accumulator
+# inside $expr): a filter is configuration, not code, so they are refused wherever they appear.
+JAVASCRIPT_OPERATORS = ("$where", "$function", "$accumulator")
+
+
+def _refuse_javascript(value: Any, source: str) -> None:
+    from bson.code import Code
+
+    if isinstance(value, Code):
+        raise ConfigError(
+            f"{source}: JavaScript code ({{'$code': ...}}) is refused: the filter must not run code on the server"
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in JAVASCRIPT_OPERATORS:
+                raise ConfigError(
+                    f"{source}: {key} runs JavaScript on the MongoDB server and is refused; "
+                    "express the condition with query operators"
+                )
+            _refuse_javascript(item, source)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_javascript(item, source)
 
 
 def _check_query_document(query: Mapping[str, Any], source: str) -> None:
@@ -292,48 +319,141 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
 # Environment variable -> Settings field (derived; what the README and .env.example tests read).
 ENV_VARS: dict[str, str] = {var: name for var, (name, _) in SETTINGS_TABLE.items()}
 
+# Which DAG reads which settings (load_settings(defer=..., ignore=...) in dags/*.py): a bad value
+# fails the runs that use it, never the DAG files that do not (docs/reliability.md).
+# Read only inside tasks, never to build a DAG: a bad value is deferred to the runs.
+RUN_TIME_SETTINGS = frozenset(
+    {
+        "CDR_GLOBAL_FILTER",
+        "CDR_EXTRACT_SLICES",
+        "CDR_EXTRACT_SLICES_DAILY",
+        "CDR_EXTRACT_SLICES_WEEKLY",
+        "CDR_EXTRACT_SLICES_MONTHLY",
+        "CDR_EXTRACT_STRATEGY",
+        "CDR_MAX_CALL_DURATION_SECONDS",
+        "CDR_MONGO_TIMEOUT_MS",
+        "CDR_MONGO_QUERY_TIMEOUT_SECONDS",
+        "CDR_VOLUME_DROP_THRESHOLD",
+        "CDR_VOLUME_MIN_EXPECTED_CALLS",
+        "CDR_LATE_DATA_ACTION",
+    }
+)
+# Read by the report DAGs alone.
+REPORT_ONLY_SETTINGS = frozenset(
+    {
+        "CDR_EXTRACT_SLICES",
+        "CDR_EXTRACT_SLICES_DAILY",
+        "CDR_EXTRACT_SLICES_WEEKLY",
+        "CDR_EXTRACT_SLICES_MONTHLY",
+        "CDR_EXTRACT_STRATEGY",
+        "CDR_MAX_CALL_DURATION_SECONDS",
+        "CDR_WEEK_START",
+        "CDR_DAILY_DUE_HOUR",
+        "CDR_WEEKLY_DUE_HOUR",
+        "CDR_MONTHLY_DUE_HOUR",
+        "CDR_CATCHUP",
+        "CDR_DAGRUN_TIMEOUT_HOURS",
+        "CDR_DAILY_DEADLINE_LOCAL_TIME",
+        "CDR_REPORT_EMAILS_DAILY",
+        "CDR_REPORT_EMAILS_WEEKLY",
+        "CDR_REPORT_EMAILS_MONTHLY",
+        "CDR_VOLUME_CHECK_HISTORY",
+        "CDR_VOLUME_DROP_THRESHOLD",
+        "CDR_VOLUME_MIN_EXPECTED_CALLS",
+        "CDR_LATE_DATA_LOOKBACK_DAYS",
+        "CDR_LATE_DATA_ACTION",
+        "CDR_ROLLUP",
+    }
+)
+# Read by the retention DAG alone.
+RETENTION_ONLY_SETTINGS = frozenset(
+    {"CDR_REPORT_RETENTION_DAYS", "CDR_ARCHIVE_URL", "CDR_ARCHIVE_CONN_ID", "CDR_ARCHIVE_REQUIRED"}
+)
+# Read by the DAGs that query MongoDB (the reports and the source audit), not by retention.
+SOURCE_SETTINGS = frozenset(
+    {
+        "CDR_GLOBAL_FILTER",
+        "CDR_MONGO_CONN_ID",
+        "CDR_MONGO_DATABASE",
+        "CDR_MONGO_COLLECTION",
+        "CDR_MONGO_TIMEOUT_MS",
+        "CDR_MONGO_QUERY_TIMEOUT_SECONDS",
+        "CDR_EARLIEST_REPORT_DATE",
+    }
+)
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from the environment; raises ConfigError naming the bad variable."""
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, defer: Collection[str] = (), ignore: Collection[str] = ()
+) -> Settings:
+    """Build Settings from the environment; raises ConfigError naming the bad variable.
+
+    A DAG file passes `ignore`: variables its DAG never reads (a bad value there must not take it
+    down), and `defer`: variables only its tasks read. A bad deferred value is replaced by the
+    default and listed in `invalid_settings`, so the DAG still imports and each of its runs fails
+    at once naming the variable (docs/reliability.md, "A bad setting").
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     due: dict[str, int] = {}
+    invalid: list[tuple[str, str]] = []
     for var, (name, parse) in SETTINGS_TABLE.items():
         raw = env.get(var)
         if raw is None or raw.strip() == "":
             continue  # blank means default
+        try:
+            value = parse(var, raw)
+        except ConfigError as exc:
+            if var in ignore:
+                continue
+            if var not in defer:
+                raise
+            invalid.append((var, str(exc)))
+            continue
         if name.startswith("due."):
-            due[name.removeprefix("due.")] = parse(var, raw)
+            due[name.removeprefix("due.")] = value
         else:
-            values[name] = parse(var, raw)
+            values[name] = value
     if due:
         values["due"] = DueTimes(**due)
     settings = Settings(**values)
-    _check_together(settings)
-    return settings
+    for problem in _problems_together(settings):
+        named = set(re.findall(r"CDR_[A-Z0-9_]+", str(problem)))
+        if named and named <= set(ignore):
+            continue
+        if not named & set(defer):
+            raise problem
+        invalid.append((sorted(named & set(defer))[0], str(problem)))
+    return replace(settings, invalid_settings=tuple(invalid)) if invalid else settings
 
 
 def _check_together(settings: Settings) -> None:
-    """Rules that involve several settings."""
+    """Rules that involve several settings: raises the first one broken."""
+    for problem in _problems_together(settings):
+        raise problem
+
+
+def _problems_together(settings: Settings) -> Iterator[ConfigError]:
+    """Each rule involving several settings that `settings` breaks, naming every variable involved."""
     if settings.slack_conn_id and not settings.slack_channel:
-        raise ConfigError("CDR_SLACK_CHANNEL must name the channel (e.g. #cdr-alerts) when CDR_SLACK_CONN_ID is set")
+        yield ConfigError("CDR_SLACK_CHANNEL must name the channel (e.g. #cdr-alerts) when CDR_SLACK_CONN_ID is set")
     if settings.daily_deadline_local_time is not None:
         hour, minute = map(int, settings.daily_deadline_local_time.split(":"))
         if (hour, minute) <= (settings.due.daily_hour, 0):
-            raise ConfigError(
+            yield ConfigError(
                 f"CDR_DAILY_DEADLINE_LOCAL_TIME={settings.daily_deadline_local_time} must be later than the daily "
                 f"report's due time {settings.due.daily_hour:02d}:00 (CDR_DAILY_DUE_HOUR)"
             )
     if settings.mongo_query_timeout_seconds is not None and (
         settings.mongo_query_timeout_seconds >= settings.execution_timeout_minutes * 60
     ):
-        raise ConfigError(
+        yield ConfigError(
             f"CDR_MONGO_QUERY_TIMEOUT_SECONDS={settings.mongo_query_timeout_seconds} must be shorter than the task's "
             f"CDR_EXECUTION_TIMEOUT_MINUTES ({settings.execution_timeout_minutes} min), so a stuck query fails a try "
             "that can be retried"
         )
     if settings.max_retry_delay_seconds < settings.retry_delay_seconds:
-        raise ConfigError(
+        yield ConfigError(
             "CDR_MAX_RETRY_DELAY_SECONDS must be >= CDR_RETRY_DELAY_SECONDS "
             f"({settings.max_retry_delay_seconds} < {settings.retry_delay_seconds})"
         )
