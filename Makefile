@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 # PYTHONWARNINGS below: setuptools' editable-install notice is noise for a first-hour user.
 # Reinstalls when a pin changes; the package itself is installed editable so that pytest,
 # the airflow CLI and scripts all import include/cdr_reports without PYTHONPATH tricks.
-$(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyproject.toml devtools/pyproject.toml
+$(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt requirements-s3.txt pyproject.toml devtools/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt -c requirements.lock
@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.lock requirements.txt requirements-test.txt pyp
 	@out="$$($(PY) -m pip check)" || { echo "$$out"; exit 1; }
 	touch $@
 
-services:
+services: install
 	bash scripts/services.sh start
 	bash scripts/install-test-packages.sh
 

@@ -6,12 +6,15 @@
 #   - mongo-java-server 1.47.0 (in-memory MongoDB-wire server from Maven Central), through the
 #     launcher in tools/mongo-java-server, built once with Maven into the same cache folder. It runs
 #     the MongoDB-style aggregation pipeline that FerretDB cannot, and reports MongoDB 6.0.
-# Writes .services/env (CDR_TEST_MONGO_URI=..., CDR_TEST_PG_URI=..., CDR_TEST_MJS_URI=...) for
+#   - moto's S3 server mode (moto[s3], pinned in requirements-test.txt, from the project's .venv:
+#     run `make install` first), in memory: the S3-compatible archive destination of the tests.
+# Writes .services/env (CDR_TEST_MONGO_URI=..., CDR_TEST_PG_URI=..., CDR_TEST_MJS_URI=...,
+# CDR_TEST_S3_ENDPOINT=...) for
 # `source`, with a key for every one of these servers that is listening.
 #
-# usage: scripts/services.sh start|stop [ferretdb] [postgres] [mongo-java-server]  (none: all)
+# usage: scripts/services.sh start|stop [ferretdb] [postgres] [mongo-java-server] [s3]  (none: all)
 #        scripts/services.sh status|build-ferretdb|build-mongo-java-server
-# Ports: CDR_FERRETDB_PORT (27027), CDR_PG_PORT (54329), CDR_MJS_PORT (27028); JVM options of
+# Ports: CDR_FERRETDB_PORT (27027), CDR_PG_PORT (54329), CDR_MJS_PORT (27028), CDR_S3_PORT (54330); JVM options of
 # mongo-java-server: CDR_MJS_JAVA_OPTS.
 set -euo pipefail
 
@@ -26,7 +29,9 @@ MJS_JAR="$MJS_DIR/mongo-java-server-launcher.jar"
 MONGO_PORT="${CDR_FERRETDB_PORT:-27027}"
 PG_PORT="${CDR_PG_PORT:-54329}"
 MJS_PORT="${CDR_MJS_PORT:-27028}"
-ALL_COMPONENTS=(ferretdb postgres mongo-java-server)
+S3_PORT="${CDR_S3_PORT:-54330}"
+S3_PYTHON="${CDR_S3_PYTHON:-$REPO/.venv/bin/python}"
+ALL_COMPONENTS=(ferretdb postgres mongo-java-server s3)
 PG_DB="cdr_test"
 PG_USER="cdr"
 PG_PASSWORD="cdr-test-only"
@@ -146,6 +151,23 @@ start_mjs() {
   wait_port "$MJS_PORT" mongo-java-server 60
 }
 
+# moto's server mode: an S3 API on loopback, in memory (buckets and objects are lost on stop).
+start_s3() {
+  if port_open "$S3_PORT"; then
+    log "S3 server (moto) already listening on 127.0.0.1:$S3_PORT"
+    return 0
+  fi
+  if ! "$S3_PYTHON" -c 'import moto.server' 2>/dev/null; then
+    log "moto is not installed in $S3_PYTHON: run \`make install\` first (it is pinned in requirements-test.txt)"
+    exit 1
+  fi
+  mkdir -p "$STATE"
+  log "starting the S3 server (moto, in memory) on 127.0.0.1:$S3_PORT"
+  nohup "$S3_PYTHON" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$STATE/s3.log" 2>&1 &
+  echo $! >"$STATE/s3.pid"
+  wait_port "$S3_PORT" "S3 server (moto)" 60
+}
+
 pg_bindir() {
   local d
   for d in /usr/lib/postgresql/*/bin; do
@@ -236,6 +258,7 @@ write_env() {
     port_open "$MONGO_PORT" && echo "CDR_TEST_MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/"
     port_open "$PG_PORT" && echo "CDR_TEST_PG_URI=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
     port_open "$MJS_PORT" && echo "CDR_TEST_MJS_URI=mongodb://127.0.0.1:$MJS_PORT/"
+    port_open "$S3_PORT" && echo "CDR_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
     true
   } >"$STATE/env.tmp"
   mv "$STATE/env.tmp" "$STATE/env"
@@ -259,6 +282,7 @@ stop_component() {
     ferretdb) stop_pidfile "$STATE/ferretdb.pid" "$FERRETDB_BIN" FerretDB ;;
     postgres) stop_postgres ;;
     mongo-java-server) stop_pidfile "$STATE/mongo-java-server.pid" "$MJS_JAR" mongo-java-server ;;
+    s3) stop_pidfile "$STATE/s3.pid" "moto.server" "S3 server (moto)" ;;
   esac
 }
 
@@ -267,6 +291,7 @@ start_component() {
     ferretdb) start_ferretdb ;;
     postgres) start_postgres ;;
     mongo-java-server) start_mjs ;;
+    s3) start_s3 ;;
   esac
 }
 
@@ -277,14 +302,14 @@ select_components() {
   if [[ $# -eq 0 ]]; then COMPONENTS=("${ALL_COMPONENTS[@]}"); return 0; fi
   for c in "$@"; do
     case "$c" in
-      ferretdb | postgres | mongo-java-server) COMPONENTS+=("$c") ;;
+      ferretdb | postgres | mongo-java-server | s3) COMPONENTS+=("$c") ;;
       *) echo "unknown component '$c' (known: ${ALL_COMPONENTS[*]})" >&2; exit 2 ;;
     esac
   done
 }
 
 usage() {
-  echo "usage: $0 start|stop [ferretdb] [postgres] [mongo-java-server]   (no component: all)" >&2
+  echo "usage: $0 start|stop [ferretdb] [postgres] [mongo-java-server] [s3]   (no component: all)" >&2
   echo "       $0 status|build-ferretdb|build-mongo-java-server" >&2
   exit 2
 }
@@ -316,6 +341,7 @@ case "$command" in
     else
       echo "PostgreSQL down"
     fi
-    port_open "$MJS_PORT" && echo "mongo-java-server up on $MJS_PORT" || echo "mongo-java-server down" ;;
+    port_open "$MJS_PORT" && echo "mongo-java-server up on $MJS_PORT" || echo "mongo-java-server down"
+    port_open "$S3_PORT" && echo "S3 server (moto) up on $S3_PORT" || echo "S3 server (moto) down" ;;
   *) usage ;;
 esac

@@ -53,6 +53,9 @@ def test_every_variable_overrides_its_setting():
         "CDR_EXECUTION_TIMEOUT_MINUTES": "15",
         "CDR_DAGRUN_TIMEOUT_HOURS": "2",
         "CDR_REPORT_RETENTION_DAYS": "400",
+        "CDR_ARCHIVE_URL": " s3://cdr-archive/reports/ ",
+        "CDR_ARCHIVE_CONN_ID": "archive_s3",
+        "CDR_ARCHIVE_REQUIRED": "yes",
         "CDR_ALERT_EMAILS": "ops@example.org, noc@example.net",
         "CDR_SMTP_CONN_ID": "mail",
         "CDR_SLACK_CONN_ID": "chat",
@@ -85,6 +88,7 @@ def test_every_variable_overrides_its_setting():
     )
     assert (s.execution_timeout_minutes, s.dagrun_timeout_hours, s.sql_schema, s.sql_conn_id) == (15, 2, "reports", "s")
     assert (s.report_retention_days, s.alert_emails) == (400, ("ops@example.org", "noc@example.net"))
+    assert (s.archive_url, s.archive_conn_id, s.archive_required) == ("s3://cdr-archive/reports", "archive_s3", True)
     assert (s.smtp_conn_id, s.slack_conn_id, s.slack_channel, s.daily_deadline_local_time) == (
         "mail",
         "chat",
@@ -155,6 +159,12 @@ def test_data_quality_defaults():
         ({"CDR_VOLUME_MIN_EXPECTED_CALLS": "-5"}, "CDR_VOLUME_MIN_EXPECTED_CALLS='-5' must be >= 0"),
         ({"CDR_LATE_DATA_LOOKBACK_DAYS": "32"}, "CDR_LATE_DATA_LOOKBACK_DAYS='32' must be between 0 and 31"),
         ({"CDR_LATE_DATA_ACTION": "fix"}, "CDR_LATE_DATA_ACTION='fix' must be one of rereport, alert"),
+        (
+            {"CDR_ARCHIVE_URL": "/var/lib/cdr-archive"},
+            "CDR_ARCHIVE_URL='/var/lib/cdr-archive' is not a URL with a scheme",
+        ),
+        ({"CDR_ARCHIVE_URL": "file://relative/dir"}, "a file URL needs an absolute path"),
+        ({"CDR_ARCHIVE_REQUIRED": "sure"}, "CDR_ARCHIVE_REQUIRED='sure' is not a boolean"),
     ],
 )
 def test_bad_values_name_the_variable(env, needle):

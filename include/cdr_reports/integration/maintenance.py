@@ -6,6 +6,12 @@ and run rows of every period whose ``period_start`` is before ``older_than``. Th
 ``CDR_REPORT_RETENTION_DAYS``; with the variable unset (the default) reports are kept forever:
 the DAG still runs, logs ``retention disabled`` and deletes nothing.
 
+**Archive before purge.** With `CDR_ARCHIVE_URL` set, ``archive_then_prune`` replaces the plain
+delete: every expiring period is written as Parquet through ``ObjectStoragePath``, read back and
+compared with the database (pipeline/archive.py), and only then deleted; a period that fails stays
+and fails the run (an alert) after the others went on. Without it retention deletes as before and
+logs ``deleting without archive``; ``CDR_ARCHIVE_REQUIRED=true`` then refuses to delete anything.
+
 Airflow's own metadata (DAG runs, task instances, logs, XComs) is pruned with
 ``airflow db clean``, which needs the metadata database and so cannot run as a task in
 Airflow 3 (tasks have no metadata DB access); see docs/reliability.md.
@@ -19,11 +25,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from cdr_reports.pipeline.config import Settings, load_settings
+from cdr_reports.pipeline.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "cdr_report_retention"
 RETENTION_DISABLED = "retention disabled"
+DELETING_WITHOUT_ARCHIVE = "deleting without archive"
 SCHEDULE_CRON = "30 5 * * *"  # daily, local time, after the reports are due
 
 
@@ -112,22 +120,61 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
     return PruneCounts(older_than, operator_rows, run_rows, quality_rows, audit_rows)
 
 
+class ArchiveIncomplete(RuntimeError):
+    """Some expiring groups could not be archived: they were kept; the run fails (and alerts)."""
+
+
+class ArchiveIncompletePermanent(ArchiveIncomplete, PermanentError):
+    """Likewise, and a retry cannot help (a conflicting or corrupt file, permissions, no bucket)."""
+
+
+def archive_then_prune(engine: Any, root: Any, older_than: date, schema: str | None = None, **kwargs: Any) -> Any:
+    """Archive, verify and delete everything older than `older_than`; raise after the others went on.
+
+    Returns the ArchiveSummary when every group was archived; raises ArchiveIncomplete(Permanent)
+    naming the failed groups otherwise (what did archive is deleted all the same).
+    """
+    from cdr_reports.pipeline.archive import archive_expired
+
+    summary = archive_expired(engine, root, older_than, schema=schema, **kwargs)
+    if summary.failures:
+        shown = "; ".join(f"{label}: {type(exc).__name__}: {exc}" for label, exc in summary.failures[:5])
+        more = f" (and {len(summary.failures) - 5} more)" if len(summary.failures) > 5 else ""
+        cls = ArchiveIncompletePermanent if summary.permanent else ArchiveIncomplete
+        raise cls(
+            f"{len(summary.failures)} group(s) could not be archived and were NOT deleted; "
+            f"{summary.report_periods} report periods were archived and deleted: {shown}{more}"
+        )
+    return summary
+
+
 def build_maintenance_dag(settings: Settings | None = None) -> Any:
     """The daily DAG `cdr_report_retention` (one task, `prune`)."""
     import pendulum
-    from airflow.sdk import DAG, CronTriggerTimetable, task
+    from airflow.sdk import DAG, task
+    from airflow.sdk.exceptions import AirflowFailException
 
     from cdr_reports.integration.connections import sql_engine
     from cdr_reports.integration.failures import fail_fast
     from cdr_reports.integration.task_policy import task_default_args
+    from cdr_reports.integration.timetable import LocalCronTriggerTimetable
     from cdr_reports.pipeline.periods import local_date_of
 
     settings = settings or load_settings()
     days = settings.report_retention_days
     policy = f"keep {days} days" if days else "keep forever (CDR_REPORT_RETENTION_DAYS unset)"
+    if settings.archive_url:
+        archive = (
+            f"archive to `{settings.archive_url}` (connection `{settings.archive_conn_id or 'none'}`), then delete"
+        )
+    elif settings.archive_required:
+        archive = "refuse to delete: `CDR_ARCHIVE_REQUIRED=true` and no `CDR_ARCHIVE_URL`"
+    else:
+        archive = "delete without archive (`CDR_ARCHIVE_URL` unset)"
     with DAG(
         dag_id=DAG_ID,
-        schedule=CronTriggerTimetable(SCHEDULE_CRON, timezone=settings.time_zone),
+        # Airflow's CronTriggerTimetable, shown with its zone in the UI and API (timetable.py).
+        schedule=LocalCronTriggerTimetable(SCHEDULE_CRON, timezone=settings.time_zone),
         start_date=pendulum.datetime(2026, 1, 1, tz=settings.time_zone),
         catchup=False,
         max_active_runs=1,
@@ -140,15 +187,24 @@ Deletes stored reports (`cdr_operator_report` and `cdr_report_run` rows, every r
 period starts more than `CDR_REPORT_RETENTION_DAYS` days before the run's local date
 (`{settings.time_zone}`), in one transaction, through connection `{settings.sql_conn_id}`.
 
-Current policy: **{policy}**.
+With `CDR_ARCHIVE_URL` set, each expiring period (and the data-quality findings and source audits
+retention prunes) is first written as a Parquet file, read back and checked (row count, SHA-256 of
+the content), and only then deleted, one transaction per batch; a period that fails to archive is
+kept and the run fails (alert) after the others. Restore:
+`python -m cdr_reports.pipeline.archive restore --type daily --from YYYY-MM-DD --to YYYY-MM-DD`.
+
+Current policy: **{policy}**; **{archive}**.
 """,
     ) as dag:
 
         @task(
             task_id="prune",
-            doc_md="### Prune\nDeletes, in one transaction, the operator rows and run rows of every report "
-            "whose `period_start` is older than the retention cutoff; logs `retention disabled` and deletes "
-            "nothing while `CDR_REPORT_RETENTION_DAYS` is unset.",
+            doc_md="### Prune\nWith `CDR_ARCHIVE_URL`: archives every report, finding and source audit older "
+            "than the retention cutoff as Parquet, verifies each file by reading it back, then deletes what was "
+            "archived (one transaction per batch); fails after the others when a period cannot be archived. "
+            "Without it: deletes them in one transaction (`deleting without archive`), or refuses to when "
+            "`CDR_ARCHIVE_REQUIRED=true`. Logs `retention disabled` and deletes nothing while "
+            "`CDR_REPORT_RETENTION_DAYS` is unset.",
         )
         def prune(**context: Any) -> dict[str, Any]:
             if days is None:
@@ -156,11 +212,27 @@ Current policy: **{policy}**.
                 return {"retention_days": None, "operator_rows": 0, "run_rows": 0}
             run_after = getattr(context.get("dag_run"), "run_after", None) or datetime.now(UTC)
             cutoff = retention_cutoff(local_date_of(run_after, settings.time_zone), days)
-            with fail_fast(
-                f"pruning reports older than {cutoff} via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"
-            ):
-                counts = prune_reports(sql_engine(settings), cutoff, schema=settings.sql_schema)
-            return {"retention_days": days, **counts.to_dict()}
+            what = f"pruning reports older than {cutoff} via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"
+            if not settings.archive_url:
+                if settings.archive_required:
+                    raise AirflowFailException(
+                        "CDR_ARCHIVE_REQUIRED=true and CDR_ARCHIVE_URL is not set: refusing to delete any report "
+                        "(set CDR_ARCHIVE_URL, e.g. file:///var/lib/cdr-archive or s3://bucket/cdr-reports)"
+                    )
+                log.info(
+                    "%s: CDR_ARCHIVE_URL is not set, expiring reports are deleted for good", DELETING_WITHOUT_ARCHIVE
+                )
+                with fail_fast(what):
+                    counts = prune_reports(sql_engine(settings), cutoff, schema=settings.sql_schema)
+                return {"retention_days": days, "archive": None, **counts.to_dict()}
+            from cdr_reports.integration.archive_storage import archive_root
+
+            log.info("archiving to %s before deleting (CDR_ARCHIVE_URL)", settings.archive_url)
+            with fail_fast(f"archiving to {settings.archive_url} (CDR_ARCHIVE_URL), then {what}"):
+                summary = archive_then_prune(
+                    sql_engine(settings), archive_root(settings), cutoff, schema=settings.sql_schema
+                )
+            return {"retention_days": days, "archive": settings.archive_url, **summary.to_dict()}
 
         prune()
     return dag

@@ -85,6 +85,12 @@ class Settings:
     dagrun_timeout_hours: int = 6
     # Reliability (docs/reliability.md).
     report_retention_days: int | None = None  # None: keep reports forever
+    # Archive before purge (pipeline/archive.py): where expiring reports go as Parquet before retention
+    # deletes them (None: deleted without archive, as before); its Airflow connection; refuse to delete
+    # anything while no archive is configured.
+    archive_url: str | None = None
+    archive_conn_id: str | None = None
+    archive_required: bool = False
     alert_emails: tuple[str, ...] = ()
     smtp_conn_id: str = "smtp_default"
     slack_conn_id: str | None = None
@@ -270,6 +276,18 @@ def _filter(var: str, raw: str) -> dict[str, Any]:
     return parse_global_filter(raw, source=var)
 
 
+def _archive_url(var: str, raw: str) -> str:
+    """An fsspec URL with its scheme (file:///var/lib/cdr-archive, s3://bucket/prefix): no relative paths."""
+    url = raw.strip().rstrip("/")
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*://.+", url):
+        raise ConfigError(
+            f"{var}={raw!r} is not a URL with a scheme (e.g. file:///var/lib/cdr-archive, s3://bucket/prefix)"
+        )
+    if url.startswith("file://") and not url.startswith("file:///"):
+        raise ConfigError(f"{var}={raw!r}: a file URL needs an absolute path (file:///var/lib/cdr-archive)")
+    return url
+
+
 # Environment variable -> (Settings field, parser): the one table of settings, from which
 # load_settings works and against which the README, .env.example and the tests are checked.
 SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
@@ -301,6 +319,9 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CDR_EXECUTION_TIMEOUT_MINUTES": ("execution_timeout_minutes", _int_in(1)),
     "CDR_DAGRUN_TIMEOUT_HOURS": ("dagrun_timeout_hours", _int_in(1)),
     "CDR_REPORT_RETENTION_DAYS": ("report_retention_days", _int_in(1)),
+    "CDR_ARCHIVE_URL": ("archive_url", _archive_url),
+    "CDR_ARCHIVE_CONN_ID": ("archive_conn_id", _text),
+    "CDR_ARCHIVE_REQUIRED": ("archive_required", _bool),
     "CDR_ALERT_EMAILS": ("alert_emails", _emails),
     "CDR_SMTP_CONN_ID": ("smtp_conn_id", _text),
     "CDR_SLACK_CONN_ID": ("slack_conn_id", _text),
