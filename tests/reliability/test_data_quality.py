@@ -15,9 +15,7 @@ The source audit DAG stores its count and alerts only when the count grew.
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -33,6 +31,8 @@ from cdr_reports.pipeline.periods import ReportPeriod
 from cdr_reports.pipeline.quality import check_volume, read_findings
 from cdr_reports.pipeline.runner import run_report
 from cdr_reports.pipeline.validity import unplaceable_query
+from tests.support.findings import calls
+from tests.support.findings import mails as _mails
 from tests.support.processes import build_dag, smtp_connection_uri, task_states
 from tests.support.reference import expected_report
 from tests.support.reports import DAY, assert_stored_equals_reference
@@ -43,19 +43,6 @@ for _ in range(7):
     HISTORY.insert(0, HISTORY[0].previous())
 PREVIOUS_DAYS, CURRENT = HISTORY[:-1], HISTORY[-1]  # 2026-11-20 .. 26, and 2026-11-27
 STABLE = {"STEADY": 60, "A": 50, "B": 40}
-
-
-def calls(period: ReportPeriod, operator, count: int, tag: str = "") -> list[dict]:
-    """`count` valid CDRs of `operator` spread over the period (half of them answered)."""
-    step = (period.end_utc - period.start_utc) / (count + 1)
-    docs = []
-    for i in range(count):
-        start = period.start_utc + step * (i + 1)
-        doc = {"Operator": {"Id": operator}, "DateTime": {"Start": start}, "Duration": 30 + i % 7, "Tag": tag}
-        if i % 2 == 0:
-            doc["DateTime"]["Connect"] = start + timedelta(seconds=4)
-        docs.append(doc)
-    return docs
 
 
 def junk(period: ReportPeriod) -> list[dict]:
@@ -110,15 +97,6 @@ def quality_env(dag_env, smtp_server, mongo_uri, mongo_db, pg_uri, pg_schema, pg
             "seeded": seeded,
         },
     )
-
-
-def _mails(smtp) -> list[tuple[str, str]]:
-    out = []
-    for mail in smtp.received():
-        message = mail["message"]
-        body = message.get_body(preferencelist=("html", "plain")).get_content()
-        out.append((str(message["Subject"]), html.unescape(re.sub(r"<[^>]+>", "", body))))
-    return out
 
 
 def _run_current_day(env, current_volumes: dict):

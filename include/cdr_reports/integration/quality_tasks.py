@@ -9,6 +9,12 @@ every finding of the run; a run without findings sends nothing.
 - `check_late_data` (daily, unless `CDR_LATE_DATA_LOOKBACK_DAYS=0`): quality.check_late_data.
   Its alert lists every late-data finding stored by this run, retries included: a try that
   re-reported a day and then failed is not forgotten by the retry (which finds the day equal).
+
+Findings are as durable as reports (docs/reliability.md, "Findings and alerts"): each is committed
+before its alert is sent (a late-data finding even before its re-report, marked done after), and
+the alert is built from the stored findings of the run. A kill anywhere leaves a try that Airflow
+retries; the retry finds the stored findings and alerts them. An alert that no configured channel
+accepted fails the try (transient), so the retry sends it again: at least once, never silently lost.
 """
 
 from __future__ import annotations
@@ -87,25 +93,57 @@ def late_data_message(dag_id: str, run_id: str, findings: Sequence[Any], setting
     return AlertMessage(subject=subject, text="\n".join(lines))
 
 
+class AlertNotDelivered(RuntimeError):
+    """No configured channel accepted a findings alert: transient, so Airflow retries the task (and the alert)."""
+
+
+def deliver(settings: Settings, message: Any, context: Mapping[str, Any]) -> list[str]:
+    """Send a findings alert; raise AlertNotDelivered when channels are configured and none accepted it."""
+    from cdr_reports.integration.alerts import AlertChannels, send
+
+    channels = AlertChannels.from_settings(settings)
+    sent = send(channels, message, context)
+    if channels.names and not sent:
+        raise AlertNotDelivered(
+            f"no alert channel ({', '.join(channels.names)}) accepted {message.subject!r}; the findings are stored, "
+            "the retry sends the alert again"
+        )
+    return sent
+
+
+def _finding(row: Mapping[str, Any]) -> Any:
+    from cdr_reports.pipeline.quality import Finding
+
+    return Finding(
+        row["report_type"], row["period_start"], row["operator_id"], row["verdict"], row["expected"],
+        int(row["actual"]), row["detail"],
+    )  # fmt: skip
+
+
 def check_volume_task(
     report_type: str, settings: Settings, loaded: Mapping[str, Any], context: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Body of `check_volume`: judge the report just loaded, store the findings, alert once."""
-    from cdr_reports.integration.alerts import AlertChannels, send
     from cdr_reports.integration.connections import sql_engine
     from cdr_reports.integration.failures import fail_fast
-    from cdr_reports.pipeline.quality import check_volume
+    from cdr_reports.pipeline.quality import VOLUME_VERDICTS, check_volume, read_findings
 
     period_start = date.fromisoformat(str(loaded["period_start"]))
     run_id = str(context["run_id"])
     where = f"via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"
     with fail_fast(f"checking the volumes of the {report_type} report {period_start} {where}"):
-        findings = check_volume(sql_engine(settings), report_type, period_start, settings, run_id)
+        engine = sql_engine(settings)
+        check_volume(engine, report_type, period_start, settings, run_id)
+        # The alert says what is stored (committed above), not what this process computed.
+        stored = read_findings(
+            engine, report_type, period_start, settings.sql_schema, verdicts=VOLUME_VERDICTS, dag_run_id=run_id
+        )
+    findings = [_finding(row) for row in stored]
     sent: list[str] = []
     if findings:
         message = volume_message(_dag_id(context, report_type), run_id, report_type, period_start, findings, settings)
         log.warning("volume findings, alerting: %s", message.subject)
-        sent = send(AlertChannels.from_settings(settings), message, context)
+        sent = deliver(settings, message, context)
     return {"findings": [finding.to_dict() for finding in findings], "alerted_via": sent}
 
 
@@ -115,11 +153,10 @@ def check_late_data_task(
     """Body of `check_late_data`: re-count the previous days, re-report or flag changed ones, alert once."""
     from bson import json_util
 
-    from cdr_reports.integration.alerts import AlertChannels, send
     from cdr_reports.integration.connections import mongo_collection, sql_engine
     from cdr_reports.integration.failures import fail_fast
     from cdr_reports.pipeline.periods import period_containing
-    from cdr_reports.pipeline.quality import LATE_DATA, Finding, check_late_data, read_findings
+    from cdr_reports.pipeline.quality import LATE_DATA, check_late_data, read_findings
 
     period = period_containing(
         report_type, date.fromisoformat(str(loaded["period_start"])), settings.time_zone, settings.week_start
@@ -137,24 +174,12 @@ def check_late_data_task(
         stored = read_findings(
             engine, report_type, schema=settings.sql_schema, verdicts=(LATE_DATA,), dag_run_id=run_id
         )
-    findings = [
-        Finding(
-            row["report_type"],
-            row["period_start"],
-            row["operator_id"],
-            row["verdict"],
-            row["expected"],
-            int(row["actual"]),
-            row["detail"],
-        )
-        for row in stored
-        if row["period_start"] in checked
-    ]
+    findings = [_finding(row) for row in stored if row["period_start"] in checked]
     sent: list[str] = []
     if findings:
         message = late_data_message(_dag_id(context, report_type), run_id, findings, settings)
         log.warning("late data, alerting: %s", message.subject)
-        sent = send(AlertChannels.from_settings(settings), message, context)
+        sent = deliver(settings, message, context)
     return {
         "recounts": [{**recount.__dict__, "period_start": recount.period_start.isoformat()} for recount in recounts],
         "findings": [finding.to_dict() for finding in findings],

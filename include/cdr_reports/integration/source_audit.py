@@ -57,9 +57,9 @@ def audit_task(settings: Settings, context: Mapping[str, Any]) -> dict[str, Any]
     """Body of the `audit` task."""
     from bson import json_util
 
-    from cdr_reports.integration.alerts import AlertChannels, send
     from cdr_reports.integration.connections import mongo_collection, sql_engine
     from cdr_reports.integration.failures import fail_fast
+    from cdr_reports.integration.quality_tasks import deliver
     from cdr_reports.pipeline.audit import audit_source, record_audit
 
     run_id = str(context["run_id"])
@@ -75,7 +75,9 @@ def audit_task(settings: Settings, context: Mapping[str, Any]) -> dict[str, Any]
         dag_id = getattr(context.get("dag"), "dag_id", None) or DAG_ID
         message = audit_message(record, dag_id, run_id, settings)
         log.warning("unplaceable CDRs grew, alerting: %s", message.subject)
-        sent = send(AlertChannels.from_settings(settings), message, context)
+        # Stored first (committed above); an alert no channel accepted fails the try, and the retry,
+        # replacing this run's row with the same comparison, alerts again.
+        sent = deliver(settings, message, context)
     else:
         log.info(
             "source audit: %d unplaceable CDR(s), previous %s: no alert",
@@ -88,14 +90,16 @@ def audit_task(settings: Settings, context: Mapping[str, Any]) -> dict[str, Any]
 def build_source_audit_dag(settings: Settings | None = None) -> Any:
     """The daily DAG `cdr_source_audit` (one task, `audit`)."""
     import pendulum
-    from airflow.sdk import DAG, CronTriggerTimetable, task
+    from airflow.sdk import DAG, task
 
     from cdr_reports.integration.task_policy import task_default_args
+    from cdr_reports.integration.timetable import LocalCronTriggerTimetable
 
     settings = settings or load_settings()
     with DAG(
         dag_id=DAG_ID,
-        schedule=CronTriggerTimetable(SCHEDULE_CRON, timezone=settings.time_zone),
+        # Airflow's CronTriggerTimetable, shown with its zone in the UI and API (timetable.py).
+        schedule=LocalCronTriggerTimetable(SCHEDULE_CRON, timezone=settings.time_zone),
         start_date=pendulum.datetime(
             settings.earliest_report_date.year,
             settings.earliest_report_date.month,

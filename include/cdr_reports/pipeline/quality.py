@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -330,6 +330,23 @@ def check_volume(
     return findings
 
 
+# The start of a late_data finding's detail while its re-report has not committed yet (see check_late_data);
+# a prefix, so that cutting the detail to its column never loses it.
+REREPORT_PENDING = "[re-report started, not yet done] "
+REREPORT_FINISHED = "; re-reported (the try that started it died after its commit; finished by a retry)"
+
+
+def pending_rereport(engine: Any, report_type: str, period_start: date, schema: str | None = None) -> Finding | None:
+    """The late_data finding of a period whose re-report was started and not marked done, if any."""
+    for row in read_findings(engine, report_type, period_start, schema, verdicts=(LATE_DATA,)):
+        if str(row["detail"]).startswith(REREPORT_PENDING):
+            return Finding(
+                row["report_type"], row["period_start"], row["operator_id"], row["verdict"], row["expected"],
+                int(row["actual"]), row["detail"],
+            )  # fmt: skip
+    return None
+
+
 @dataclass(frozen=True)
 class Recount:
     """One past period re-counted: what was stored and what the source holds now."""
@@ -379,7 +396,18 @@ def check_late_data(
             raise classify_mongo_error(exc, f"re-counting the CDRs of {past.label()}") from exc
         before = int(stored["source_records"])
         recounts.append(Recount(past.start_date, before, now, stored["dag_run_id"]))
+        pending = pending_rereport(engine, past.report_type, past.start_date, settings.sql_schema)
         if now == before:
+            if pending is not None:
+                # An earlier try recorded the finding and re-reported, then died before marking it done.
+                finding = replace(pending, detail=pending.detail.removeprefix(REREPORT_PENDING) + REREPORT_FINISHED)
+                replace_findings(
+                    engine, past.report_type, past.start_date, (LATE_DATA,), [finding], dag_run_id, when,
+                    settings.sql_schema,
+                )  # fmt: skip
+                log.warning("late data: %s", finding.line())
+                findings.append(finding)
+                continue
             log.info("late data: %s still has %d source CDRs (stored by %s)", past.label(), now, stored["dag_run_id"])
             continue
         change = f"{now - before:+d}"
@@ -387,6 +415,14 @@ def check_late_data(
         if settings.late_data_action == "rereport":
             from cdr_reports.pipeline.runner import run_report
 
+            # Durable before the re-report commits: a kill between the two leaves the finding
+            # (pending), and the retry, finding the day equal, marks it done and alerts it.
+            replace_findings(
+                engine, past.report_type, past.start_date, (LATE_DATA,),
+                [Finding(past.report_type, past.start_date, WHOLE_PERIOD, LATE_DATA, float(before), now,
+                         REREPORT_PENDING + detail)],
+                dag_run_id, when, settings.sql_schema,
+            )  # fmt: skip
             report = run_report(collection, engine, past, settings, dag_run_id=dag_run_id)
             detail += (
                 f"; re-reported: source {report.source_records}, valid {stored['valid_records']} -> "
