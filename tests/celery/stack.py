@@ -141,7 +141,7 @@ class CeleryStack(AirflowProcesses):
         sig = signal.SIGSTOP if frozen else signal.SIGCONT
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.processes[f"worker-{name}"].pid, sig)
-        for pid in node_processes(name):  # task processes may sit in process groups of their own
+        for pid in self.node_processes(name):  # task processes may sit in process groups of their own
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
@@ -153,13 +153,17 @@ class CeleryStack(AirflowProcesses):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + timeout
-        while survivors := node_processes(name):
+        while survivors := self.node_processes(name):
             if time.monotonic() > deadline:
                 raise AssertionError(f"processes of worker {name} outlived SIGKILL: {describe_processes(survivors)}")
             for pid in survivors:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
+
+    def node_processes(self, name: str) -> list[int]:
+        """PIDs of this stack's processes of worker `name` (never another stack's of the same name)."""
+        return node_processes(name, self.home)
 
     def stop(self) -> None:
         super().stop()
@@ -367,15 +371,21 @@ def open_stack(
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
-def node_processes(name: str) -> list[int]:
-    """PIDs of live processes started for test worker `name` (they inherit CDR_TEST_WORKER_NAME)."""
-    marker = f"CDR_TEST_WORKER_NAME={name}".encode()
+def node_processes(name: str, home: Path) -> list[int]:
+    """PIDs of live processes of test worker `name` of the stack whose AIRFLOW_HOME is `home`.
+
+    Both markers are inherited by every process the worker starts (pool processes, task
+    supervisors, task processes), whatever their process group. Matching the worker name alone
+    would also match the workers of another engineer's or CI's stack on this machine: each stack
+    has its own temporary AIRFLOW_HOME, so the pair names this stack's processes only.
+    """
+    markers = {f"CDR_TEST_WORKER_NAME={name}".encode(), f"AIRFLOW_HOME={home}".encode()}
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
+            if markers <= set((proc / "environ").read_bytes().split(b"\0")):
                 status = (proc / "status").read_text()
                 if "\nState:\tZ" not in status:  # a zombie is dead, only not yet reaped
                     pids.append(int(proc.name))

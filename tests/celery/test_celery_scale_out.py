@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.celery.conftest import KILL_DAY, SPREAD_DAY
-from tests.celery.stack import SLICES, TZ, WORKERS, CeleryStack, describe_processes, node_processes, worker_of
+from tests.celery.stack import SLICES, TZ, WORKERS, CeleryStack, describe_processes, worker_of
 from tests.support.reference import expected_report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.celery]
@@ -147,7 +147,7 @@ def test_worker_killed_mid_slice_the_slice_is_retried_on_the_other_worker(
         ti["map_index"] for ti in running_before if ti["state"] == "running" and worker_of(ti["hostname"]) == victim
     )
     assert target["map_index"] in lost
-    assert node_processes(victim) == [], describe_processes(node_processes(victim))
+    assert stack.node_processes(victim) == [], describe_processes(stack.node_processes(victim))
 
     # Observe when the scheduler gives up on the lost try (heartbeat timeout) and the retry starts.
     seen: dict[str, float] = {}
