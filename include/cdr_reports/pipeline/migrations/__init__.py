@@ -158,7 +158,7 @@ class Diagnosis:
 def diagnose(connection: sa.Connection, schema: str | None = None) -> Diagnosis:
     """Compare the report tables with the recorded revision: what a half-done setup left behind."""
     objects = revision_objects()
-    order = [None, *revisions()]
+    order = list(objects)  # None, then every revision oldest first
     names = {table for objs in objects.values() for table, _ in objs}
     actual = _present(connection, schema, names)
     revision = current_revision(connection, schema)
@@ -252,6 +252,19 @@ MSSQL_SETUP_LOCK = (
     "@LockOwner = 'Transaction', @LockTimeout = 600000; "
     "IF @result < 0 THROW 51000, 'could not take the report schema setup lock (sp_getapplock)', 1;"
 )
+
+
+def offline_sql(dialect_name: str, revisions_range: str, schema: str | None = None) -> str:
+    """The SQL of `revisions_range` (e.g. "0005:0006") as `dialect_name` would receive it, without a database."""
+    import io
+
+    from alembic import command
+
+    buffer = io.StringIO()
+    config = _config(None, schema)
+    config.attributes.update({"dialect_name": dialect_name, "output_buffer": buffer})
+    command.upgrade(config, revisions_range, sql=True)
+    return buffer.getvalue()
 
 
 def _alembic_upgrade(connection: sa.Connection, schema: str | None, target: str) -> None:
