@@ -4,6 +4,8 @@ Offline (`migrations.offline_sql`): the SQL a dialect would receive, written to 
 database, so tests can read the T-SQL of SQL Server revisions on a machine without SQL Server.
 """
 
+from typing import Any
+
 from alembic import context
 
 from cdr_reports.pipeline.migrations import VERSION_TABLE
@@ -11,7 +13,7 @@ from cdr_reports.pipeline.schema import build_metadata
 
 config = context.config
 schema = config.attributes.get("schema")
-options = {
+options: dict[str, Any] = {
     "target_metadata": build_metadata(schema),
     "version_table": VERSION_TABLE,
     "version_table_schema": schema,
