@@ -19,13 +19,11 @@ if python -c "import cdr_reports.integration.security" 2>/dev/null; then
 fi
 
 echo "[airflow-init] admin user ${user}"
-out="$(airflow users create --username "${user}" --password "${password}" --role Admin \
-  --firstname Airflow --lastname Admin --email "${user}@example.invalid")"
-echo "${out}" | tail -n 1
-if [[ "${out}" == *"already exist"* ]]; then
-  # .env stays the source of truth for the admin password.
-  airflow users reset-password --username "${user}" --password "${password}" | tail -n 1
-fi
+# The password goes in on stdin (printf is a shell builtin), never as a command-line argument:
+# `airflow users create --password` shows it to every process list. --reset: .env stays the
+# source of truth for the admin password.
+printf '%s\n' "${password}" | python -m cdr_reports.integration.security ensure-user \
+  --username "${user}" --role Admin --email "${user}@example.invalid" --reset
 
 mkdir -p "${logs}"
 if [[ $(id -u) == 0 ]]; then

@@ -17,14 +17,15 @@ from airflow.plugins_manager import AirflowPlugin
 
 from cdr_reports.integration.http_policy import HttpPolicyMiddleware
 from cdr_reports.integration.report_view.app import plugin_registration
-from cdr_reports.integration.timetable import CalendarPeriodTimetable
+from cdr_reports.integration.timetable import CalendarPeriodTimetable, LocalCronTriggerTimetable
 
 _report_app, _report_nav = plugin_registration()
 
 
 class CdrReportsPlugin(AirflowPlugin):
     name = "cdr_reports"
-    timetables = [CalendarPeriodTimetable]
+    # The report DAGs' periods; the audit and retention DAGs' cron, shown with its time zone.
+    timetables = [CalendarPeriodTimetable, LocalCronTriggerTimetable]
     # Security headers, closed doc endpoints, token brute-force brake, backfill bounds (docs/security.md).
     fastapi_root_middlewares = [{"name": "cdr_http_policy", "middleware": HttpPolicyMiddleware}]
     fastapi_apps = [_report_app]

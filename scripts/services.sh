@@ -17,6 +17,9 @@
 # Ports: CDR_FERRETDB_PORT (27027), CDR_PG_PORT (54329), CDR_MJS_PORT (27028), CDR_S3_PORT (54330); JVM options of
 # mongo-java-server: CDR_MJS_JAVA_OPTS.
 set -euo pipefail
+# Everything this script creates (data, logs, pid files, the env file with the test password) is
+# private to its owner whatever the parent folder's mode: files 0600, folders 0700.
+umask 077
 
 FERRETDB_VERSION="v1.24.2"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -221,6 +224,16 @@ prepare_pg_home() {
   fi
 }
 
+# A cluster initialised by an older version of this script trusted every TCP login: switch its
+# pg_hba.conf to SCRAM for TCP (socket: the data folder's owner only) before it starts.
+require_scram() {
+  local hba="$1/pg_hba.conf"
+  if as_pg grep -qE '^host[[:space:]].*trust' "$hba"; then
+    log "PostgreSQL: requiring SCRAM passwords for TCP logins ($hba)"
+    as_pg sed -i -E 's/^(host[[:space:]].*)trust[[:space:]]*$/\1scram-sha-256/' "$hba"
+  fi
+}
+
 start_postgres() {
   install_postgres
   local bin pgdata
@@ -234,16 +247,22 @@ start_postgres() {
   prepare_pg_home
   if ! as_pg test -s "$pgdata/PG_VERSION"; then
     as_pg mkdir -p -m 700 "$pgdata"
-    as_pg "$bin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >/dev/null
+    # TCP logins need a password (SCRAM); the superuser connects only through the socket in the
+    # mode-0700 data folder, i.e. as the folder's owner.
+    as_pg "$bin/initdb" -D "$pgdata" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 >/dev/null
   fi
+  require_scram "$pgdata"
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
   as_pg "$bin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $pgdata -c fsync=off" start >/dev/null
   wait_port "$PG_PORT" PostgreSQL 30
-  as_pg "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qtA -v ON_ERROR_STOP=1 -d postgres <<SQL >/dev/null
+  as_pg "$bin/psql" -h "$pgdata" -p "$PG_PORT" -U postgres -qtA -v ON_ERROR_STOP=1 -d postgres <<SQL >/dev/null
+SET password_encryption = 'scram-sha-256';
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
     CREATE ROLE $PG_USER LOGIN SUPERUSER PASSWORD '$PG_PASSWORD';
+  ELSE
+    ALTER ROLE $PG_USER PASSWORD '$PG_PASSWORD';  -- stored as a SCRAM verifier, also when md5 before
   END IF;
 END \$\$;
 SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
@@ -320,6 +339,9 @@ case "$command" in
   start)
     select_components "$@"
     mkdir -p "$STATE"
+    # Private whatever the parent's mode; also what an older version left world-readable.
+    chmod 700 "$STATE"
+    find "$STATE" -user "$(id -u)" ! -type l \( -type d -exec chmod 700 {} + -o -type f -exec chmod 600 {} + \)
     for c in "${COMPONENTS[@]}"; do start_component "$c"; done
     write_env ;;
   stop)

@@ -161,7 +161,8 @@ def test_catchup_enumerates_every_day_once_across_dst_changes():
     assert lengths.count(datetime.timedelta(hours=24)) == 211
 
 
-def test_catchup_enumerates_weeks_and_months():
+def test_catchup_enumerates_weeks_and_months(now):
+    now(utc(2029, 1, 1))  # an enumeration between two dates stops at the first period not ended
     weeks = enumerate_runs(make("weekly"), local(2026, 12, 1), local(2027, 1, 31))
     labels = [period_containing_instant("weekly", w.data_interval.start, IST).label() for w in weeks]
     assert labels == [
@@ -284,7 +285,8 @@ def test_schedule_change_never_reuses_a_logical_date():
         ("monthly", utc(2028, 3, 1), utc(2028, 1, 31, 21), utc(2028, 2, 29, 21)),
     ],
 )
-def test_infer_manual_data_interval_is_last_complete_period(report_type, run_after, start, end):
+def test_infer_manual_data_interval_is_last_complete_period(now, report_type, run_after, start, end):
+    now(utc(2028, 6, 1))
     interval = make(report_type).infer_manual_data_interval(run_after=run_after)
     assert interval == DataInterval(start, end)
     assert isinstance(interval.start, pendulum.DateTime)
@@ -453,3 +455,191 @@ def test_class_attributes_and_type_name():
 def test_constructor_rejects_bad_arguments(kwargs, message):
     with pytest.raises(PeriodError, match=message):
         CalendarPeriodTimetable(**kwargs)
+
+
+# --------------------------------------------------------------------------- bounds (docs/security.md)
+
+EARLIEST = datetime.date(2026, 1, 1)
+# Every form Airflow's BackfillPostBody accepts for a date, each meaning a moment before EARLIEST.
+EARLY_DATE_FORMS = [
+    0,
+    "0",
+    1.5,
+    "1.5",
+    1_000_000_000_000,  # pydantic reads large numbers as milliseconds: 2001-09-09
+    "1970-01-01",
+    "1970-01-01T00:00:00",  # naive: [core] default_timezone
+    "1970-01-01T00:00:00Z",
+    "1970-01-01T00:00:00+14:00",
+    "2025-12-30T21:00:00Z",  # the start of the last local day before EARLIEST
+]
+
+
+def bounded(report_type: str, **kwargs) -> CalendarPeriodTimetable:
+    return make(report_type, earliest=EARLIEST, **kwargs)
+
+
+def _as_airflow_reads_it(value) -> pendulum.DateTime:
+    """A request's date exactly as the backfill routes read it."""
+    from airflow._shared.timezones import timezone
+    from airflow.api_fastapi.core_api.datamodels.backfills import BackfillPostBody
+
+    body = BackfillPostBody.model_validate({"dag_id": "d", "from_date": value, "to_date": "2026-01-05T00:00:00Z"})
+    return timezone.coerce_datetime(body.from_date)
+
+
+@pytest.mark.parametrize("form", EARLY_DATE_FORMS, ids=repr)
+def test_backfill_runs_never_start_before_earliest_whatever_the_date_form(now, plugins_from_repo, form):
+    from airflow.models.backfill import _get_info_list
+
+    now(utc(2026, 12, 1, 7))
+    sdag = _serialized_dag(bounded("daily"), local(2026, 1, 1))
+    start = _as_airflow_reads_it(form)
+    assert start < local(2026, 1, 1)
+    infos = _get_info_list(from_date=start, to_date=local(2026, 1, 5), reverse=False, dag=sdag)
+    assert [i.data_interval.start for i in infos] == [local(2026, 1, d) for d in range(1, 6)]
+    refusal = bounded("daily").backfill_refusal("cdr_daily_report", start, local(2026, 1, 5), utc(2026, 12, 1, 7))
+    assert "starts before CDR_EARLIEST_REPORT_DATE=2026-01-01" in refusal
+
+
+def test_a_far_future_end_stops_at_the_first_period_not_ended(now, monkeypatch, plugins_from_repo):
+    from airflow.models.backfill import _get_info_list
+
+    now(utc(2026, 12, 1, 7))  # 10:00 in Istanbul: 2026-11-30 is the last complete day
+    tt = bounded("daily")
+    sdag = _serialized_dag(tt, local(2026, 1, 1))
+    calls = []
+    original = CalendarPeriodTimetable.next_dagrun_info
+    monkeypatch.setattr(
+        CalendarPeriodTimetable, "next_dagrun_info", lambda self, **kw: calls.append(1) or original(self, **kw)
+    )
+    infos = _get_info_list(
+        from_date=local(2026, 11, 1),
+        to_date=pendulum.datetime(9999, 12, 31, 23, 59, 59, tz="UTC"),
+        reverse=False,
+        dag=sdag,
+    )
+    assert [i.data_interval.start for i in infos] == [local(2026, 11, d) for d in range(1, 31)]
+    # 30 runs and the call that said "no more": not the 2.9 million days up to 9999.
+    assert len(calls) == 31
+    # The counting of a refusal is bounded by the cap, not by the range.
+    assert (
+        tt.backfill_refusal("d", local(2026, 1, 1), pendulum.datetime(9999, 12, 31, tz="UTC"), utc(2026, 12, 1, 7))
+        is None
+    )
+    assert "more than 100 runs" in bounded("daily", max_backfill_runs=100).backfill_refusal(
+        "d", local(2026, 1, 1), pendulum.datetime(9999, 12, 31, tz="UTC"), utc(2026, 12, 1, 7)
+    )
+
+
+def test_the_scheduler_still_sees_the_next_period_ahead(now):
+    # No `latest` (the report DAGs have no end_date): the next run may lie in the future.
+    now(utc(2026, 12, 1, 7))
+    tt = bounded("daily")
+    info = next_info(tt, interval_of("daily", datetime.date(2026, 11, 30)), local(2026, 1, 1), catchup=True)
+    assert info.data_interval.start == local(2026, 12, 1)
+    # start_date before earliest is raised to earliest; unrestricted stays "the latest due period".
+    assert next_info(tt, earliest=local(2020, 1, 1)).data_interval.start == local(2026, 1, 1)
+    assert next_info(tt).data_interval.start == local(2026, 11, 30)
+    weekly = bounded("weekly")  # 2026-01-01 is a Thursday: the first whole week starts on the 5th
+    assert next_info(weekly, earliest=local(2020, 1, 1)).data_interval.start == local(2026, 1, 5)
+
+
+def test_backfill_cap_counts_the_runs_airflow_would_create():
+    now_utc = utc(2026, 12, 1, 7)
+    tt = bounded("daily")
+    # 334 complete days in 2026: under 366; with a cap of 333, one too many.
+    assert tt.backfill_refusal("d", local(2026, 1, 1), utc(2026, 12, 31), now_utc) is None
+    assert "more than 333 runs" in bounded("daily", max_backfill_runs=333).backfill_refusal(
+        "d", local(2026, 1, 1), utc(2026, 12, 31), now_utc
+    )
+    assert (
+        bounded("daily", max_backfill_runs=334).backfill_refusal("d", local(2026, 1, 1), utc(2026, 12, 31), now_utc)
+        is None
+    )
+    assert bounded("monthly").backfill_refusal("d", local(2026, 1, 1), utc(2026, 12, 31), now_utc) is None
+    assert "outside the representable range" in tt.backfill_refusal(
+        "d", pendulum.datetime(9999, 12, 31, tz="UTC"), pendulum.datetime(9999, 12, 31, tz="UTC"), now_utc
+    )
+
+
+@pytest.mark.parametrize(
+    ("logical_date", "needle"),
+    [
+        (utc(1970, 1, 1), "starts before CDR_EARLIEST_REPORT_DATE=2026-01-01"),
+        (local(2026, 1, 1), "starts before CDR_EARLIEST_REPORT_DATE"),  # reports 2025-12-31
+        (utc(2026, 12, 3), "has not ended yet"),  # the last complete period before it is 12-02
+        (utc(2030, 1, 1), "has not ended yet"),
+    ],
+)
+def test_manual_runs_outside_the_bounds_are_refused(now, logical_date, needle):
+    now(utc(2026, 12, 1, 7))
+    with pytest.raises(ValueError, match=needle):
+        bounded("daily").infer_manual_data_interval(run_after=logical_date)
+    # An explicit data interval (REST data_interval_start/_end) is checked when the run id is made.
+    from airflow.utils.types import DagRunType
+
+    period = bounded("daily").period_of(logical_date)
+    interval = DataInterval(pendulum.instance(period.start_utc), pendulum.instance(period.end_utc))
+    if period.end_utc > utc(2026, 12, 1, 7) or period.start_date < EARLIEST:
+        with pytest.raises(ValueError, match="no manual run"):
+            bounded("daily").generate_run_id(run_type=DagRunType.MANUAL, run_after=logical_date, data_interval=interval)
+
+
+def test_manual_runs_inside_the_bounds_and_scheduled_run_ids_pass(now):
+    from airflow.utils.types import DagRunType
+
+    now(utc(2026, 12, 1, 7))
+    tt = bounded("daily")
+    assert tt.infer_manual_data_interval(run_after=utc(2026, 12, 1, 7)).start == local(2026, 11, 30)
+    assert tt.infer_manual_data_interval(run_after=local(2026, 1, 2)).start == local(2026, 1, 1)
+    future = interval_of("daily", datetime.date(2026, 12, 5))
+    # Only manual runs are checked: the scheduler's own ids are never refused.
+    run_id = tt.generate_run_id(run_type=DagRunType.SCHEDULED, run_after=future.end, data_interval=future)
+    assert run_id.startswith("scheduled__")
+
+
+def test_bounds_survive_serialization():
+    tt = bounded("weekly", max_backfill_runs=52)
+    data = tt.serialize()
+    assert data["earliest"] == "2026-01-01" and data["max_backfill_runs"] == 52
+    back = CalendarPeriodTimetable.deserialize(data)
+    assert (back.earliest, back.max_backfill_runs) == (EARLIEST, 52)
+    assert back == tt
+    # The DAGs carry CDR_EARLIEST_REPORT_DATE.
+    from cdr_reports.integration.dag_factory import build_report_dag
+    from cdr_reports.pipeline.config import load_settings
+
+    dag = build_report_dag("monthly", load_settings({"CDR_EARLIEST_REPORT_DATE": "2025-03-01"}))
+    assert dag.timetable.earliest == datetime.date(2025, 3, 1)
+
+
+# --------------------------------------------------------------------------- cron DAGs show their zone
+
+
+@pytest.mark.parametrize(
+    ("module", "builder", "expression", "clock"),
+    [
+        ("cdr_reports.integration.source_audit", "build_source_audit_dag", "0 5 * * *", "05:00"),
+        ("cdr_reports.integration.maintenance", "build_maintenance_dag", "30 5 * * *", "05:30"),
+    ],
+)
+def test_audit_and_retention_dags_show_their_time_zone(plugins_from_repo, module, builder, expression, clock):
+    """What the DAG processor stores for the UI and API (DagModel.timetable_summary/description)."""
+    import importlib
+
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from cdr_reports.integration.timetable import LocalCronTriggerTimetable
+    from cdr_reports.pipeline.config import load_settings
+
+    dag = getattr(importlib.import_module(module), builder)(load_settings({}))
+    stored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert isinstance(stored.timetable, LocalCronTriggerTimetable)
+    assert stored.timetable.summary == f"{expression} (Europe/Istanbul)"
+    assert stored.timetable.description == f"At {clock}, Europe/Istanbul time"
+    # Scheduling is the built-in cron's: 05:00 Istanbul is 02:00 UTC.
+    info = stored.timetable.next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(local(2026, 11, 1), None, True)
+    )
+    assert info.run_after.in_timezone("UTC").strftime("%H:%M") == f"{int(clock[:2]) - 3:02d}:{clock[3:]}"

@@ -15,7 +15,10 @@ Process logs are dumped (and copied to test-artifacts/security/logs/) when a tes
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,6 +50,11 @@ PROBE_CONN_ID = "cdr_probe_secret"
 # The report date the Admin's log-producing run and the operator's API trigger use.
 REPORT_DATE = "2026-11-27"
 EARLIEST_REPORT_DATE = "2025-06-01"
+# A per-report role from configuration (docs/security.md): it may read the weekly report only.
+WEEKLY_ROLE = "WeeklyReaders"
+REPORT_ACCESS = {WEEKLY_ROLE: {"weekly": "read"}}
+# The weekly period of the report stored for the weekly-only role.
+WEEKLY_REPORT_DATE = "2026-11-16"
 
 PROBE_DAG_SOURCE = f'''
 import logging
@@ -100,6 +108,8 @@ def _airflow_env(home: Path, dags: Path, port: int, stack_secrets: dict[str, str
             # The report view (and the report runs' load, never reached here: no cdr_mongo) read
             # a SQLite report database holding one stored report.
             "AIRFLOW_CONN_CDR_REPORTS_DB": f"sqlite:///{home / 'reports.db'}",
+            # Read by ensure-roles (creates the role) and the DAG processor (access_control).
+            "CDR_REPORT_ACCESS": json.dumps(REPORT_ACCESS),
         }
     )
     return env
@@ -122,7 +132,9 @@ def airflow_stack(request) -> Iterator[AirflowStack]:
             home=home,
             env=_airflow_env(home, dags, port, stack_secrets, metadata.url),
             secrets=stack_secrets,
-            passwords={name: f"pw-{name}-" + secrets.token_urlsafe(12) for name in ("admin", "viewer", "operator")},
+            passwords={
+                name: f"pw-{name}-" + secrets.token_urlsafe(12) for name in ("admin", "viewer", "operator", "weekly")
+            },
             # Every character that needs escaping in a URL: / @ : # ! % (and '%zz', no valid escape).
             probe_password="pr0be/P@ss:w0rd#OT!%zz%41-" + secrets.token_hex(8),
             metadata_url=metadata.url,
@@ -142,29 +154,27 @@ def _start(stack: AirflowStack, port: int) -> Iterator[AirflowStack]:
     # Both only write FAB rows, and FAB tolerates concurrent creators: run them side by side.
     init = {
         "ensure-roles": stack.popen_cli(sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles"),
-        "users create": stack.popen_cli(
-            AIRFLOW,
-            "users",
-            "create",
+        # The password on stdin, never on a command line (docs/security.md, "Secrets at rest").
+        "ensure-user": _popen_with_stdin(
+            stack,
+            stack.passwords["admin"] + "\n",
+            sys.executable,
+            "-m",
+            "cdr_reports.integration.security",
+            "ensure-user",
             "--username",
             "admin",
-            "--password",
-            stack.passwords["admin"],
             "--role",
             "Admin",
             "--email",
             "admin@example.test",
-            "--firstname",
-            "admin",
-            "--lastname",
-            "Test",
         ),
     }
     outputs = {name: proc.communicate(timeout=300)[0] for name, proc in init.items()}
     for name, proc in init.items():
         assert proc.returncode == 0, f"{name} -> {proc.returncode}\n{outputs[name][-3000:]}"
     assert "ReportViewer: (role created)" in outputs["ensure-roles"], outputs["ensure-roles"]
-    assert 'User "admin" created with role "Admin"' in outputs["users create"], outputs["users create"][-3000:]
+    assert "user 'admin' (Admin): created" in outputs["ensure-user"], outputs["ensure-user"][-3000:]
     stack.mark("roles and admin created")
     stack.start("dag-processor", AIRFLOW, "dag-processor")
     # --skip-serve-logs: no log server on all interfaces; the API server reads the log files.
@@ -174,7 +184,7 @@ def _start(stack: AirflowStack, port: int) -> Iterator[AirflowStack]:
     stack.mark("api-server healthy")
     # The other users through the FAB users API, as that Admin (the same `add_user` as the
     # CLI, without two more Airflow CLI start-ups).
-    stack.create_users({"viewer": "ReportViewer", "operator": "ReportOperator"})
+    stack.create_users({"viewer": "ReportViewer", "operator": "ReportOperator", "weekly": WEEKLY_ROLE})
     stack.mark("users created")
     stack.wait_dags({*REPORT_DAG_IDS, OTHER_DAG_ID, PROBE_DAG_ID}, timeout=180)
     stack.mark("DAGs registered")
@@ -201,16 +211,35 @@ def _start(stack: AirflowStack, port: int) -> Iterator[AirflowStack]:
     yield stack
 
 
+def _popen_with_stdin(stack: AirflowStack, text: str, *args: str) -> subprocess.Popen:
+    """A command of the stack fed `text` on stdin; its output is collected with `communicate()`."""
+    read, write = os.pipe()
+    os.write(write, text.encode())  # a line: far below the pipe's buffer
+    os.close(write)
+    try:
+        return subprocess.Popen(
+            list(args), env=stack.env, cwd=stack.home, text=True, stdin=read,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    finally:
+        os.close(read)
+
+
 def _store_report(path: Path) -> None:
-    """One stored daily report (REPORT_DATE) for the report view to show."""
+    """One stored daily report (REPORT_DATE) and one weekly report for the report view to show."""
+    from datetime import date
+
     import sqlalchemy as sa
 
     from cdr_reports.pipeline.load import load_report
-    from tests.support.reports import make_report
+    from cdr_reports.pipeline.periods import period_containing
+    from tests.support.reports import TZ, make_report
 
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
         load_report(engine, make_report("security-stack", range(3), 100))
+        week = period_containing("weekly", date.fromisoformat(WEEKLY_REPORT_DATE), TZ)
+        load_report(engine, make_report("security-weekly", range(2), 700, period=week))
     finally:
         engine.dispose()
 

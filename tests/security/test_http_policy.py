@@ -8,7 +8,7 @@ lifetimes, and user ids that are never reused (PostgreSQL metadata DB).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ from cdr_reports.integration.http_policy import (
 )
 from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV
 from cdr_reports.pipeline.config import load_settings
+from tests.support.airflow_stack import AIRFLOW
 
 from .conftest import EARLIEST_REPORT_DATE, REPO_ROOT
 
@@ -237,11 +238,18 @@ def _backfill(stack, user: str, dag_id: str, start: str, end: str, dry_run: bool
     return stack.request(user, "POST", path, json=body)
 
 
-def test_backfills_before_the_earliest_date_are_refused(airflow_stack):
+# Every form in which Airflow's BackfillPostBody accepts a date, each before EARLIEST_REPORT_DATE.
+EARLY_FORMS = [0, "0", 1.5, "1970-01-01", "1970-01-01T00:00:00", "1970-01-01T00:00:00Z", "2025-05-30T23:00:00+02:00"]
+
+
+@pytest.mark.parametrize("form", EARLY_FORMS, ids=repr)
+def test_backfills_before_the_earliest_date_are_refused_in_every_date_form(airflow_stack, form):
     for dry_run in (True, False):
-        response = _backfill(airflow_stack, "operator", DAILY, "1970-01-01T00:00:00Z", "2026-11-30T00:00:00Z", dry_run)
+        response = _backfill(airflow_stack, "operator", DAILY, form, "2026-11-30T00:00:00Z", dry_run)
         assert response.status_code == 422, response.text
         assert f"CDR_EARLIEST_REPORT_DATE={EARLIEST_REPORT_DATE}" in response.json()["detail"]
+        # A refusal costs a parse and a few period steps (measured, not asserted: see the report).
+        print(f"refused {form!r} dry_run={dry_run} in {response.elapsed.total_seconds() * 1000:.0f} ms")
     # Nothing was created.
     listed = airflow_stack.request("admin", "GET", "/api/v2/backfills", params={"dag_id": DAILY})
     assert listed.status_code == 200 and listed.json()["total_entries"] == 0, listed.text
@@ -264,25 +272,86 @@ def test_backfills_over_the_run_cap_are_refused(airflow_stack):
     assert _backfill(airflow_stack, "viewer", DAILY, "2026-11-01T21:00:00Z", "2026-11-10T21:00:00Z").status_code == 403
 
 
-def test_backfill_refusal_counts_runs_like_the_timetable():
-    settings = load_settings({"CDR_EARLIEST_REPORT_DATE": "2026-01-01"})
+def test_a_far_future_end_is_cheap_and_creates_only_ended_periods(airflow_stack):
+    # The review's dry run to 9999-12-31 took 98-216 s of api-server CPU; now the timetable stops
+    # at the first period that has not ended.
+    start = datetime.now(UTC) - timedelta(days=20)
+    # Large numbers are milliseconds to pydantic: 253402300799000 is 9999-12-31T23:59:59Z.
+    for end in ("9999-12-31T23:59:59Z", 253402300799000):
+        response = _backfill(airflow_stack, "operator", "cdr_weekly_report", start.isoformat(), end)
+        assert response.status_code == 200, response.text
+        runs = response.json()["backfills"]
+        assert 1 <= len(runs) <= 3, runs
+        assert all(datetime.fromisoformat(r["logical_date"]) <= datetime.now(UTC) for r in runs)
+        print(f"dry run to {end!r}: {len(runs)} runs in {response.elapsed.total_seconds() * 1000:.0f} ms")
+
+
+def test_triggers_outside_the_bounds_are_refused_before_a_run_exists(airflow_stack):
+    before = airflow_stack.request("admin", "GET", f"/api/v2/dags/{DAILY}/dagRuns", params={"limit": 1})
+    assert before.status_code == 200, before.text
+    tomorrow = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    for report_date, reason in (
+        ("2020-01-01", f"starts before CDR_EARLIEST_REPORT_DATE={EARLIEST_REPORT_DATE}"),
+        (tomorrow, "has not ended yet"),
+        ("9999-12-31", "outside the dates this system can represent"),
+    ):
+        response = airflow_stack.trigger_report("operator", DAILY, report_date)
+        assert response.status_code == 422, response.text
+        assert reason in response.json()["detail"]
+    # A logical date (any form) whose period is before the earliest date or not over: Airflow's 400,
+    # raised by the timetable while it infers the run's data interval.
+    for logical_date in (0, "1970-01-01T00:00:00Z", "2099-01-01T00:00:00Z"):
+        body = {"logical_date": logical_date}
+        response = airflow_stack.request("operator", "POST", f"/api/v2/dags/{DAILY}/dagRuns", json=body)
+        assert response.status_code == 400, (logical_date, response.text)
+        assert "no manual run" in response.text
+    # An explicit data interval before the earliest date, too.
+    body = {"logical_date": "2020-01-01T21:00:00Z", "data_interval_start": "2020-01-01T21:00:00Z",
+            "data_interval_end": "2020-01-02T21:00:00Z"}  # fmt: skip
+    response = airflow_stack.request("operator", "POST", f"/api/v2/dags/{DAILY}/dagRuns", json=body)
+    assert response.status_code == 400 and "no manual run" in response.text, response.text
+    after = airflow_stack.request("admin", "GET", f"/api/v2/dags/{DAILY}/dagRuns", params={"limit": 1})
+    assert after.json()["total_entries"] == before.json()["total_entries"]
+
+
+def test_the_cli_backfill_is_bounded_where_airflow_stores_it(airflow_stack):
+    """`airflow backfill create` writes to the metadata DB directly, past the API server."""
+    cli = (AIRFLOW, "backfill", "create", "--dag-id", DAILY, "--max-active-runs", "1")
+    early = airflow_stack.run_cli(*cli, "--from-date", "1970-01-01", "--to-date", "2026-11-30", check=False)
+    assert early.returncode != 0
+    assert f"CDR_EARLIEST_REPORT_DATE={EARLIEST_REPORT_DATE}" in early.stdout + early.stderr
+    long = airflow_stack.run_cli(
+        *cli, "--from-date", "2025-06-01T00:00:00+03:00", "--to-date", "2026-11-30", check=False
+    )
+    assert long.returncode != 0
+    assert "more than 366 runs" in long.stdout + long.stderr
+    listed = airflow_stack.request("admin", "GET", "/api/v2/backfills", params={"dag_id": DAILY})
+    assert listed.json()["total_entries"] == 0, listed.text
+    # The CLI's dry run lists no period before the earliest date, whatever it was asked.
+    dry = airflow_stack.run_cli(*cli, "--from-date", "1970-01-01", "--to-date", "2025-06-03", "--dry-run")
+    dates = re.findall(r"(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}:\d{2}", dry.stdout.split("Runs to be attempted")[-1])
+    assert dates and min(dates) >= "2025-05-31", dry.stdout[-2000:]  # 2025-06-01 00:00 +03 = 05-31 21:00Z
+
+
+def test_backfill_refusal_reads_the_body_as_airflow_does():
+    import json
+
+    from cdr_reports.integration.timetable import CalendarPeriodTimetable
+
+    timetable = CalendarPeriodTimetable("daily", earliest=load_settings({}).earliest_report_date)
     now = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
 
-    def refusal(dag_id, start, end, max_runs=366):
-        body = f'{{"dag_id": "{dag_id}", "from_date": "{start}", "to_date": "{end}"}}'.encode()
-        return backfill_refusal(body, max_runs, now=now, settings=settings)
+    def refusal(dag_id, start, end):
+        body = json.dumps({"dag_id": dag_id, "from_date": start, "to_date": end}).encode()
+        return backfill_refusal(body, now=now, timetable_of=lambda d: timetable if d == DAILY else None)
 
-    # The first local day of 2026 in Istanbul starts 2025-12-31T21:00Z: allowed, one earlier is not.
-    assert refusal(DAILY, "2025-12-31T21:00:00Z", "2026-01-05T00:00:00Z") is None
-    assert "CDR_EARLIEST_REPORT_DATE=2026-01-01" in refusal(DAILY, "2025-12-30T21:00:00Z", "2026-01-05T00:00:00Z")
-    # 334 complete days in 2026 so far: under 366; with a cap of 333, one too many.
-    assert refusal(DAILY, "2025-12-31T21:00:00Z", "2026-12-31T00:00:00Z") is None
-    assert "more than 333 runs" in refusal(DAILY, "2025-12-31T21:00:00Z", "2026-12-31T00:00:00Z", max_runs=333)
-    assert refusal(DAILY, "2025-12-31T21:00:00Z", "2026-12-31T00:00:00Z", max_runs=334) is None
-    # Other DAGs and malformed bodies are left to Airflow.
-    assert refusal("other_team_dag", "1970-01-01T00:00:00Z", "2026-11-30T00:00:00Z") is None
-    assert backfill_refusal(b"not json", 366, now=now, settings=settings) is None
-    assert "outside the representable range" in refusal(DAILY, "9999-12-31T00:00:00Z", "9999-12-31T00:00:00Z")
+    for form in (0, "0", 1.5, "1970-01-01", "2025-12-30T21:00:00Z"):
+        assert "CDR_EARLIEST_REPORT_DATE=2026-01-01" in refusal(DAILY, form, "2026-01-05T00:00:00Z")
+    assert refusal(DAILY, "2025-12-31T21:00:00Z", "9999-12-31T00:00:00Z") is None
+    # Other DAGs (another timetable) and malformed bodies are left to Airflow.
+    assert refusal("other_team_dag", 0, "2026-11-30T00:00:00Z") is None
+    assert backfill_refusal(b"not json", now=now, timetable_of=lambda d: timetable) is None
+    assert refusal(DAILY, "not a date", "2026-11-30T00:00:00Z") is None
 
 
 # -- tokens and user ids --------------------------------------------------------------------------------
@@ -338,7 +407,21 @@ def test_a_deleted_users_token_never_resolves_to_a_new_user(airflow_stack):
 
 
 def test_the_metadata_database_is_postgresql(airflow_stack):
-    assert airflow_stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://")
+    assert airflow_stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
     health = airflow_stack.request(None, "GET", "/api/v2/monitor/health").json()
     assert health["metadatabase"]["status"] == "healthy"
     assert Path(airflow_stack.home, "airflow.db").exists() is False
+
+
+@pytest.mark.parametrize("user", ["admin", "viewer", "operator", "weekly"])
+def test_the_dependencies_page_answers(airflow_stack, user):
+    """`/ui/dependencies` answered 500 for every role on PostgreSQL through psycopg 3 (Airflow 3.3.2
+    compiles `data #> '{dag,dag_dependencies}'` with a VARCHAR parameter: "operator does not exist:
+    json #> character varying"); the stacks connect through psycopg2, as compose does."""
+    response = airflow_stack.request(user, "GET", "/ui/dependencies")
+    assert response.status_code == 200, response.text
+    dag_nodes = {n["label"] for n in response.json()["nodes"] if n["type"] == "dag"}
+    # The report DAGs emit their Assets: they appear, each only for who may read it.
+    assert ("cdr_weekly_report" in dag_nodes) is True
+    if user == "weekly":
+        assert dag_nodes == {"cdr_weekly_report"}

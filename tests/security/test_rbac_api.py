@@ -260,6 +260,7 @@ def test_admin_reads_connections_users_and_other_dags(airflow_stack):
         "admin": ["Admin"],
         "viewer": ["ReportViewer"],
         "operator": ["ReportOperator"],
+        "weekly": ["WeeklyReaders"],  # the per-report role of the stack's CDR_REPORT_ACCESS
     }
     assert airflow_stack.request("admin", "GET", f"/api/v2/dags/{OTHER_DAG_ID}").status_code == 200
 

@@ -15,11 +15,16 @@ from cdr_reports.integration.security import (
     REPORT_DAG_ACCESS_CONTROL,
     REPORT_DAG_IDS,
     REPORT_OPERATOR,
+    REPORT_ROLES,
     REPORT_VIEWER,
     ROLE_GLOBAL_PERMISSIONS,
+    ReportAccessError,
+    report_access,
+    report_dag_access_control,
+    role_global_permissions,
 )
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, WEEKLY_ROLE
 
 
 def _expected_dag_permissions(role: str) -> set[tuple[str, str]]:
@@ -74,10 +79,66 @@ def test_each_report_dag_carries_its_own_access_control():
     dags = build_report_dags(load_settings({}))
     assert sorted(dags) == sorted(REPORT_DAG_IDS)
     for dag in dags.values():
-        assert dag.access_control == REPORT_DAG_ACCESS_CONTROL
+        assert {
+            role: per for role, per in dag.access_control.items() if role in REPORT_ROLES
+        } == REPORT_DAG_ACCESS_CONTROL
     # Separate dicts: mutating one DAG's (as FAB's sync does with copies) cannot touch another's.
     first, second = (dag.access_control for dag in list(dags.values())[:2])
     assert first is not second and first[REPORT_VIEWER]["DAGs"] is not second[REPORT_VIEWER]["DAGs"]
+
+
+WEEKLY_ONLY = {"WeeklyReaders": {"weekly": "read"}}
+
+
+def test_report_access_grants_per_report_type():
+    access = report_access(
+        {
+            "CDR_REPORT_ACCESS": '{"FinanceReports": {"monthly": "read"}, "NocReports": {"daily": "trigger", "weekly": "read"}}'
+        }
+    )
+    assert access == {"FinanceReports": {"monthly": "read"}, "NocReports": {"daily": "trigger", "weekly": "read"}}
+    assert report_access({}) == report_access({"CDR_REPORT_ACCESS": "  "}) == {}
+    daily, weekly, monthly = (report_dag_access_control(t, access) for t in ("daily", "weekly", "monthly"))
+    assert daily["NocReports"] == REPORT_DAG_ACCESS_CONTROL[REPORT_OPERATOR]
+    assert weekly["NocReports"] == REPORT_DAG_ACCESS_CONTROL[REPORT_VIEWER]
+    assert "FinanceReports" not in daily and "FinanceReports" not in weekly
+    assert monthly["FinanceReports"] == REPORT_DAG_ACCESS_CONTROL[REPORT_VIEWER]
+    for control in (daily, weekly, monthly):  # the report roles are always there
+        assert {r: p for r, p in control.items() if r in REPORT_ROLES} == REPORT_DAG_ACCESS_CONTROL
+    # Global permissions: those of the highest level the role holds anywhere.
+    globals_ = role_global_permissions(access)
+    assert globals_["FinanceReports"] == ROLE_GLOBAL_PERMISSIONS[REPORT_VIEWER]
+    assert globals_["NocReports"] == ROLE_GLOBAL_PERMISSIONS[REPORT_OPERATOR]
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("weekly=read", "CDR_REPORT_ACCESS is not JSON"),
+        ('["WeeklyReaders"]', "must be a JSON object"),
+        ('{"Admin": {"weekly": "read"}}', "'Admin' is built in"),
+        ('{"ReportViewer": {"weekly": "read"}}', "built in"),
+        ('{"X": {"yearly": "read"}}', "unknown report type 'yearly'"),
+        ('{"X": {"weekly": "write"}}', "'write' is not one of read, trigger"),
+        ('{"X": {}}', "needs an object of report types"),
+        ('{"": {"weekly": "read"}}', "invalid role name"),
+        ('{"' + "R" * 65 + '": {"weekly": "read"}}', "invalid role name"),
+    ],
+)
+def test_report_access_refuses_what_it_cannot_grant(value, needle):
+    with pytest.raises(ReportAccessError, match=needle):
+        report_access({"CDR_REPORT_ACCESS": value})
+
+
+def test_the_dags_carry_the_configured_roles(monkeypatch):
+    from cdr_reports.integration.dag_factory import build_report_dags
+    from cdr_reports.pipeline.config import load_settings
+
+    monkeypatch.setenv("CDR_REPORT_ACCESS", json.dumps(WEEKLY_ONLY))
+    dags = build_report_dags(load_settings({}))
+    assert dags["cdr_weekly_report"].access_control["WeeklyReaders"] == {"DAGs": {"can_read"}, "DAG Runs": {"can_read"}}
+    assert "WeeklyReaders" not in dags["cdr_daily_report"].access_control
+    assert "WeeklyReaders" not in dags["cdr_monthly_report"].access_control
 
 
 def test_security_module_imports_no_flask():
@@ -125,11 +186,13 @@ def test_ensure_roles_is_idempotent_and_reverts_hand_made_grants(airflow_stack):
     )
     result = airflow_stack.run_cli(sys.executable, "-c", script, timeout=180)
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    unchanged = {"added": [], "removed": []}
     assert report["first"] == {
         REPORT_VIEWER: {"added": [], "removed": ["can_read on Connections"]},
         REPORT_OPERATOR: {"added": ["can_read on Task Logs"], "removed": []},
+        WEEKLY_ROLE: unchanged,  # the stack's CDR_REPORT_ACCESS role, created by its init step
     }
-    assert report["second"] == {role: {"added": [], "removed": []} for role in (REPORT_VIEWER, REPORT_OPERATOR)}
+    assert report["second"] == dict.fromkeys((REPORT_VIEWER, REPORT_OPERATOR, WEEKLY_ROLE), unchanged)
     for role in (REPORT_VIEWER, REPORT_OPERATOR):
         stored = {tuple(p) for p in report["show"][role]}
         assert {p for p in stored if not security.is_dag_specific(p[1])} == ROLE_GLOBAL_PERMISSIONS[role]

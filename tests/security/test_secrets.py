@@ -84,7 +84,7 @@ def test_airflow_config_list_hides_secret_values(airflow_stack):
     # --hide-sensitive: the sensitive options are listed as hidden, the rest with values.
     for option in ("fernet_key", "secret_key", "jwt_secret", "sql_alchemy_conn"):
         assert f"{option} = < hidden >" in outputs["hidden"], option
-    assert "auth_manager = airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager" in outputs["hidden"]
+    assert "auth_manager = cdr_reports.integration.auth_manager.CdrFabAuthManager" in outputs["hidden"]
     assert not [v for v in values if v in outputs["hidden"]]
     # The hazard docs/security.md warns about: --show-values alone prints every secret in clear.
     assert all(v in outputs["shown"] for v in values)

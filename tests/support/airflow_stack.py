@@ -84,7 +84,10 @@ def fresh_database(pg_uri: str, name: str) -> Iterator[FreshDatabase]:
         admin.dispose()
         require(False, f"PostgreSQL at {pg.render_as_string()} is configured but unreachable: {exc}")
     try:
-        yield FreshDatabase(name, pg.set(database=name).render_as_string(hide_password=False), server_url, admin)
+        # Airflow's own connection uses psycopg2, as compose does: with psycopg 3, Airflow 3.3.2's
+        # DAG dependency query fails on PostgreSQL (docs/security.md, "/ui/dependencies").
+        metadata = pg.set(drivername="postgresql+psycopg2", database=name)
+        yield FreshDatabase(name, metadata.render_as_string(hide_password=False), server_url, admin)
     finally:
         with contextlib.suppress(Exception), admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

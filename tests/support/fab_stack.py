@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV
+from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV, AUTH_MANAGER
 from tests.support.airflow_stack import REPO_ROOT, AirflowProcesses, airflow_env
 
-FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+FAB_AUTH_MANAGER = AUTH_MANAGER  # FAB, with tokens that end with the credentials
 REPORT_DAG_IDS = ("cdr_daily_report", "cdr_weekly_report", "cdr_monthly_report")
 OTHER_DAG_ID = "other_team_dag"
 

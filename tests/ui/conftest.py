@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -250,10 +251,14 @@ def _start(result: ReportStack, port: int, mongo_uri: str) -> None:
     assert migrate.returncode == 0, output[-3000:]
     stack.mark("db migrated")
     stack.run_cli(sys.executable, "-m", "cdr_reports.integration.security", "ensure-roles")
-    stack.run_cli(
-        AIRFLOW, "users", "create", "--username", "admin", "--password", stack.passwords["admin"],
-        "--role", "Admin", "--email", "admin@example.test", "--firstname", "admin", "--lastname", "Test",
+    # The password on stdin, not on the command line (docs/security.md, "Secrets at rest").
+    admin = subprocess.run(
+        [sys.executable, "-m", "cdr_reports.integration.security", "ensure-user", "--username", "admin",
+         "--role", "Admin", "--email", "admin@example.test"],
+        input=stack.passwords["admin"] + "\n", env=stack.env, cwd=stack.home, capture_output=True, text=True,
+        timeout=300,
     )  # fmt: skip
+    assert admin.returncode == 0 and ": created" in admin.stdout, admin.stdout[-3000:] + admin.stderr[-3000:]
     stack.start("dag-processor", AIRFLOW, "dag-processor")
     stack.start("scheduler", AIRFLOW, "scheduler", "--skip-serve-logs")
     stack.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port))

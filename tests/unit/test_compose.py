@@ -21,13 +21,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV, REPORT_DB_GRANTS
+from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV, REPORT_ACCESS_VARIABLE, REPORT_DB_GRANTS
 from cdr_reports.pipeline.config import ENV_VARS
 from tests.support.services import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
-FAB = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+FAB = "cdr_reports.integration.auth_manager.CdrFabAuthManager"  # FabAuthManager + credential-bound tokens
 
 AIRFLOW_SERVICES = {
     "airflow-init",
@@ -209,7 +209,8 @@ def test_fab_auth_and_shared_secrets_on_every_airflow_service(services):
             shared.setdefault(key, set()).add(env[key])
         # Every report setting reaches the DAGs (empty means the package default).
         cdr = {k: v for k, v in env.items() if k.startswith("CDR_")}
-        assert set(cdr) == set(ENV_VARS), name
+        # ... and the per-report roles (security.py), read by ensure-roles and the DAG processor.
+        assert set(cdr) == set(ENV_VARS) | {REPORT_ACCESS_VARIABLE}, name
         assert all(value == f"${{{key}:-}}" for key, value in cdr.items()), name
         assert services[name]["volumes"][:2] == ["./dags:/opt/airflow/dags:ro", "./plugins:/opt/airflow/plugins:ro"]
     for key, values in shared.items():

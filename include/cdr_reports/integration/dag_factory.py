@@ -49,6 +49,7 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
         timezone=settings.time_zone,
         due_after=due_after(report_type, settings),
         week_start=settings.week_start,
+        earliest=settings.earliest_report_date,  # no run, backfill or trigger before it (timetable.py)
     )
     with DAG(
         dag_id=dag_id,
@@ -78,7 +79,7 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
         },
         render_template_as_native_obj=False,
         # Per-DAG RBAC for the FAB auth manager (ReportViewer/ReportOperator); ignored by others.
-        access_control=report_dag_access_control(),
+        access_control=report_dag_access_control(report_type),  # + CDR_REPORT_ACCESS roles (security.py)
     ) as dag:
 
         @task(task_id="plan", doc_md=docs["plan"])

@@ -21,11 +21,15 @@ what Airflow and FAB do not do themselves (docs/security.md lists it, tests/secu
   attempts get no more tries). FAB's own limiter only covers the sign-in form. The
   count lives in each api-server worker process (``[api] workers``), so N workers allow up to N
   times the budget: the limit of record belongs at the reverse proxy (docs/security.md).
-* **Backfill bounds** for the report DAGs on ``POST /api/v2/backfills`` (and its dry run): a
-  backfill that would start before ``CDR_EARLIEST_REPORT_DATE`` or create more than
-  ``max_backfill_runs`` runs is refused with 422 before Airflow creates anything. Airflow 3.3 has
-  no setting for either; FAB authorizes a backfill as "create DAG runs", the same permission as
-  a manual trigger, so a role that may trigger may also backfill.
+* **Backfill and trigger bounds, answered early** for the DAGs on ``CalendarPeriodTimetable``:
+  ``POST /api/v2/backfills`` (and its dry run) is refused with 422 when the backfill would start
+  before ``CDR_EARLIEST_REPORT_DATE`` or create more than the timetable's run cap, and ``POST
+  /api/v2/dags/<id>/dagRuns`` when its ``conf.report_date`` names such a period. The body is read
+  with Airflow's own request models (every date form Airflow accepts: ISO text with or without an
+  offset, date-only, unix seconds as number or text) and the rule is the timetable's
+  (``timetable.py``), which also enforces it at depth for every client, the CLI included. FAB
+  authorizes a backfill as "create DAG runs", the same permission as a manual trigger, so a role
+  that may trigger may also backfill.
 
 Only the standard library and Starlette-free ASGI at import time: the plugin that imports this
 module is loaded by every Airflow process, and only the api-server builds the middleware.
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -95,9 +100,7 @@ CLOSED_PATHS = frozenset(
 )
 
 BACKFILL_PATHS = frozenset({"/api/v2/backfills", "/api/v2/backfills/dry_run"})
-# About a year of daily reports per backfill; longer ranges are split (Airflow runs one backfill
-# per DAG at a time anyway). Monthly and weekly backfills reach CDR_EARLIEST_REPORT_DATE first.
-DEFAULT_MAX_BACKFILL_RUNS = 366
+TRIGGER_PATH = re.compile(r"^/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns$")
 
 
 class FailureWindow:
@@ -155,11 +158,9 @@ class HttpPolicyMiddleware:
         *,
         token_failures: int = DEFAULT_TOKEN_FAILURES,
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
-        max_backfill_runs: int = DEFAULT_MAX_BACKFILL_RUNS,
     ) -> None:
         self.app = app
         self.failures = FailureWindow(token_failures, window_seconds)
-        self.max_backfill_runs = max_backfill_runs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,11 +178,18 @@ class HttpPolicyMiddleware:
         if method == "POST" and path in TOKEN_PATHS:
             await self._token_request(scope, receive, send)
             return
-        if method == "POST" and path in BACKFILL_PATHS:
+        trigger = TRIGGER_PATH.match(path) if method == "POST" else None
+        if method == "POST" and (path in BACKFILL_PATHS or trigger):
+            from anyio import to_thread
+
             body, receive = await _read_body(receive)
-            refusal = backfill_refusal(body, self.max_backfill_runs)
+            # The DAG's stored timetable is a database read: off the event loop.
+            if trigger:
+                refusal = await to_thread.run_sync(trigger_refusal, trigger["dag_id"], body)
+            else:
+                refusal = await to_thread.run_sync(backfill_refusal, body)
             if refusal is not None:
-                log.warning("refused a backfill request: %s", refusal)
+                log.warning("refused a %s request: %s", "trigger" if trigger else "backfill", refusal)
                 await _json(send, 422, {"detail": refusal})
                 return
         await self.app(scope, receive, send)
@@ -288,60 +296,75 @@ async def _authenticated(scope: Scope) -> bool:
     return True
 
 
-def backfill_refusal(body: bytes, max_runs: int, now: datetime | None = None, settings: Any = None) -> str | None:
-    """Why a backfill request of a report DAG must be refused, or None (other DAGs: always None)."""
-    from cdr_reports.pipeline.config import load_settings
-    from cdr_reports.pipeline.errors import PermanentError
-    from cdr_reports.pipeline.periods import period_containing_instant
+def stored_timetable(dag_id: str) -> Any:
+    """The timetable of the latest serialized version of ``dag_id`` (None: no such DAG)."""
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        serdag = session.scalar(SerializedDagModel.latest_item_select_object(dag_id))
+        return serdag.dag.timetable if serdag is not None else None
+
+
+def backfill_refusal(
+    body: bytes, now: datetime | None = None, timetable_of: Callable[[str], Any] = stored_timetable
+) -> str | None:
+    """Why a backfill request must be refused, or None (Airflow decides the rest).
+
+    The body is validated by Airflow's own ``BackfillPostBody`` and its dates coerced as the route
+    does (``timezone.coerce_datetime``: naive means ``[core] default_timezone``), so the dates
+    checked are exactly the dates Airflow would use. Only DAGs on ``CalendarPeriodTimetable``.
+    """
+    from airflow._shared.timezones import timezone  # what the backfill routes use
+    from airflow.api_fastapi.core_api.datamodels.backfills import BackfillPostBody
+    from pydantic import ValidationError
+
+    from cdr_reports.integration.timetable import CalendarPeriodTimetable
+
+    try:
+        request = BackfillPostBody.model_validate(json.loads(body))
+    except (ValueError, ValidationError):
+        return None  # Airflow answers malformed bodies itself (422)
+    timetable = timetable_of(request.dag_id)
+    if not isinstance(timetable, CalendarPeriodTimetable):
+        return None
+    start = timezone.coerce_datetime(request.from_date)
+    end = timezone.coerce_datetime(request.to_date)
+    return timetable.backfill_refusal(request.dag_id, start, end, now or datetime.now(UTC))
+
+
+def trigger_refusal(
+    dag_id: str, body: bytes, now: datetime | None = None, timetable_of: Callable[[str], Any] = stored_timetable
+) -> str | None:
+    """Why a manual run's ``conf.report_date`` must be refused, or None.
+
+    ``logical_date`` and explicit data intervals are refused by the timetable itself (400); the
+    ``report_date`` param is plain text to Airflow (JSON schema ``format: date``), so its period
+    is checked here, before a run is created (the ``plan`` task would refuse it at run time).
+    """
+    from datetime import date
+
+    from cdr_reports.integration.timetable import CalendarPeriodTimetable
+    from cdr_reports.pipeline.periods import period_containing
 
     try:
         request = json.loads(body)
     except ValueError:
-        return None  # Airflow answers malformed bodies itself
-    if not isinstance(request, dict):
         return None
-    report_type = {f"cdr_{t}_report": t for t in ("daily", "weekly", "monthly")}.get(str(request.get("dag_id")))
-    if report_type is None:
+    conf = request.get("conf") if isinstance(request, dict) else None
+    report_date = conf.get("report_date") if isinstance(conf, dict) else None
+    if not isinstance(report_date, str):
         return None
     try:
-        start, end = _instant(request.get("from_date")), _instant(request.get("to_date"))
+        day = date.fromisoformat(report_date)
     except ValueError:
-        return None
-    if start is None or end is None:
+        return None  # Airflow's param validation answers 400
+    timetable = timetable_of(dag_id)
+    if not isinstance(timetable, CalendarPeriodTimetable):
         return None
     try:
-        settings = settings or load_settings()
-    except PermanentError as exc:
-        return f"the report settings are invalid: {exc}"
-    now = now or datetime.now(UTC)
-    dag_id = request["dag_id"]
-    try:
-        period = period_containing_instant(report_type, start, settings.time_zone, settings.week_start)
-        if period.start_utc < start:
-            period = period.next()
-        earliest = settings.earliest_report_date
-        if period.start_date < earliest:
-            return (
-                f"backfill of {dag_id} from {start.isoformat()} refused: the {period.label()} period starts before "
-                f"CDR_EARLIEST_REPORT_DATE={earliest.isoformat()}; start the backfill on or after that day"
-            )
-        last = min(end, now)
-        runs = 0
-        while period.start_utc <= last and period.end_utc <= now:
-            runs += 1
-            if runs > max_runs:
-                return (
-                    f"backfill of {dag_id} from {start.isoformat()} to {end.isoformat()} refused: it would create more "
-                    f"than {max_runs} runs (the limit per backfill); split it into shorter ranges"
-                )
-            period = period.next()
+        period = period_containing(timetable.report_type, day, timetable.timezone, timetable.week_start)
+        refusal = timetable.period_refusal(period, now or datetime.now(UTC))
     except (OverflowError, ValueError) as exc:
-        return f"backfill of {dag_id} refused: its dates are outside the representable range ({exc})"
-    return None
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        refusal = f"its period is outside the dates this system can represent ({exc})"
+    return None if refusal is None else f"report_date={report_date} refused: {refusal}"

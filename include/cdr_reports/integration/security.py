@@ -31,12 +31,16 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from cdr_reports.pipeline.periods import REPORT_TYPES
 
 log = logging.getLogger(__name__)
+
+# The FAB auth manager plus tokens that end with their user's credentials (auth_manager.py).
+# Every process of a deployment must use the same one; compose, `make airflow` and the test stacks do.
+AUTH_MANAGER = "cdr_reports.integration.auth_manager.CdrFabAuthManager"
 
 REPORT_VIEWER = "ReportViewer"
 REPORT_OPERATOR = "ReportOperator"
@@ -70,12 +74,86 @@ REPORT_DAG_ACCESS_CONTROL: dict[str, dict[str, set[str]]] = {
 }
 
 
-def report_dag_access_control() -> dict[str, dict[str, set[str]]]:
-    """A fresh copy of REPORT_DAG_ACCESS_CONTROL for one DAG (DAG objects keep the dict they get)."""
-    return {
+# Per-report roles an admin configures (docs/security.md, "Per-report roles"):
+#   CDR_REPORT_ACCESS='{"FinanceReports": {"monthly": "read"}, "NocReports": {"daily": "trigger"}}'
+# Each role gets, on the DAGs of the report types it names only, what ReportViewer ("read") or
+# ReportOperator ("trigger") gets on all three. The DAGs' access_control carries it, so the DAG
+# processor's authoritative sync keeps these grants instead of revoking them; ensure-roles creates
+# the roles (with the global permissions of the level) before the DAG processor parses the DAGs.
+REPORT_ACCESS_VARIABLE = "CDR_REPORT_ACCESS"
+ACCESS_LEVELS: dict[str, str] = {"read": REPORT_VIEWER, "trigger": REPORT_OPERATOR}
+# Names the setting may not grant to: FAB's built-in roles and the two report roles.
+RESERVED_ROLES = frozenset({"Admin", "Op", "User", "Viewer", "Public", REPORT_VIEWER, REPORT_OPERATOR})
+_MAX_ROLE_NAME = 64  # ab_role.name is VARCHAR(64)
+
+
+class ReportAccessError(ValueError):
+    """CDR_REPORT_ACCESS is not a valid mapping; the message names the setting and the value."""
+
+
+def report_access(env: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """The per-report roles of ``CDR_REPORT_ACCESS`` (``os.environ`` by default), validated.
+
+    Returns ``{role: {report_type: "read" | "trigger"}}``; an unset or empty setting is ``{}``.
+    """
+    import os
+
+    raw = (os.environ if env is None else env).get(REPORT_ACCESS_VARIABLE, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ReportAccessError(f"{REPORT_ACCESS_VARIABLE} is not JSON ({exc}): {raw!r}") from None
+    if not isinstance(value, dict):
+        raise ReportAccessError(f"{REPORT_ACCESS_VARIABLE} must be a JSON object of roles, got {raw!r}")
+    access: dict[str, dict[str, str]] = {}
+    for role, grants in value.items():
+        if not role.strip() or role != role.strip() or len(role) > _MAX_ROLE_NAME or not role.isprintable():
+            raise ReportAccessError(f"{REPORT_ACCESS_VARIABLE}: invalid role name {role!r} (1-64 printable characters)")
+        if role in RESERVED_ROLES:
+            raise ReportAccessError(
+                f"{REPORT_ACCESS_VARIABLE}: role {role!r} is built in; name a role of your own "
+                f"(not one of {', '.join(sorted(RESERVED_ROLES))})"
+            )
+        if not isinstance(grants, dict) or not grants:
+            raise ReportAccessError(
+                f'{REPORT_ACCESS_VARIABLE}: role {role!r} needs an object of report types, e.g. {{"weekly": "read"}}'
+            )
+        for report_type, level in grants.items():
+            if report_type not in REPORT_TYPES:
+                raise ReportAccessError(
+                    f"{REPORT_ACCESS_VARIABLE}: role {role!r}: unknown report type {report_type!r} "
+                    f"(one of {', '.join(REPORT_TYPES)})"
+                )
+            if level not in ACCESS_LEVELS:
+                raise ReportAccessError(
+                    f"{REPORT_ACCESS_VARIABLE}: role {role!r}: {report_type} access {level!r} is not one of "
+                    f"{', '.join(ACCESS_LEVELS)}"
+                )
+        access[role] = dict(grants)
+    return access
+
+
+def report_dag_access_control(
+    report_type: str | None = None, access: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, dict[str, set[str]]]:
+    """The ``access_control`` of one report DAG, a fresh dict (DAG objects keep the one they get).
+
+    ReportViewer and ReportOperator on every report DAG, plus the per-report roles of
+    ``CDR_REPORT_ACCESS`` (``access``; the environment by default) that name ``report_type``.
+    """
+    control = {
         role: {resource: set(actions) for resource, actions in per.items()}
         for role, per in REPORT_DAG_ACCESS_CONTROL.items()
     }
+    if report_type is None:
+        return control
+    for role, grants in (report_access() if access is None else access).items():
+        if report_type in grants:
+            template = REPORT_DAG_ACCESS_CONTROL[ACCESS_LEVELS[grants[report_type]]]
+            control[role] = {resource: set(actions) for resource, actions in template.items()}
+    return control
 
 
 # Global (not DAG-specific) permissions. The sub-entity ones only take effect together with
@@ -119,6 +197,23 @@ ROLE_GLOBAL_PERMISSIONS: dict[str, frozenset[tuple[str, str]]] = {
     REPORT_VIEWER: _VIEWER_GLOBAL,
     REPORT_OPERATOR: _VIEWER_GLOBAL | _OPERATOR_EXTRA,
 }
+
+
+def role_global_permissions(
+    access: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, frozenset[tuple[str, str]]]:
+    """ROLE_GLOBAL_PERMISSIONS plus the per-report roles (the global permissions of their highest level).
+
+    Global sub-entity permissions only take effect together with a per-DAG ``DAG:<dag_id>`` one,
+    so a role that may trigger the daily report and only read the weekly one gets
+    ReportOperator's globals and still cannot trigger the weekly report (no ``can_edit`` there).
+    """
+    roles = dict(ROLE_GLOBAL_PERMISSIONS)
+    for role, grants in (report_access() if access is None else access).items():
+        top = REPORT_OPERATOR if "trigger" in grants.values() else REPORT_VIEWER
+        roles[role] = ROLE_GLOBAL_PERMISSIONS[top]
+    return roles
+
 
 # Resources neither role may hold globally (tests/security check ROLE_GLOBAL_PERMISSIONS against it).
 FORBIDDEN_RESOURCES = frozenset(
@@ -203,28 +298,29 @@ def is_dag_specific(resource: str) -> bool:
 def ensure_roles(
     session: Any = None,
     *,
-    dag_ids: Iterable[str] = REPORT_DAG_IDS,
-    access_control: Mapping[str, Mapping[str, Iterable[str]]] = REPORT_DAG_ACCESS_CONTROL,
+    access: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
-    """Create or converge ReportViewer and ReportOperator; idempotent.
+    """Create or converge ReportViewer, ReportOperator and the per-report roles; idempotent.
 
-    Each role ends with exactly ``ROLE_GLOBAL_PERMISSIONS[role]`` as its global permissions
+    Each role ends with exactly its ``role_global_permissions(access)`` as global permissions
     (extra ones, e.g. added by hand in the UI, are revoked) and with the per-DAG permissions of
-    ``access_control`` on ``dag_ids``, the same ones the DAG processor syncs from the DAGs, so
-    the roles work at once, before the DAGs' next parse. Needs the FAB tables (``airflow db
+    ``report_dag_access_control`` on each report DAG, the same ones the DAG processor syncs from
+    the DAGs, so the roles work at once, before the DAGs' next parse. ``access`` is
+    ``CDR_REPORT_ACCESS`` (from the environment by default). Needs the FAB tables (``airflow db
     migrate`` with the FAB auth manager configured). Returns what changed, per role.
     """
     from airflow.utils.session import create_session
 
+    access = report_access() if access is None else access
     if session is None:
         with create_session() as own_session:
-            return ensure_roles(own_session, dag_ids=dag_ids, access_control=access_control)
+            return ensure_roles(own_session, access=access)
 
     from airflow.providers.fab.www.security_appless import ApplessAirflowSecurityManager
 
     sm = ApplessAirflowSecurityManager(session=session)
     changes: dict[str, dict[str, list[str]]] = {}
-    for role_name, wanted in ROLE_GLOBAL_PERMISSIONS.items():
+    for role_name, wanted in role_global_permissions(access).items():
         added: list[str] = []
         removed: list[str] = []
         role = sm.find_role(role_name)
@@ -241,12 +337,10 @@ def ensure_roles(
                 removed.append(f"{action} on {resource}")
         changes[role_name] = {"added": added, "removed": removed}
 
-    for dag_id in dag_ids:
+    for report_type, dag_id in zip(REPORT_TYPES, REPORT_DAG_IDS, strict=True):
         # Same call as the DAG processor's sync: grants these and revokes other non-Admin roles'
         # per-DAG permissions on the report DAGs.
-        sm.sync_perm_for_dag(
-            dag_id, {role: {res: set(acts) for res, acts in per.items()} for role, per in access_control.items()}
-        )
+        sm.sync_perm_for_dag(dag_id, report_dag_access_control(report_type, access))
     session.commit()
     return changes
 
@@ -262,7 +356,7 @@ def role_permissions(session: Any = None) -> dict[str, list[tuple[str, str]]]:
 
     sm = ApplessAirflowSecurityManager(session=session)
     result: dict[str, list[tuple[str, str]]] = {}
-    for role_name in REPORT_ROLES:
+    for role_name in role_global_permissions():
         role = sm.find_role(role_name)
         if role is not None:
             result[role_name] = sorted(
@@ -271,14 +365,59 @@ def role_permissions(session: Any = None) -> dict[str, list[tuple[str, str]]]:
     return result
 
 
+def ensure_user(username: str, role: str, password: str, *, email: str | None = None, reset: bool = False) -> str:
+    """Create the FAB user with ``role`` and ``password``; an existing user's password is reset
+    only with ``reset``. Returns what happened: "created", "password reset" or "exists".
+
+    The same calls as ``airflow users create`` / ``reset-password``, without their flaw: those take
+    the password on the command line (visible to every local user in the process list, and kept
+    in any log of the command), or prompt on the terminal. The CLI below reads it from stdin.
+    """
+    from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+    if not password:
+        raise SystemExit("an empty password is refused")
+    with get_application_builder() as appbuilder:
+        sm = appbuilder.sm
+        found_role = sm.find_role(role)
+        if found_role is None:
+            raise SystemExit(f"role {role!r} does not exist (run ensure-roles first?)")
+        user = sm.find_user(username=username)
+        if user is None:
+            email = email or f"{username}@example.invalid"
+            if not sm.add_user(username, username, "User", email, found_role, password):
+                raise SystemExit(f"could not create user {username!r}")
+            return "created"
+        if not reset:
+            return "exists"
+        if not sm.reset_password(user.id, password):
+            raise SystemExit(f"could not reset the password of {username!r}")
+        return "password reset"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cdr_reports.integration.security", description=__doc__.split("\n\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ensure-roles", help="create/converge ReportViewer and ReportOperator (idempotent)")
+    sub.add_parser(
+        "ensure-roles",
+        help="create/converge ReportViewer, ReportOperator and the roles of CDR_REPORT_ACCESS (idempotent)",
+    )
     sub.add_parser("show", help="print the report roles' stored permissions as JSON")
+    user = sub.add_parser(
+        "ensure-user", help="create a user (password: first line of stdin, never an argument); idempotent"
+    )
+    user.add_argument("--username", required=True)
+    user.add_argument("--role", required=True)
+    user.add_argument("--email")
+    user.add_argument("--reset", action="store_true", help="reset the password of an existing user")
     args = parser.parse_args(argv)
+    if args.command == "ensure-user":
+        password = sys.stdin.readline().rstrip("\r\n")
+        outcome = ensure_user(args.username, args.role, password, email=args.email, reset=args.reset)
+        print(f"user {args.username!r} ({args.role}): {outcome}")
+        return 0
     # FAB logs every permission it creates at INFO; the summary below says the same.
     logging.getLogger("airflow.providers.fab").setLevel(logging.WARNING)
     if args.command == "ensure-roles":

@@ -21,6 +21,24 @@ Scheduling follows Airflow's built-in data-interval timetables:
   2026-11-01 03:00 Istanbul, after the start of that local day, so the day is not included;
   pass ``2026-11-01T00:00:00+03:00`` to include it.
 
+Bounds (docs/security.md, "Report periods and backfills"). With ``earliest`` (the DAGs pass
+``CDR_EARLIEST_REPORT_DATE``) the timetable itself keeps every run it computes inside the periods
+a report may be made for, whatever date form or client asked:
+
+* no period starting before ``earliest``: ``restriction.earliest`` is raised to it, so a backfill
+  "from 1970" (or from the unix timestamp ``0``) enumerates from ``earliest`` on;
+* a backfill enumeration (``catchup=True`` with a ``latest`` bound, the only way Airflow's
+  ``iter_dagrun_infos_between`` asks) stops at the first period that has not ended: a ``to_date``
+  of 9999-12-31 costs one period past "now", not millions (Airflow drops unfinished periods
+  afterwards anyway). The scheduler never passes ``latest`` for these DAGs (no ``end_date``);
+* a manual run (trigger with a ``logical_date`` or explicit data interval) for a period before
+  ``earliest`` or not ended yet is refused with ``ValueError``, which the REST API answers 400.
+
+The run cap per backfill (``max_backfill_runs``) cannot live in ``next_dagrun_info``: Airflow also
+enumerates existing runs through it (marking "past"/"future" runs), so ``backfill_refusal`` states
+the rule once and ``install_backfill_guard`` applies it where Airflow stores a backfill (every
+client: REST, UI, ``airflow backfill create``); the API server's middleware answers it early.
+
 The class must be registered by a plugin (``plugins/cdr_reports_plugin.py``) for the Dag
 processor, scheduler and API server to (de)serialize it.
 """
@@ -28,11 +46,13 @@ processor, scheduler and API server to (de)serialize it.
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.exceptions import AirflowTimetableInvalid
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from cdr_reports.pipeline.periods import (
     WEEKDAY_NAMES,
@@ -48,10 +68,16 @@ if TYPE_CHECKING:
     from airflow.timetables.base import TimeRestriction
     from pendulum import DateTime
 
-__all__ = ["CalendarPeriodTimetable"]
+__all__ = ["CalendarPeriodTimetable", "LocalCronTriggerTimetable", "install_backfill_guard"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEZONE = "Europe/Istanbul"
 DEFAULT_DUE_AFTER = datetime.timedelta(hours=2)
+
+# Runs one backfill may create: about a year of daily reports. Longer ranges are split (Airflow
+# runs one backfill per DAG at a time anyway).
+DEFAULT_MAX_BACKFILL_RUNS = 366
 
 # Upper bound for walking back from "now" to the latest due period; a due_after this
 # many periods long is certainly a mistake.
@@ -83,6 +109,9 @@ class CalendarPeriodTimetable(Timetable):
     :param due_after: local wall-clock time after the period's end (local midnight) at
         which the run is due; must not be negative.
     :param week_start: first day of a weekly period, 0=Monday .. 6=Sunday.
+    :param earliest: first local date a period may start on (``CDR_EARLIEST_REPORT_DATE``); None:
+        unbounded (only ``start_date`` bounds the scheduler, nothing bounds a backfill).
+    :param max_backfill_runs: most runs one backfill of the DAG may create.
     """
 
     periodic = True
@@ -95,6 +124,8 @@ class CalendarPeriodTimetable(Timetable):
         timezone: str = DEFAULT_TIMEZONE,
         due_after: datetime.timedelta = DEFAULT_DUE_AFTER,
         week_start: int = 0,
+        earliest: datetime.date | None = None,
+        max_backfill_runs: int = DEFAULT_MAX_BACKFILL_RUNS,
     ) -> None:
         if not isinstance(timezone, str):
             # Accept zoneinfo.ZoneInfo / pendulum Timezone objects by their IANA name.
@@ -105,31 +136,49 @@ class CalendarPeriodTimetable(Timetable):
             raise PeriodError(f"due_after must not be negative, got {due_after!r}")
         # Building a period validates report type, zone and week start (PeriodError naming the value).
         period_containing(report_type, datetime.date(2000, 1, 3), timezone, week_start)
+        if isinstance(earliest, datetime.datetime) or not (earliest is None or isinstance(earliest, datetime.date)):
+            raise PeriodError(f"earliest must be a datetime.date or None, got {earliest!r}")
+        if isinstance(max_backfill_runs, bool) or not isinstance(max_backfill_runs, int) or max_backfill_runs < 1:
+            raise PeriodError(f"max_backfill_runs must be an integer >= 1, got {max_backfill_runs!r}")
         self.report_type = report_type
         self.timezone = timezone
         self.due_after = due_after
         self.week_start = week_start
+        self.earliest = earliest
+        self.max_backfill_runs = max_backfill_runs
         self.description = self._describe()
 
     # ------------------------------------------------------------------ (de)serialization
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        # Only processes that read stored DAGs deserialize (scheduler, API server, CLI): the
+        # place to guard where Airflow stores backfills.
+        install_backfill_guard()
+        earliest = data.get("earliest")
         return cls(
             report_type=data["report_type"],
             timezone=data["timezone"],
             due_after=datetime.timedelta(seconds=data["due_after"]),
             week_start=data.get("week_start", 0),
+            earliest=datetime.date.fromisoformat(earliest) if earliest else None,
+            max_backfill_runs=data.get("max_backfill_runs", DEFAULT_MAX_BACKFILL_RUNS),
         )
 
     def serialize(self) -> dict[str, Any]:
         seconds = self.due_after.total_seconds()
-        return {
+        data: dict[str, Any] = {
             "report_type": self.report_type,
             "timezone": self.timezone,
             "due_after": int(seconds) if seconds.is_integer() else seconds,
             "week_start": self.week_start,
         }
+        # Written only when set, so that DAGs serialized before these existed compare equal.
+        if self.earliest is not None:
+            data["earliest"] = self.earliest.isoformat()
+        if self.max_backfill_runs != DEFAULT_MAX_BACKFILL_RUNS:
+            data["max_backfill_runs"] = self.max_backfill_runs
+        return data
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CalendarPeriodTimetable):
@@ -137,17 +186,20 @@ class CalendarPeriodTimetable(Timetable):
         return self.serialize() == other.serialize()
 
     def __hash__(self) -> int:
-        return hash((self.report_type, self.timezone, self.due_after, self.week_start))
+        return hash((self.report_type, self.timezone, self.due_after, self.week_start, self.earliest))
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(report_type={self.report_type!r}, timezone={self.timezone!r}, "
-            f"due_after={self.due_after!r}, week_start={self.week_start!r})"
+            f"due_after={self.due_after!r}, week_start={self.week_start!r}, earliest={self.earliest!r}, "
+            f"max_backfill_runs={self.max_backfill_runs!r})"
         )
 
     def validate(self) -> None:
         try:
-            type(self)(self.report_type, self.timezone, self.due_after, self.week_start)
+            type(self)(
+                self.report_type, self.timezone, self.due_after, self.week_start, self.earliest, self.max_backfill_runs
+            )
         except (PeriodError, TypeError) as exc:
             raise AirflowTimetableInvalid(str(exc)) from None
 
@@ -220,12 +272,80 @@ class CalendarPeriodTimetable(Timetable):
             data_interval=DataInterval(_pendulum_utc(period.start_utc), _pendulum_utc(period.end_utc)),
         )
 
+    # ------------------------------------------------------------------ bounds
+
+    def _first_allowed_period(self) -> ReportPeriod:
+        """The first whole period starting on or after ``earliest`` (which must be set)."""
+        assert self.earliest is not None
+        period = period_containing(self.report_type, self.earliest, self.timezone, self.week_start)
+        # A weekly or monthly period containing `earliest` but starting before it is not allowed.
+        return period if period.start_date >= self.earliest else period.next()
+
+    def period_refusal(self, period: ReportPeriod, now: datetime.datetime) -> str | None:
+        """Why no run may report ``period`` (before ``earliest``, or not ended at ``now``), or None."""
+        if self.earliest is not None and period.start_date < self.earliest:
+            return f"the {period.label()} period starts before CDR_EARLIEST_REPORT_DATE={self.earliest.isoformat()}"
+        if period.end_utc > now:
+            return f"the {period.label()} period has not ended yet (it ends {period.end_utc.isoformat()})"
+        return None
+
+    def backfill_refusal(
+        self, dag_id: str, from_date: datetime.datetime, to_date: datetime.datetime, now: datetime.datetime
+    ) -> str | None:
+        """Why a backfill of ``dag_id`` over ``[from_date, to_date]`` must be refused, or None.
+
+        The same runs Airflow would compute (one per period starting in the range, ended by
+        ``now``), counted up to ``max_backfill_runs + 1`` at most: a refusal costs microseconds
+        whatever the range.
+        """
+        try:
+            first = self._first_period_from(from_date)
+            if self.earliest is not None and first.start_date < self.earliest:
+                return (
+                    f"backfill of {dag_id} from {from_date.isoformat()} refused: the {first.label()} period starts "
+                    f"before CDR_EARLIEST_REPORT_DATE={self.earliest.isoformat()}; start the backfill on or after "
+                    f"{self.earliest.isoformat()} (local midnight: {self._first_allowed_period().start_utc.isoformat()})"
+                )
+            period, runs = first, 0
+            while period.start_utc <= to_date and period.end_utc <= now:
+                runs += 1
+                if runs > self.max_backfill_runs:
+                    return (
+                        f"backfill of {dag_id} from {from_date.isoformat()} to {to_date.isoformat()} refused: it would "
+                        f"create more than {self.max_backfill_runs} runs (the limit per backfill); split it into "
+                        "shorter ranges"
+                    )
+                period = period.next()
+        except (OverflowError, ValueError) as exc:
+            return f"backfill of {dag_id} refused: its dates are outside the representable range ({exc})"
+        return None
+
     # ------------------------------------------------------------------ Timetable API
 
     def infer_manual_data_interval(self, *, run_after: DateTime) -> DataInterval:
-        """A manual run covers the last complete period (``end_utc <= run_after``)."""
+        """A manual run covers the last complete period (``end_utc <= run_after``).
+
+        Raises ``ValueError`` (the REST API's 400) when that period starts before ``earliest``
+        or has not ended yet (a ``logical_date`` in the future).
+        """
         period = last_complete_period(self.report_type, run_after, self.timezone, self.week_start)
+        refusal = self.period_refusal(period, _utcnow())
+        if refusal is not None:
+            raise ValueError(f"no manual run for logical_date {run_after.isoformat()}: {refusal}")
         return DataInterval(_pendulum_utc(period.start_utc), _pendulum_utc(period.end_utc))
+
+    def generate_run_id(
+        self, *, run_type: Any, run_after: DateTime, data_interval: DataInterval | None, **extra: Any
+    ) -> str:
+        # A manual run given an explicit data interval (REST `data_interval_start`/`_end`) does not
+        # pass through infer_manual_data_interval: check its period here. Airflow builds the run id
+        # before it creates the run, and answers this ValueError with 400.
+        if data_interval is not None and str(getattr(run_type, "value", run_type)) == "manual":
+            period = self.period_of(data_interval.start)
+            refusal = self.period_refusal(period, _utcnow())
+            if refusal is not None:
+                raise ValueError(f"no manual run for the data interval {data_interval.start.isoformat()}: {refusal}")
+        return super().generate_run_id(run_type=run_type, run_after=run_after, data_interval=data_interval, **extra)
 
     def next_dagrun_info(
         self,
@@ -233,11 +353,16 @@ class CalendarPeriodTimetable(Timetable):
         last_automated_data_interval: DataInterval | None,
         restriction: TimeRestriction,
     ) -> DagRunInfo | None:
+        earliest: datetime.datetime | None = restriction.earliest
+        if self.earliest is not None and earliest is not None:
+            # Raised, never invented: an unrestricted call (earliest None) still means "the latest
+            # due period", which is after `earliest` anyway.
+            earliest = max(earliest, self._first_allowed_period().start_utc)
         candidates: list[ReportPeriod] = []
         if last_automated_data_interval is not None:
             candidates.append(self._period_after(last_automated_data_interval))
-        if restriction.earliest is not None:
-            candidates.append(self._first_period_from(restriction.earliest))
+        if earliest is not None:
+            candidates.append(self._first_period_from(earliest))
         if not restriction.catchup or not candidates:
             # catchup=False: skip to the latest period that is already due (the built-in
             # timetables do the same). Also the fallback when nothing bounds the start
@@ -247,4 +372,89 @@ class CalendarPeriodTimetable(Timetable):
         period = max(candidates, key=lambda p: p.start_utc)
         if restriction.latest is not None and period.start_utc > restriction.latest:
             return None
+        if restriction.catchup and restriction.latest is not None and period.end_utc > _utcnow():
+            # An enumeration between two dates (backfill, dry run): nothing after "now" is ever
+            # kept, so stop here instead of walking to `latest` (9999-12-31: millions of periods).
+            return None
         return self._info(period)
+
+
+# ---------------------------------------------------------------------- where backfills are stored
+
+_guard_installed = False
+
+
+def install_backfill_guard() -> None:
+    """Check every backfill of a DAG on this timetable where Airflow stores it (idempotent).
+
+    ``airflow.models.backfill._create_backfill`` (REST API, UI and ``airflow backfill create``
+    alike) inserts the ``Backfill`` row, commits, and only then creates its runs. A
+    ``before_insert`` hook on that model refuses the row, so nothing is created, when
+    :meth:`CalendarPeriodTimetable.backfill_refusal` objects; the exception is Airflow's own
+    ``InvalidBackfillDate``, which the REST API answers with 422 and the CLI prints. Installed from
+    ``deserialize``: every process that creates a backfill has deserialized the DAG first.
+    """
+    global _guard_installed
+    if _guard_installed:
+        return
+    from airflow.models.backfill import Backfill
+    from sqlalchemy import event
+
+    event.listen(Backfill, "before_insert", _refuse_unbounded_backfill)
+    _guard_installed = True
+
+
+def _refuse_unbounded_backfill(mapper: Any, connection: Any, target: Any) -> None:
+    from airflow.models.backfill import InvalidBackfillDate
+    from airflow.models.serialized_dag import SerializedDagModel
+    from sqlalchemy.orm import Session
+
+    # A short read on the flushing connection (same transaction): the DAG's stored timetable.
+    with Session(bind=connection) as session:
+        serdag = session.scalar(SerializedDagModel.latest_item_select_object(target.dag_id))
+        timetable = serdag.dag.timetable if serdag is not None else None
+    if not isinstance(timetable, CalendarPeriodTimetable):
+        return
+    refusal = timetable.backfill_refusal(target.dag_id, _aware(target.from_date), _aware(target.to_date), _utcnow())
+    if refusal is not None:
+        log.warning("refused a backfill: %s", refusal)
+        raise InvalidBackfillDate(refusal)
+
+
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+
+
+# ---------------------------------------------------------------------- cron with its zone in sight
+
+
+class LocalCronTriggerTimetable(CronTriggerTimetable):
+    """Airflow's ``CronTriggerTimetable`` whose summary and description name its time zone.
+
+    The built-in one shows only the expression (``0 5 * * *``) in the UI's DAG list and in the
+    API's ``timetable_summary``/``timetable_description``, and the API's DAG ``timezone`` field is
+    always ``[core] default_timezone`` (``DagModel.timezone``, Airflow 3.3), so a DAG that runs at
+    05:00 Istanbul time looked like one running at 05:00 UTC. Scheduling is the built-in's.
+    Registered by the plugin, like ``CalendarPeriodTimetable``.
+    """
+
+    def __init__(self, cron: str, *, timezone: Any, **kwargs: Any) -> None:
+        super().__init__(cron, timezone=timezone, **kwargs)
+        if self.description:
+            self.description = f"{self.description}, {self._zone_name()} time"
+
+    def _zone_name(self) -> str:
+        return str(getattr(self._timezone, "name", self._timezone))
+
+    # The attribute names of the Task SDK's CronTriggerTimetable, which DAG code may read.
+    @property
+    def expression(self) -> str:
+        return self._expression
+
+    @property
+    def timezone(self) -> Any:
+        return self._timezone
+
+    @property
+    def summary(self) -> str:
+        return f"{self._expression} ({self._zone_name()})"
