@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.celery.stack import REPO_ROOT, TZ, WORKERS, CeleryStack, open_stack, redis_server_binary
+from tests.support.processes import PgCluster, pg_bindir
 from tests.support.reference import edge_case_documents, random_documents
 from tests.support.services import skip_or_fail
 
@@ -46,7 +47,31 @@ def seeded_docs() -> list[dict]:
 
 
 @pytest.fixture(scope="package")
-def celery_stack(request, mongo_uri: str, pg_uri: str, seeded_docs: list[dict]) -> Iterator[CeleryStack]:
+def metadata_cluster() -> Iterator[PgCluster]:
+    """A private PostgreSQL cluster holding the stack's metadata DB, so a test may crash it (never the shared one)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    bindir = pg_bindir()
+    if bindir is None:
+        skip_or_fail("PostgreSQL server binaries (pg_ctl, initdb) are not installed")
+    root = Path(tempfile.mkdtemp(prefix="cdr-celery-metadata-pg-"))
+    cluster = PgCluster(bindir=bindir, root=root)
+    try:
+        cluster.initdb()
+        cluster.start()
+        cluster.psql(f"CREATE ROLE owner LOGIN CREATEDB PASSWORD '{cluster.owner_password}';")
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def celery_stack(
+    request, mongo_uri: str, pg_uri: str, seeded_docs: list[dict], metadata_cluster: PgCluster
+) -> Iterator[CeleryStack]:
     redis_bin = redis_server_binary()
     if redis_bin is None:
         skip_or_fail("redis-server is not installed (run scripts/install-test-packages.sh as root)")
@@ -59,7 +84,8 @@ def celery_stack(request, mongo_uri: str, pg_uri: str, seeded_docs: list[dict]) 
             print(f"\n===== Celery stack process logs (failure) =====\n{stack.log_tails()}")
             stack.keep_logs(ARTIFACTS / "logs")
 
-    with open_stack(mongo_uri, pg_uri, redis_bin, seed, WORKERS, on_exit) as stack:
+    metadata_server = f"postgresql://owner:{metadata_cluster.owner_password}@127.0.0.1:{metadata_cluster.port}/postgres"
+    with open_stack(mongo_uri, pg_uri, redis_bin, seed, WORKERS, on_exit, metadata_pg_uri=metadata_server) as stack:
         print(f"\nCelery stack ready on {socket.getfqdn()} (seconds since start): {stack.timings}")
         yield stack
 

@@ -29,7 +29,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,24 @@ class CeleryStack(AirflowProcesses):
     sink_url: str  # SQLAlchemy URL of the report database
     sink_schema: str
     _engine: Any = None
+    # Like compose's `restart: always`: a process that exits (not stopped by a test) is started
+    # again with its own command, instead of failing the wait. Off unless a test turns it on.
+    restart_exited: bool = False
+    restarts: list[tuple[str, int | None, float]] = field(default_factory=list)  # (name, exit code, when)
+    _commands: dict[str, tuple[tuple[str, ...], dict[str, str] | None]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
+        self._commands[name] = (args, extra_env)
+        super().start(name, *args, extra_env=extra_env)
+
+    def check_alive(self) -> None:
+        if self.restart_exited:
+            for name, proc in list(self.processes.items()):
+                if name not in self.down and proc.poll() is not None:
+                    self.restarts.append((name, proc.returncode, time.monotonic()))
+                    args, extra_env = self._commands[name]
+                    super().start(name, *args, extra_env=extra_env)
+        super().check_alive()
 
     def start_worker(self, name: str, concurrency: int | None = None) -> None:
         self.down.discard(f"worker-{name}")
@@ -290,11 +308,14 @@ def open_stack(
     seed: Callable[[Any], None],
     workers: tuple[str, ...] = WORKERS,
     on_exit: Callable[[CeleryStack, bool], None] | None = None,
+    metadata_pg_uri: str | None = None,
 ) -> Iterator[CeleryStack]:
     """Start the stack; `seed(collection)` fills the source first. Everything is removed on exit.
 
     `on_exit(stack, failed)` runs before the processes stop; `failed` when the start-up or the
-    body raised (e.g. to keep the process logs).
+    body raised (e.g. to keep the process logs). The metadata DB is a fresh database on
+    `metadata_pg_uri`'s server (a private cluster a test may crash) or else on `pg_uri`'s; the
+    report sink is a fresh schema on `pg_uri`'s server.
     """
     import pymongo
     import sqlalchemy as sa
@@ -302,8 +323,10 @@ def open_stack(
     began = time.monotonic()
     tag = uuid.uuid4().hex[:10]
     schema, mongo_name = f"cdr_celery_{tag}", f"cdr_celery_{tag}"
+    sink_url = sa.engine.make_url(pg_uri).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    sink_admin = sa.create_engine(sink_url, isolation_level="AUTOCOMMIT")
     with (
-        airflow_stack.fresh_database(pg_uri, f"cdr_celery_meta_{tag}") as metadata,
+        airflow_stack.fresh_database(metadata_pg_uri or pg_uri, f"cdr_celery_meta_{tag}") as metadata,
         airflow_stack.stack_dirs("cdr-celery-") as (tmp, home, dags, log_dir),
         pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True) as mongo_client,
     ):
@@ -313,7 +336,7 @@ def open_stack(
         stack: CeleryStack | None = None
         failed = False
         try:
-            with metadata.admin.connect() as conn:
+            with sink_admin.connect() as conn:
                 conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
             seed(mongo_client[mongo_name].CdrRecords)
             seeded = round(time.monotonic() - began, 1)
@@ -330,7 +353,7 @@ def open_stack(
                 log_dir=log_dir,
                 env=env,
                 metadata_url=metadata.url,
-                sink_url=metadata.server_url,
+                sink_url=sink_url,
                 sink_schema=schema,
             )
             stack.timings["seeded"] = seeded
@@ -367,8 +390,9 @@ def open_stack(
                 stack.stop()
             with contextlib.suppress(Exception):
                 mongo_client.drop_database(mongo_name)
-            with contextlib.suppress(Exception), metadata.admin.connect() as conn:
+            with contextlib.suppress(Exception), sink_admin.connect() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            sink_admin.dispose()
 
 
 def node_processes(name: str, home: Path) -> list[int]:

@@ -82,6 +82,43 @@ def test_sizing_rules(shared, services):
     assert detection < heartbeat_timeout / 4
 
 
+def test_a_task_lost_with_its_worker_is_retried_within_twice_the_heartbeat_timeout_whatever_the_scheduler_does(
+    shared,
+):
+    """The bound of docs/reliability.md ("Recovery"): a restarted scheduler adopts the dead job's tasks
+    once that job's heartbeat is older than the health threshold, at its next orphan check; only then
+    does its heartbeat-timeout check judge them. Worst case: the old scheduler dies just before it
+    would have failed the task."""
+    heartbeat_timeout = int(shared["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"])
+    detection = float(shared["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"])
+    orphan_check = float(shared["AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL"])
+    threshold = float(shared["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD"])
+    worst = heartbeat_timeout + threshold + orphan_check + detection
+    assert worst <= 2 * heartbeat_timeout, worst
+    # Airflow's default orphan check (300 s) alone would exceed the bound: the setting is needed.
+    assert heartbeat_timeout + threshold + 300 + detection > 2 * heartbeat_timeout
+
+
+def test_compose_restarts_every_long_running_airflow_component_and_checks_its_health(tmp_path):
+    """`docker compose config` (the real CLI): restart policy and health check of each component that
+    a metadata-DB crash (or anything else) may end."""
+    from tests.unit.test_compose import _compose_cli, _filled_env_file, _run_compose
+
+    cli = _compose_cli()
+    result = _run_compose(cli, _filled_env_file(tmp_path), "--profile", "celery", "config")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rendered = yaml.safe_load(result.stdout)["services"]
+    for name in (
+        "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-apiserver", "airflow-worker",
+        "postgres", "redis",
+    ):  # fmt: skip
+        service = rendered[name]
+        assert service.get("restart") == "always", (name, service.get("restart"))
+        check = service.get("healthcheck") or {}
+        assert check.get("test") and not check.get("disable"), (name, check)
+        assert check.get("interval") and check.get("retries"), (name, check)
+
+
 def test_compose_renders_the_shared_values_into_the_scheduler_and_the_workers(shared, tmp_path):
     """`docker-compose config` (the real CLI) resolves the env_file: the same keys and values arrive."""
     from tests.unit.test_compose import _compose_cli, _filled_env_file, _run_compose
