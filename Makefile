@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_VERSION := 26.3
 
-.PHONY: install services services-stop test test-unit lint format lock env demo airflow bench bench-quick clean
+.PHONY: install services services-stop test test-unit lint format lock env demo airflow airflow-cli bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,12 @@ demo: install
 airflow: install
 	bash scripts/services.sh start ferretdb postgres
 	$(PY) -m cdr_reports_dev.demo airflow
+
+# The airflow CLI against that Airflow (its metadata DB, auth manager and keys), e.g.
+# make airflow-cli ARGS="users list"   or   make airflow-cli ARGS="dags list-runs cdr_daily_report"
+airflow-cli: install
+	bash scripts/services.sh start postgres
+	$(PY) -m cdr_reports_dev.demo cli $(ARGS)
 
 lock: install
 	{ echo "# Full lock of the development/CI environment (runtime + test), from pip freeze."; \

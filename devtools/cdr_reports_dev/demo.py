@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,8 @@ from typing import Any
 
 from cdr_reports_dev.services import services_env
 
-FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+# FAB, with tokens that end with the user's credentials (cdr_reports.integration.auth_manager).
+FAB_AUTH_MANAGER = "cdr_reports.integration.auth_manager.CdrFabAuthManager"
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/"
 # 35 days x 5,000 calls = 175,000 CDRs: the largest volume at which `make demo` (seed, three
 # DAG runs through Airflow, printed reports) finished within 3 minutes on the 2-core development
@@ -188,7 +190,9 @@ def demo_metadata_url(paths: DemoPaths) -> str:
         ) from None
     finally:
         admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+    # psycopg2 for Airflow, as compose: with psycopg 3, Airflow 3.3.2's DAG dependency query
+    # (`/ui/dependencies`) fails with "operator does not exist: json #> character varying".
+    return url.set(drivername="postgresql+psycopg2", database=name).render_as_string(hide_password=False)
 
 
 def airflow_env(paths: DemoPaths, mongo_uri: str, mongo_database: str) -> dict[str, str]:
@@ -273,7 +277,8 @@ def ensure_metadata_db(paths: DemoPaths, env: dict[str, str]) -> None:
     import sqlalchemy as sa
 
     database = sa.engine.make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).render_as_string(hide_password=True)
-    wanted = f"apache-airflow-core=={version('apache-airflow-core')} roles={roles_digest} db={database}"
+    access = hashlib.sha256(env.get("CDR_REPORT_ACCESS", "").encode()).hexdigest()[:16]
+    wanted = f"apache-airflow-core=={version('apache-airflow-core')} roles={roles_digest} access={access} db={database}"
     if marker.exists() and marker.read_text().strip() == wanted:
         return
     paths.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -399,6 +404,31 @@ def _paths() -> DemoPaths:
     return DemoPaths(repo=repo, state=state)
 
 
+# What the demo keeps in its state folder: Airflow's home (secrets, logs, marker), the report
+# database, the services' URIs with the test PostgreSQL password.
+DEMO_STATE_ENTRIES = ("demo_airflow_home", "demo_reports.db", "demo_reports.db-journal", "demo_reports.db-wal", "env")
+
+
+def make_private(paths: DemoPaths) -> None:
+    """Owner-only modes for the demo's state, whatever the parent folder's mode and the umask.
+
+    Everything created from here on is private through the umask (0077, inherited by the Airflow
+    processes and their task processes); what an earlier run left with wider modes is narrowed:
+    folders 0700, files 0600 (docs/security.md, "Secrets at rest").
+    """
+    os.umask(0o077)
+    paths.state.mkdir(parents=True, exist_ok=True)
+    paths.state.chmod(0o700)
+    for name in DEMO_STATE_ENTRIES:
+        top = paths.state / name
+        if top.is_symlink() or not top.exists():
+            continue
+        for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
+            if path.is_symlink():
+                continue
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 def _int_env(name: str, default: int, low: int = 1) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -418,7 +448,7 @@ def _mongo_database() -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     paths = _paths()
-    paths.state.mkdir(parents=True, exist_ok=True)
+    make_private(paths)
     uri, database = demo_mongo_uri(paths.repo), _mongo_database()
     days, per_day = _int_env("DEMO_DAYS", DEMO_DAYS), _int_env("DEMO_CALLS_PER_DAY", DEMO_CALLS_PER_DAY, low=0)
     _log(f"seeding {days} days x {per_day} calls into {database} at {uri}")
@@ -465,43 +495,30 @@ def _demo_secrets(paths: DemoPaths) -> dict[str, str]:
 
 
 def ensure_admin(paths: DemoPaths, env: dict[str, str]) -> str:
-    """Create the FAB admin user; returns a line describing the credentials."""
+    """Create the FAB admin user; returns a line describing the credentials.
+
+    The password goes to ``ensure-user`` on stdin: never on a command line (the process list shows
+    it to every local user) nor in the log, which holds the command and its output only.
+    """
     user = os.environ.get("CDR_DEMO_ADMIN_USER") or "admin"
     given = os.environ.get("CDR_DEMO_ADMIN_PASSWORD")
     password = given or secrets.token_urlsafe(12)
+    command = [sys.executable, "-m", "cdr_reports.integration.security", "ensure-user"]
+    command += ["--username", user, "--role", "Admin", "--email", f"{user}@example.invalid"]
+    if given:
+        command.append("--reset")  # the password the user chose, also for an existing admin
+    result = subprocess.run(command, env=env, input=password + "\n", capture_output=True, text=True, timeout=600)
     log_file = paths.airflow_home / "logs" / "users.log"
-    result = _airflow(
-        env,
-        "users",
-        "create",
-        "--username",
-        user,
-        "--password",
-        password,
-        "--role",
-        "Admin",
-        "--firstname",
-        "CDR",
-        "--lastname",
-        "Demo",
-        "--email",
-        f"{user}@example.invalid",
-        log_file=log_file,
-    )
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}")
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
         raise SystemExit("could not create the Airflow admin user")
-    if "already exist" not in result.stdout:
-        if given:
-            return f"user {user!r}, password from CDR_DEMO_ADMIN_PASSWORD"
+    if given:
+        return f"user {user!r}, password from CDR_DEMO_ADMIN_PASSWORD"
+    if result.stdout.rstrip().endswith(": created"):
         # Printed once: only this run knows the generated password.
         return f"user {user!r}, password {password!r} (generated; shown only now)"
-    if given:
-        result = _airflow(env, "users", "reset-password", "--username", user, "--password", given, log_file=log_file)
-        if result.returncode != 0:
-            sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
-            raise SystemExit("could not reset the Airflow admin password")
-        return f"user {user!r}, password from CDR_DEMO_ADMIN_PASSWORD"
     return f"user {user!r}, password as printed when it was created (set CDR_DEMO_ADMIN_PASSWORD to reset it)"
 
 
@@ -553,7 +570,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     import pymongo
 
     paths = _paths()
-    paths.state.mkdir(parents=True, exist_ok=True)
+    make_private(paths)
     uri, database = demo_mongo_uri(paths.repo), _mongo_database()
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
@@ -633,6 +650,35 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         _log("stopped")
 
 
+# --------------------------------------------------------------------------- make airflow-cli
+
+
+def demo_cli_env(paths: DemoPaths) -> dict[str, str]:
+    """The environment of `make airflow`'s processes (metadata DB, auth manager, keys, connections)."""
+    env = airflow_env(paths, demo_mongo_uri(paths.repo), _mongo_database())
+    env.update(_demo_secrets(paths))
+    return env
+
+
+def cmd_cli(args: argparse.Namespace) -> int:
+    """`make airflow-cli ARGS="users list"`: the airflow CLI against the demo's Airflow.
+
+    `AIRFLOW_HOME=.services/demo_airflow_home airflow ...` alone fails: the demo configures Airflow
+    through the environment (PostgreSQL metadata DB, the FAB auth manager, shared keys), not through
+    that folder's airflow.cfg, which Airflow writes with its defaults (SQLite, simple auth manager).
+    """
+    paths = _paths()
+    make_private(paths)
+    env = demo_cli_env(paths)
+    ensure_metadata_db(paths, env)
+    binary = shutil.which(_airflow_bin())
+    if binary is None:
+        raise SystemExit("no airflow executable next to this Python nor on PATH: run `make install`")
+    command = [binary, *args.airflow_args]
+    sys.stdout.flush()
+    os.execve(command[0], command, env)  # the CLI's own exit status, stdin and terminal
+
+
 # --------------------------------------------------------------------------- print
 
 
@@ -687,6 +733,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("airflow", help="make airflow: api-server, scheduler, dag-processor, triggerer (Ctrl-C stops)")
     p.set_defaults(func=cmd_airflow)
+
+    p = sub.add_parser("cli", help="make airflow-cli: run the airflow CLI against the demo's Airflow")
+    p.add_argument("airflow_args", nargs=argparse.REMAINDER, help="e.g. users list, dags list-runs cdr_daily_report")
+    p.set_defaults(func=cmd_cli)
 
     p = sub.add_parser("print", help="print the latest stored report of each type")
     source = p.add_mutually_exclusive_group()

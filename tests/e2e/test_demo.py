@@ -309,3 +309,44 @@ def test_make_airflow_serves_the_demo_metadata_with_fab_login_and_stops_on_ctrl_
     assert _processes_using(home) == []
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def _printed_json(text: str):
+    """The JSON list a CLI printed after its log lines."""
+    import re
+
+    start = re.search(r"^\[\s*[{\]]", text, re.M)
+    assert start, text[-3000:]
+    return json.JSONDecoder().raw_decode(text[start.start() :])[0]
+
+
+def test_make_airflow_cli_reaches_the_demo_and_its_state_is_private(demo):
+    """`make airflow-cli ARGS="..."` (`python -m cdr_reports_dev.demo cli ...`) runs the airflow CLI
+    with the demo's metadata DB, auth manager and keys; the demo's state is owner-only, also under a
+    world-readable parent folder (docs/security.md, "Secrets at rest")."""
+    state = demo["state"]
+    state.parent.chmod(0o755)
+    state.mkdir(exist_ok=True)
+    state.chmod(0o755)  # as a careless earlier version or user left it
+    env = dict(demo["env"], CDR_DEMO_ADMIN_PASSWORD="Demo-Cli-9c2d")
+    roles = run_module("cli", "roles", "list", "--output", "json", env=env, timeout=600)
+    assert roles.returncode == 0, roles.stdout[-3000:] + roles.stderr[-3000:]
+    names = {row["name"] for row in _printed_json(roles.stdout)}
+    assert {"Admin", "ReportViewer", "ReportOperator"} <= names  # the FAB auth manager's tables, migrated
+    users = run_module("cli", "users", "list", "--output", "json", env=env, timeout=300)
+    assert users.returncode == 0, users.stdout[-3000:] + users.stderr[-3000:]
+    config = run_module("cli", "config", "get-value", "core", "auth_manager", env=env, timeout=300)
+    assert config.stdout.strip().endswith("cdr_reports.integration.auth_manager.CdrFabAuthManager"), config.stdout
+    # A failing CLI command keeps its exit status.
+    assert run_module("cli", "dags", "state", "no_such_dag", "2026-01-01", env=env, timeout=300).returncode != 0
+
+    loose = []
+    for path in [state, *state.rglob("*")]:
+        if path.is_symlink() or path.is_socket():
+            continue
+        mode = path.stat().st_mode & 0o777
+        if mode != (0o700 if path.is_dir() else 0o600) and not (path.is_file() and mode == 0o700):
+            loose.append(f"{oct(mode)} {path.relative_to(state)}")
+    assert loose == [], loose
+    for log in state.rglob("*.log"):
+        assert "Demo-Cli-9c2d" not in log.read_text(errors="replace"), log
