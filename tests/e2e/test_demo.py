@@ -333,8 +333,17 @@ def test_make_airflow_cli_reaches_the_demo_and_its_state_is_private(demo):
     assert roles.returncode == 0, roles.stdout[-3000:] + roles.stderr[-3000:]
     names = {row["name"] for row in _printed_json(roles.stdout)}
     assert {"Admin", "ReportViewer", "ReportOperator"} <= names  # the FAB auth manager's tables, migrated
+    # The admin as `make airflow` creates it: the password reaches Airflow on stdin only.
+    code = (
+        "import cdr_reports_dev.demo as d; p = d._paths(); d.make_private(p); env = d.demo_cli_env(p); "
+        "d.ensure_metadata_db(p, env); print(d.ensure_admin(p, env))"
+    )
+    admin = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert admin.returncode == 0, admin.stdout[-3000:] + admin.stderr[-3000:]
+    assert "password from CDR_DEMO_ADMIN_PASSWORD" in admin.stdout and "Demo-Cli-9c2d" not in admin.stdout
     users = run_module("cli", "users", "list", "--output", "json", env=env, timeout=300)
     assert users.returncode == 0, users.stdout[-3000:] + users.stderr[-3000:]
+    assert "admin" in {row["username"] for row in _printed_json(users.stdout)}
     config = run_module("cli", "config", "get-value", "core", "auth_manager", env=env, timeout=300)
     assert config.stdout.strip().endswith("cdr_reports.integration.auth_manager.CdrFabAuthManager"), config.stdout
     # A failing CLI command keeps its exit status.
@@ -348,5 +357,7 @@ def test_make_airflow_cli_reaches_the_demo_and_its_state_is_private(demo):
         if mode != (0o700 if path.is_dir() else 0o600) and not (path.is_file() and mode == 0o700):
             loose.append(f"{oct(mode)} {path.relative_to(state)}")
     assert loose == [], loose
-    for log in state.rglob("*.log"):
-        assert "Demo-Cli-9c2d" not in log.read_text(errors="replace"), log
+    for path in state.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".out", ".json", ".txt", ""):
+            assert "Demo-Cli-9c2d" not in path.read_text(errors="replace"), path
+    assert "ensure-user --username admin" in (state / "demo_airflow_home" / "logs" / "users.log").read_text()
