@@ -30,12 +30,79 @@ def mongo_collection(settings: Settings) -> Any:
     return hook.get_conn()[database][settings.collection]
 
 
+# A statement of ours (a load's delete or insert of one period, a findings write, a read) takes
+# seconds even at 100,000 operators; one still waiting after this is talking to a hung server (a
+# stopped process, a frozen VM: its kernel keeps the TCP connection alive, so no socket timeout
+# fires). The watchdog then breaks the connection: the try fails with a transient error and
+# Airflow retries, instead of waiting for the task's execution timeout (docs/reliability.md).
+SQL_STATEMENT_WATCHDOG_SECONDS = 300.0
+
+
 def sql_engine(settings: Settings) -> Any:
-    """A SQLAlchemy engine from the `settings.sql_conn_id` connection's own hook."""
+    """A SQLAlchemy engine from the `settings.sql_conn_id` connection's own hook, with the statement watchdog."""
     from airflow.sdk import BaseHook
 
     connection = BaseHook.get_connection(settings.sql_conn_id)
     hook = connection.get_hook()
     if not hasattr(hook, "get_sqlalchemy_engine"):
         raise PermanentError(f"connection {settings.sql_conn_id!r} (type {connection.conn_type}) is not a SQL database")
-    return hook.get_sqlalchemy_engine()
+    engine = hook.get_sqlalchemy_engine()
+    watch_statements(engine, SQL_STATEMENT_WATCHDOG_SECONDS)
+    return engine
+
+
+def watch_statements(engine: Any, seconds: float) -> None:
+    """Break the connection of any statement still running after `seconds` (a hung server).
+
+    Network sinks: the socket is shut down under the waiting driver, which raises a connection
+    error (SQLAlchemy invalidates the connection; errors.py: transient). SQLite: interrupted.
+    """
+    import threading
+
+    import sqlalchemy as sa
+
+    timers: dict[int, threading.Timer] = {}
+
+    def stop(conn: Any) -> None:
+        timer = timers.pop(id(conn), None)
+        if timer is not None:
+            timer.cancel()
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        stop(conn)
+        timer = threading.Timer(seconds, _break_connection, (conn.connection.dbapi_connection, statement, seconds))
+        timer.daemon = True
+        timers[id(conn)] = timer
+        timer.start()
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        stop(conn)
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
+    sa.event.listen(engine, "handle_error", lambda context: stop(context.connection))
+
+
+def _break_connection(dbapi_connection: Any, statement: str, seconds: float) -> None:
+    import logging
+    import os
+    import socket
+
+    logging.getLogger(__name__).error(
+        "SQL statement still running after %g s, breaking its connection (hung server?): %s",
+        seconds,
+        statement.split("\n")[0][:200],
+    )
+    if hasattr(dbapi_connection, "interrupt"):  # sqlite3
+        dbapi_connection.interrupt()
+        return
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return  # a driver without a socket we can reach: the task's execution timeout remains the bound
+    duplicate = socket.socket(fileno=os.dup(fileno()))
+    try:
+        duplicate.shutdown(socket.SHUT_RDWR)  # wakes the driver blocked on the socket
+    except OSError:
+        pass
+    finally:
+        duplicate.close()
