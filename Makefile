@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_VERSION := 26.3
 
-.PHONY: install services services-stop test test-unit lint format lock env demo airflow airflow-cli bench bench-quick clean
+.PHONY: install services services-stop test test-unit lint format lock env demo demo-archive airflow airflow-cli bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,12 @@ env: install
 demo: install
 	bash scripts/services.sh start ferretdb postgres
 	$(PY) -m cdr_reports_dev.demo run
+
+# After `make demo`: the retention DAG archives the demo's reports with a 7-day retention
+# (CDR_REPORT_RETENTION_DAYS) to .services/demo_archive (CDR_ARCHIVE_URL), then they are restored.
+demo-archive: install
+	bash scripts/services.sh start postgres
+	$(PY) -m cdr_reports_dev.archive_demo
 
 # The Airflow UI on the demo data (FAB login), in the foreground: Ctrl-C stops every component.
 airflow: install
