@@ -55,6 +55,11 @@ WEEKLY_ROLE = "WeeklyReaders"
 REPORT_ACCESS = {WEEKLY_ROLE: {"weekly": "read"}}
 # The weekly period of the report stored for the weekly-only role.
 WEEKLY_REPORT_DATE = "2026-11-16"
+# A daily report whose operator ids try to break the display (tests/ui/test_display.py, test_browser.py).
+DISPLAY_REPORT_DATE = "2026-11-20"
+LONG_ID = "L" * 250 + "-tail"  # 255 characters, the longest valid id
+RTL_ID = "abc\u202egnp.exe"  # renders as "abcexe.png" unless shown visibly
+ZERO_WIDTH_ID = "op\u200b-001"  # looks like "op-001"
 
 PROBE_DAG_SOURCE = f'''
 import logging
@@ -226,7 +231,7 @@ def _popen_with_stdin(stack: AirflowStack, text: str, *args: str) -> subprocess.
 
 
 def _store_report(path: Path) -> None:
-    """One stored daily report (REPORT_DATE) and one weekly report for the report view to show."""
+    """Stored reports for the report view: REPORT_DATE, a weekly one and DISPLAY_REPORT_DATE's hostile ids."""
     from datetime import date
 
     import sqlalchemy as sa
@@ -240,6 +245,20 @@ def _store_report(path: Path) -> None:
         load_report(engine, make_report("security-stack", range(3), 100))
         week = period_containing("weekly", date.fromisoformat(WEEKLY_REPORT_DATE), TZ)
         load_report(engine, make_report("security-weekly", range(2), 700, period=week))
+        from dataclasses import replace
+
+        from cdr_reports.pipeline.aggregate import OperatorRow
+
+        day = period_containing("daily", date.fromisoformat(DISPLAY_REPORT_DATE), TZ)
+        hostile = make_report("security-display", range(2), 300, period=day)
+        extra = tuple(OperatorRow(op, 9, 3, 90, 1 / 3, 30.0) for op in (LONG_ID, RTL_ID, ZERO_WIDTH_ID))
+        hostile = replace(
+            hostile,
+            rows=tuple(sorted(hostile.rows + extra, key=lambda r: r.operator_id)),
+            valid_records=hostile.valid_records + 27,
+            source_records=hostile.source_records + 27,
+        )
+        load_report(engine, hostile)
     finally:
         engine.dispose()
 

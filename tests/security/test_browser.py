@@ -232,3 +232,27 @@ def test_an_expired_ui_token_is_renewed_from_the_session(page, browser_context, 
     page.goto("/dags", wait_until="domcontentloaded")
     page.wait_for_url(re.compile(r".*/auth/login/.*"))
     assert page.locator("input[name=password]").is_visible()
+
+
+def test_hostile_operator_ids_neither_break_nor_spoof_the_report_view(page, airflow_stack, artifacts_dir):
+    """A 255-character id, a right-to-left override and a zero-width space in a stored report:
+    the numbers stay on screen (1400 px), the select keeps its width, the ids read as escapes."""
+    from .conftest import DISPLAY_REPORT_DATE, LONG_ID
+
+    _login(page, airflow_stack, "viewer", "/dags")
+    page.goto(f"/cdr-reports/?type=daily&period={DISPLAY_REPORT_DATE}&operator=abc%E2%80%AEgnp.exe")
+    page.locator("#report-table").wait_for()
+    _shot(page, artifacts_dir, "07-report-view-hostile-ids")
+    width = page.viewport_size["width"]
+    for column in ("total_calls", "answered_calls", "answer_ratio", "dag_run_id"):
+        box = page.locator(f'#report-table th[title="{column}"]').bounding_box()
+        assert box is not None and box["x"] + box["width"] <= width, (column, box)
+    select = page.locator("#operator").bounding_box()
+    assert select is not None and select["width"] <= 24 * 14 + 1, select  # 24em at the page's 14 px
+    cells = page.locator("#report-table tbody td.text bdi").all_inner_texts()
+    assert "abc\\u202Egnp.exe" in cells and "op\\u200B-001" in cells
+    assert LONG_ID in cells  # whole, wrapped
+    assert not [c for c in cells if "\u202e" in c or "\u200b" in c]
+    # The chart follows the RTL id, which the select holds as its exact value.
+    assert page.locator("#operator").input_value() == "abc\u202egnp.exe"
+    assert "operator abc\\u202Egnp.exe" in page.locator("#trend-heading").inner_text()

@@ -177,8 +177,8 @@ def test_the_plan_task_refuses_such_runs_at_once_and_nothing_is_stored(airflow_s
     try:
         for report_date in (today.isoformat(), "2020-01-01"):
             assert read_report(engine, "daily", date.fromisoformat(report_date)) is None
-        # The reports the fixture stored (one daily, one weekly) are still the only ones.
+        # The reports the fixture stored (two daily, one weekly) are still the only ones.
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT COUNT(*) FROM cdr_report_run")).scalar() == 2
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM cdr_report_run")).scalar() == 3
     finally:
         engine.dispose()

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from cdr_reports.integration.report_view.display import attribute_value, short_text, visible_text
 from cdr_reports.integration.report_view.queries import (
     MAX_TREND_PERIODS,
     PER_REPORT_COLUMNS,
@@ -184,7 +185,7 @@ def quality_html(report: StoredReport, *, email: bool = False) -> str:
     items = []
     for finding in report.quality:
         verdict = VERDICT_TEXT.get(str(finding.get("verdict")), str(finding.get("verdict")))
-        who = f"operator {finding['operator_id']}: " if finding.get("operator_id") else ""
+        who = f"operator {visible_text(finding['operator_id'])}: " if finding.get("operator_id") else ""
         items.append(f'<li data-verdict="{esc(finding.get("verdict"))}"><strong>{esc(verdict)}</strong> '
                      f"{esc(who)}{esc(finding.get('detail') or '')}</li>")  # fmt: skip
     return f'{title}<ul class="quality" id="quality">{"".join(items)}</ul>'
@@ -202,9 +203,14 @@ def report_table_html(report: StoredReport, *, email: bool = False) -> str:
 
     def td(column: str, value: Any) -> str:
         numeric = column in NUMERIC_COLUMNS
-        style = cell_style if numeric else text_style
-        attrs = "" if email else f' data-v="{esc(sort_value(column, value))}"' + (' class="num"' if numeric else "")
-        return f"<td{attrs}{style}>{esc(fmt_cell(column, value))}</td>"
+        if numeric:
+            attrs = "" if email else f' data-v="{esc(sort_value(column, value))}" class="num"'
+            return f"<td{attrs}{cell_style}>{esc(fmt_cell(column, value))}</td>"
+        # Text from the source (operator ids...): invisible and bidi characters shown as escapes,
+        # isolated from the neighbouring cells, wrapped when long (display.py).
+        style = text_style.replace('text-align:left"', 'text-align:left;word-break:break-all;max-width:28em"')
+        attrs = "" if email else f' data-v="{attribute_value(sort_value(column, value))}" class="text"'
+        return f"<td{attrs}{style}><bdi>{esc(visible_text(fmt_cell(column, value)))}</bdi></td>"
 
     head = []
     for index, column in enumerate(columns):
@@ -381,7 +387,7 @@ def trend_svg(trend: Trend, *, width: int = 960, height: int = 320) -> str:
     points = trend.points
     if not points:
         return f'<p class="empty" id="trend-empty">No stored {esc(trend.report_type)} periods to chart.</p>'
-    who = "all operators" if trend.operator_id is None else f"operator {trend.operator_id}"
+    who = "all operators" if trend.operator_id is None else f"operator {visible_text(trend.operator_id)}"
     title = f"{trend.report_type.capitalize()} trend, {who}: {len(points)} period(s)"
     plot = _Plot(width, height, len(points), 4 * _axis_step(max(p.total_calls for p in points)))
     parts = [
@@ -425,7 +431,7 @@ class PageModel:
 
 def _options(values: Iterable[tuple[str, str]], selected: str | None) -> str:
     return "".join(
-        f'<option value="{esc(value)}"{" selected" if value == selected else ""}>{esc(label)}</option>'
+        f'<option value="{attribute_value(value)}"{" selected" if value == selected else ""}>{esc(label)}</option>'
         for value, label in values
     )
 
@@ -447,9 +453,10 @@ def page_html(model: PageModel) -> str:
                 period_days(model.report_type, report.period_start, report.run["period_end"]),
             ),
         )
-    operator_options = [("", "All operators"), *((op, op) for op in model.operators)]
+    # The exact id as the value; a shortened, visible label (display.py) keeps the select narrow.
+    operator_options = [("", "All operators"), *((op, short_text(op)) for op in model.operators)]
     if model.operator and model.operator not in model.operators:
-        operator_options.append((model.operator, model.operator))
+        operator_options.append((model.operator, short_text(model.operator)))
     form = (
         f'<form method="get" action="{esc(prefix)}/" id="picker" class="picker">'
         f'<label>Report <select name="type" id="type">{_options(((t, t) for t in model.report_types), model.report_type)}</select></label>'
@@ -486,10 +493,15 @@ def page_html(model: PageModel) -> str:
             f'<section class="table-wrap" aria-label="Operators">{report_table_html(report)}</section>'
         )
     if model.trend is not None:
-        who = "all operators" if model.trend.operator_id is None else f"operator {model.trend.operator_id}"
+        operator_id = model.trend.operator_id
+        who = (
+            "all operators"
+            if operator_id is None
+            else f'operator <bdi title="{esc(visible_text(operator_id))}">{esc(short_text(operator_id))}</bdi>'
+        )
         main += (
             '<section class="trend" aria-labelledby="trend-heading">'
-            f'<h2 id="trend-heading">Trend: last {len(model.trend.points)} {esc(model.report_type)} period(s), {esc(who)}</h2>'
+            f'<h2 id="trend-heading">Trend: last {len(model.trend.points)} {esc(model.report_type)} period(s), {who}</h2>'
             f"{trend_svg(model.trend)}</section>"
         )
     title = "CDR Reports" + (
