@@ -256,3 +256,61 @@ def test_hostile_operator_ids_neither_break_nor_spoof_the_report_view(page, airf
     # The chart follows the RTL id, which the select holds as its exact value.
     assert page.locator("#operator").input_value() == "abc\u202egnp.exe"
     assert "operator abc\\u202Egnp.exe" in page.locator("#trend-heading").inner_text()
+
+
+def test_the_ui_token_ends_with_a_password_or_role_change(page, browser_context, airflow_stack):
+    """The UI's `_token` cookie is refused once the user's password or roles change: a password
+    change sends the browser to the sign-in form; after a role change the UI signs in again from
+    its FAB session and shows what the new role may see."""
+    import secrets
+
+    username, password = "ui-revoke-" + secrets.token_hex(3), "Pw-" + secrets.token_urlsafe(12)
+    created = airflow_stack.request(
+        "admin", "POST", "/auth/fab/v1/users",
+        json={"username": username, "password": password, "email": f"{username}@example.test",
+              "first_name": "ui", "last_name": "Revoke", "roles": [{"name": "ReportViewer"}]},
+    )  # fmt: skip
+    assert created.status_code == 200, created.text
+
+    def sign_in(secret: str) -> str:
+        page.goto("/auth/login/?next=/dags", wait_until="domcontentloaded")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", secret)
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_url(f"{airflow_stack.base_url}/dags", wait_until="domcontentloaded")
+        return next(c for c in browser_context.cookies() if c["name"] == "_token")["value"]
+
+    def accepted(token: str) -> bool:
+        response = airflow_stack.request(None, "GET", "/api/v2/dags", headers={"Authorization": f"Bearer {token}"})
+        return response.status_code == 200
+
+    try:
+        first = sign_in(password)
+        page.get_by_text("3 Dags").wait_for()
+        assert accepted(first)
+        new_password = "Pw-new-" + secrets.token_urlsafe(12)
+        changed = airflow_stack.request(
+            "admin", "PATCH", f"/auth/fab/v1/users/{username}", params={"update_mask": "password"},
+            json={"password": new_password},
+        )  # fmt: skip
+        assert changed.status_code == 200, changed.text
+        assert not accepted(first)
+        page.goto("/dags", wait_until="domcontentloaded")
+        page.wait_for_url(re.compile(r".*/auth/login/.*"))  # the UI's token and FAB session both ended
+
+        second = sign_in(new_password)
+        page.get_by_text("3 Dags").wait_for()
+        changed = airflow_stack.request(
+            "admin", "PATCH", f"/auth/fab/v1/users/{username}", params={"update_mask": "roles"},
+            json={"roles": [{"name": "WeeklyReaders"}]},
+        )  # fmt: skip
+        assert changed.status_code == 200, changed.text
+        assert not accepted(second)
+        page.goto("/dags", wait_until="domcontentloaded")
+        page.get_by_text("Welcome").wait_for()  # signed in again from the FAB session, on the home page
+        page.goto("/dags", wait_until="domcontentloaded")
+        page.get_by_text("1 Dag").wait_for()  # with the new role: the weekly report only
+        third = next(c for c in browser_context.cookies() if c["name"] == "_token")["value"]
+        assert third != second and accepted(third)
+    finally:
+        airflow_stack.request("admin", "DELETE", f"/auth/fab/v1/users/{username}")
