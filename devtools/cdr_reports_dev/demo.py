@@ -406,7 +406,7 @@ def _paths() -> DemoPaths:
 
 # What the demo keeps in its state folder: Airflow's home (secrets, logs, marker), the report
 # database, the services' URIs with the test PostgreSQL password.
-DEMO_STATE_ENTRIES = ("demo_airflow_home", "demo_reports.db", "demo_reports.db-journal", "demo_reports.db-wal", "env")
+_PRIVATE_STATE_ENTRIES = ("demo_airflow_home", "demo_reports.db", "demo_reports.db-journal", "demo_reports.db-wal", "env")
 
 
 def make_private(paths: DemoPaths) -> None:
@@ -419,7 +419,7 @@ def make_private(paths: DemoPaths) -> None:
     os.umask(0o077)
     paths.state.mkdir(parents=True, exist_ok=True)
     paths.state.chmod(0o700)
-    for name in DEMO_STATE_ENTRIES:
+    for name in _PRIVATE_STATE_ENTRIES:
         top = paths.state / name
         if top.is_symlink() or not top.exists():
             continue
