@@ -406,7 +406,13 @@ def _paths() -> DemoPaths:
 
 # What the demo keeps in its state folder: Airflow's home (secrets, logs, marker), the report
 # database, the services' URIs with the test PostgreSQL password.
-_PRIVATE_STATE_ENTRIES = ("demo_airflow_home", "demo_reports.db", "demo_reports.db-journal", "demo_reports.db-wal", "env")
+_PRIVATE_STATE_ENTRIES = (
+    "demo_airflow_home",
+    "demo_reports.db",
+    "demo_reports.db-journal",
+    "demo_reports.db-wal",
+    "env",
+)
 
 
 def make_private(paths: DemoPaths) -> None:
