@@ -24,6 +24,7 @@ from cdr_reports.integration.maintenance import (
     DELETING_WITHOUT_ARCHIVE,
     archive_then_prune,
     build_maintenance_dag,
+    build_restore_dag,
 )
 from cdr_reports.pipeline.archive import REPORTS, list_periods, report_group, restore
 from cdr_reports.pipeline.config import Settings, load_settings
@@ -143,6 +144,25 @@ def test_a_period_that_cannot_be_archived_fails_the_run_after_the_others_and_ale
     assert "cdr_report_retention" in mail["message"]["Subject"]
     assert "1 group(s) could not be archived and were NOT deleted" in text
     assert "ArchiveCorrupt" in text
+
+
+def test_the_restore_dag_loads_archived_periods_back(dag_env, tmp_path):
+    archive = tmp_path / "archive"
+    engine, retention = _dag(dag_env, tmp_path, {"CDR_ARCHIVE_URL": f"file://{archive}"})
+    _load(engine, [0, 3])
+    expire = _load(engine, [35, 36, 37])
+    original = snapshot(engine)
+    assert str(retention.test().state) == "success"
+    assert len(snapshot(engine)[RUN_TABLE]) == 2
+    dag = build_restore_dag(load_settings())
+    assert dag.dag_id == "cdr_report_restore" and type(dag.timetable).__name__ == "NullTimetable"  # manual only
+    run = dag.test(run_conf={"report_type": "daily", "from": str(min(expire)), "to": str(max(expire))})
+    assert str(run.state) == "success", task_states(run)
+    assert snapshot(engine)[RUN_TABLE] == original[RUN_TABLE]
+    assert snapshot(engine)[OPERATOR_TABLE] == original[OPERATOR_TABLE]
+    # Nothing archived in the range: the run fails, it does not pass silently.
+    empty = dag.test(run_conf={"report_type": "weekly", "from": "2020-01-01", "to": "2020-12-31"})
+    assert str(empty.state) == "failed" and task_states(empty) == {"restore": ("failed", 1)}
 
 
 _ARCHIVER = textwrap.dedent(

@@ -26,11 +26,13 @@ PREVIOUS = make_report("previous", range(0, 5), base=11)
 
 
 REPORT_FILE, AUDIT_FILE, RETENTION_FILE = "cdr_report_dags.py", "cdr_source_audit_dag.py", "cdr_maintenance_dag.py"
-ALL_FILES = {REPORT_FILE, AUDIT_FILE, RETENTION_FILE}
+RESTORE_FILE = "cdr_report_restore_dag.py"
+ALL_FILES = {REPORT_FILE, AUDIT_FILE, RETENTION_FILE, RESTORE_FILE}
 DAGS_OF = {
     REPORT_FILE: {"cdr_daily_report", "cdr_weekly_report", "cdr_monthly_report"},
     AUDIT_FILE: {"cdr_source_audit"},
     RETENTION_FILE: {"cdr_report_retention"},
+    RESTORE_FILE: {"cdr_report_restore"},
 }
 
 

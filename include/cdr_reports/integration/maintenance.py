@@ -236,3 +236,79 @@ Current policy: **{policy}**; **{archive}**.
 
         prune()
     return dag
+
+
+RESTORE_DAG_ID = "cdr_report_restore"
+
+
+def build_restore_dag(settings: Settings | None = None) -> Any:
+    """The manually triggered DAG `cdr_report_restore` (one task, `restore`): archived reports loaded back."""
+    import pendulum
+    from airflow.sdk import DAG, Param, task
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cdr_reports.integration.connections import sql_engine
+    from cdr_reports.integration.failures import fail_fast
+    from cdr_reports.integration.task_policy import task_default_args
+
+    settings = settings or load_settings()
+    with DAG(
+        dag_id=RESTORE_DAG_ID,
+        schedule=None,  # triggered by a person, with the period range as params
+        start_date=pendulum.datetime(2026, 1, 1, tz=settings.time_zone),
+        catchup=False,
+        max_active_runs=1,
+        default_args=task_default_args(settings),
+        tags=["cdr", "maintenance"],
+        params={
+            "report_type": Param("daily", type="string", enum=["daily", "weekly", "monthly"], title="Report type"),
+            "from": Param(type="string", format="date", title="From", description="first period_start (local date)"),
+            "to": Param(type="string", format="date", title="To", description="last period_start, inclusive"),
+        },
+        doc_md=f"""
+# CDR report restore
+
+Loads archived reports back from `CDR_ARCHIVE_URL` (now `{settings.archive_url or "unset"}`, connection
+`{settings.archive_conn_id or "none"}`) into the report database (connection `{settings.sql_conn_id}`):
+every archived period of `report_type` whose `period_start` is in [`from`, `to`], one transaction per
+period that replaces the period's rows with the archived ones (and its data-quality findings when
+they were archived). The same as `python -m cdr_reports.pipeline.archive restore`. Periods older
+than the retention are archived and deleted again by the next `cdr_report_retention` run.
+""",
+    ) as dag:
+
+        @task(
+            task_id="restore",
+            doc_md="### Restore\nReads each archived file of the range, checks its content checksum, and "
+            "replaces the period's stored report with it (one transaction per period).",
+        )
+        def restore_task(**context: Any) -> dict[str, Any]:
+            from cdr_reports.integration.archive_storage import archive_root
+            from cdr_reports.pipeline.archive import restore
+
+            params = context["params"]
+            report_type = params["report_type"]
+            try:
+                first, last = date.fromisoformat(params["from"]), date.fromisoformat(params["to"])
+            except (TypeError, ValueError) as exc:
+                raise AirflowFailException(f"params from/to must be dates YYYY-MM-DD: {exc}") from exc
+            with fail_fast(f"restoring {report_type} reports {first}..{last} from {settings.archive_url}"):
+                summary = restore(
+                    sql_engine(settings),
+                    archive_root(settings),
+                    report_type,
+                    first,
+                    last,
+                    schema=settings.sql_schema,
+                )
+            if not summary.periods:
+                raise AirflowFailException(f"no archived {report_type} report between {first} and {last}")
+            return {
+                "report_type": report_type,
+                "periods": [d.isoformat() for d in summary.periods],
+                "operator_rows": summary.operator_rows,
+                "quality_rows": summary.quality_rows,
+            }
+
+        restore_task()
+    return dag
