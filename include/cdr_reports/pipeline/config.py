@@ -383,7 +383,6 @@ REPORT_ONLY_SETTINGS = frozenset(
         "CDR_VOLUME_MIN_EXPECTED_CALLS",
         "CDR_LATE_DATA_LOOKBACK_DAYS",
         "CDR_LATE_DATA_ACTION",
-        "CDR_ROLLUP",
     }
 )
 # Read by the retention DAG alone.
