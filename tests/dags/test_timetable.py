@@ -643,3 +643,25 @@ def test_audit_and_retention_dags_show_their_time_zone(plugins_from_repo, module
         last_automated_data_interval=None, restriction=TimeRestriction(local(2026, 11, 1), None, True)
     )
     assert info.run_after.in_timezone("UTC").strftime("%H:%M") == f"{int(clock[:2]) - 3:02d}:{clock[3:]}"
+
+
+@pytest.mark.parametrize(
+    ("report_date", "needle"),
+    [
+        ("2025-12-31", "starts before CDR_EARLIEST_REPORT_DATE=2026-01-01"),
+        ("2026-12-01", "has not ended yet"),  # today in Istanbul
+        ("9999-12-31", "outside the dates this system can represent"),
+        ("0001-01-01", "starts before CDR_EARLIEST_REPORT_DATE"),
+        ("2026-11-30", None),
+        ("2026-01-01", None),
+        ("not a date", None),  # the param's own validation answers
+    ],
+)
+def test_report_date_refusal(report_date, needle):
+    from cdr_reports.integration.timetable import report_date_refusal
+
+    refusal = report_date_refusal(bounded("daily"), report_date, utc(2026, 12, 1, 7))
+    if needle is None:
+        assert refusal is None
+    else:
+        assert refusal.startswith(f"report_date={report_date} refused: ") and needle in refusal

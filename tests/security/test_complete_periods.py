@@ -9,6 +9,7 @@ the REST API and reads the outcome back from the scheduler's real task instances
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -124,13 +125,31 @@ def test_the_earliest_date_follows_its_setting():
 # -- the real plan task, in the stack --------------------------------------------------------------
 
 
+# Creates manual runs past the run guard (removed in this process only), as direct database access would.
+BYPASS_SCRIPT = """
+import json, sys
+from sqlalchemy import event
+from airflow.api.common.trigger_dag import trigger_dag
+from airflow.models.dagrun import DagRun
+from airflow.utils.types import DagRunTriggeredByType
+import cdr_reports.integration.timetable as timetable
+timetable.install_backfill_guard()
+event.remove(DagRun, "before_insert", timetable._refuse_out_of_bounds_report_date)
+for report_date in json.loads(sys.argv[1]):
+    run = trigger_dag("DAG_ID", triggered_by=DagRunTriggeredByType.CLI, conf={"report_date": report_date})
+    print("RUN", report_date, run.run_id)
+"""
+
+
 @pytest.mark.e2e
 def test_the_plan_task_refuses_such_runs_at_once_and_nothing_is_stored(airflow_stack):
     """Runs the plan task must refuse; each fails on its first try (the stack runs with
     CDR_RETRIES=2), names the param, and no report is stored.
 
-    The REST API (UI included) refuses these before a run exists (test_http_policy.py); `airflow
-    dags trigger` writes to the metadata database directly, so the plan task is the check there."""
+    No client creates such a run: the REST API (UI included) answers 422, `airflow dags trigger`
+    fails where Airflow stores the run (timetable.install_backfill_guard). The plan task is the
+    last line for a run created past every guard, as direct database access would: the test
+    creates those runs with the guard removed."""
     import json
 
     import sqlalchemy as sa
@@ -145,15 +164,21 @@ def test_the_plan_task_refuses_such_runs_at_once_and_nothing_is_stored(airflow_s
         "9999-12-31": "outside the dates this system can represent",
     }
     dag_id = "cdr_daily_report"
-    run_ids = {}
-    for report_date in refused:
+    runs_before = len(airflow_stack.dag_runs(dag_id))
+    for report_date, reason in refused.items():
         response = airflow_stack.trigger_report("operator", dag_id, report_date)
         assert response.status_code == 422, response.text
-        triggered = airflow_stack.run_cli(
-            AIRFLOW, "dags", "trigger", dag_id, "--conf", json.dumps({"report_date": report_date}), "--output", "json"
-        )
-        printed = next(line for line in triggered.stdout.splitlines() if line.startswith("[{"))  # after log lines
-        run_ids[report_date] = json.loads(printed)[0]["dag_run_id"]
+        assert reason in response.json()["detail"]
+        conf = json.dumps({"report_date": report_date})
+        cli = airflow_stack.run_cli(AIRFLOW, "dags", "trigger", dag_id, "--conf", conf, check=False)
+        assert cli.returncode != 0, cli.stdout[-2000:]
+        assert reason in cli.stdout + cli.stderr, (cli.stdout + cli.stderr)[-3000:]
+    assert len(airflow_stack.dag_runs(dag_id)) == runs_before  # not one run was created
+
+    bypass = BYPASS_SCRIPT.replace("DAG_ID", dag_id)
+    created = airflow_stack.run_cli(sys.executable, "-c", bypass, json.dumps(list(refused)), timeout=300)
+    run_ids = dict(line.split()[1:3] for line in created.stdout.splitlines() if line.startswith("RUN "))
+    assert set(run_ids) == set(refused), created.stdout[-3000:]
 
     for report_date, reason in refused.items():
         run_id = run_ids[report_date]

@@ -342,10 +342,7 @@ def trigger_refusal(
     ``report_date`` param is plain text to Airflow (JSON schema ``format: date``), so its period
     is checked here, before a run is created (the ``plan`` task would refuse it at run time).
     """
-    from datetime import date
-
-    from cdr_reports.integration.timetable import CalendarPeriodTimetable
-    from cdr_reports.pipeline.periods import period_containing
+    from cdr_reports.integration.timetable import CalendarPeriodTimetable, report_date_refusal
 
     try:
         request = json.loads(body)
@@ -355,16 +352,7 @@ def trigger_refusal(
     report_date = conf.get("report_date") if isinstance(conf, dict) else None
     if not isinstance(report_date, str):
         return None
-    try:
-        day = date.fromisoformat(report_date)
-    except ValueError:
-        return None  # Airflow's param validation answers 400
     timetable = timetable_of(dag_id)
     if not isinstance(timetable, CalendarPeriodTimetable):
         return None
-    try:
-        period = period_containing(timetable.report_type, day, timetable.timezone, timetable.week_start)
-        refusal = timetable.period_refusal(period, now or datetime.now(UTC))
-    except (OverflowError, ValueError) as exc:
-        refusal = f"its period is outside the dates this system can represent ({exc})"
-    return None if refusal is None else f"report_date={report_date} refused: {refusal}"
+    return report_date_refusal(timetable, report_date, now or datetime.now(UTC))

@@ -385,34 +385,73 @@ _guard_installed = False
 
 
 def install_backfill_guard() -> None:
-    """Check every backfill of a DAG on this timetable where Airflow stores it (idempotent).
+    """Check every backfill, and every manual run's ``report_date``, where Airflow stores them (idempotent).
 
     ``airflow.models.backfill._create_backfill`` (REST API, UI and ``airflow backfill create``
     alike) inserts the ``Backfill`` row, commits, and only then creates its runs. A
     ``before_insert`` hook on that model refuses the row, so nothing is created, when
     :meth:`CalendarPeriodTimetable.backfill_refusal` objects; the exception is Airflow's own
-    ``InvalidBackfillDate``, which the REST API answers with 422 and the CLI prints. Installed from
-    ``deserialize``: every process that creates a backfill has deserialized the DAG first.
+    ``InvalidBackfillDate``, which the REST API answers with 422 and the CLI prints. Likewise a
+    ``before_insert`` hook on ``DagRun`` refuses a manual run whose ``conf.report_date`` names a
+    period before ``earliest``, not ended or unrepresentable (``ValueError``: the REST API's 400;
+    ``airflow dags trigger`` fails and creates nothing), so no client creates such a run; the
+    ``plan`` task's check stays as the last line. Installed from ``deserialize``: every process
+    that creates a backfill or a run has deserialized the DAG first.
     """
     global _guard_installed
     if _guard_installed:
         return
     from airflow.models.backfill import Backfill
+    from airflow.models.dagrun import DagRun
     from sqlalchemy import event
 
     event.listen(Backfill, "before_insert", _refuse_unbounded_backfill)
+    event.listen(DagRun, "before_insert", _refuse_out_of_bounds_report_date)
     _guard_installed = True
 
 
-def _refuse_unbounded_backfill(mapper: Any, connection: Any, target: Any) -> None:
-    from airflow.models.backfill import InvalidBackfillDate
+def _stored_timetable(connection: Any, dag_id: str) -> Any:
     from airflow.models.serialized_dag import SerializedDagModel
     from sqlalchemy.orm import Session
 
     # A short read on the flushing connection (same transaction): the DAG's stored timetable.
     with Session(bind=connection) as session:
-        serdag = session.scalar(SerializedDagModel.latest_item_select_object(target.dag_id))
-        timetable = serdag.dag.timetable if serdag is not None else None
+        serdag = session.scalar(SerializedDagModel.latest_item_select_object(dag_id))
+        return serdag.dag.timetable if serdag is not None else None
+
+
+def report_date_refusal(timetable: CalendarPeriodTimetable, report_date: str, now: datetime.datetime) -> str | None:
+    """Why a manual run with ``conf.report_date`` must not exist, or None (also for a non-date)."""
+    try:
+        day = datetime.date.fromisoformat(report_date)
+    except ValueError:
+        return None  # the param's own validation (format: date) answers
+    try:
+        period = period_containing(timetable.report_type, day, timetable.timezone, timetable.week_start)
+        refusal = timetable.period_refusal(period, now)
+    except (OverflowError, ValueError) as exc:
+        refusal = f"its period is outside the dates this system can represent ({exc})"
+    return None if refusal is None else f"report_date={report_date} refused: {refusal}"
+
+
+def _refuse_out_of_bounds_report_date(mapper: Any, connection: Any, target: Any) -> None:
+    conf = target.conf if isinstance(target.conf, dict) else {}
+    report_date = conf.get("report_date")
+    if str(getattr(target.run_type, "value", target.run_type)) != "manual" or not isinstance(report_date, str):
+        return
+    timetable = _stored_timetable(connection, target.dag_id)
+    if not isinstance(timetable, CalendarPeriodTimetable):
+        return
+    refusal = report_date_refusal(timetable, report_date, _utcnow())
+    if refusal is not None:
+        log.warning("refused a run of %s: %s", target.dag_id, refusal)
+        raise ValueError(refusal)
+
+
+def _refuse_unbounded_backfill(mapper: Any, connection: Any, target: Any) -> None:
+    from airflow.models.backfill import InvalidBackfillDate
+
+    timetable = _stored_timetable(connection, target.dag_id)
     if not isinstance(timetable, CalendarPeriodTimetable):
         return
     refusal = timetable.backfill_refusal(target.dag_id, _aware(target.from_date), _aware(target.to_date), _utcnow())
