@@ -111,11 +111,19 @@ def test_the_dag_archives_to_s3_through_the_amazon_connection_then_deletes(dag_e
     assert keys == sorted(
         "cdr-reports/" + report_group({"report_type": "daily", "period_start": d}, []).label for d in expire
     )
-    # Restored from the bucket, the reports are what they were, value for value.
+    # Restored from the bucket, the reports are what they were, value for value, and the report
+    # view (its own query) shows them again.
+    from cdr_reports.integration.report_view.queries import read_stored_report
+
+    assert read_stored_report(engine, "daily", expire[0]) is None
     root = archive_root(Settings(archive_url=f"s3://{bucket}/cdr-reports", archive_conn_id="cdr_archive"))
     restore(engine, root, "daily", min(expire), max(expire))
     assert snapshot(engine)[RUN_TABLE] == original[RUN_TABLE]
     assert snapshot(engine)[OPERATOR_TABLE] == original[OPERATOR_TABLE]
+    shown = read_stored_report(engine, "daily", expire[0])
+    assert shown is not None
+    assert shown.run == next(r for r in original[RUN_TABLE] if r["period_start"] == expire[0])
+    assert shown.rows == [r for r in original[OPERATOR_TABLE] if r["period_start"] == expire[0]]
 
 
 def test_a_period_that_cannot_be_archived_fails_the_run_after_the_others_and_alerts(dag_env, tmp_path, smtp_server):
