@@ -236,4 +236,4 @@ def test_windows_use_utc_instants_of_local_midnight(cdr_db):
         ]
     )
     counts = extract_slice(coll, DAY.start_utc, DAY.end_utc, {"IsDeleted": {"$ne": True}}, 10**6, cdr_db.strategy)
-    assert counts.total_calls == {"1": 2} and counts.duration_seconds == {"1": 6}
+    assert counts.total_calls == {"1": 2} and counts.duration_ms == {"1": 6000}

@@ -76,9 +76,10 @@ def expected_report(
         if key is None or duration is None:
             rejected += 1
             continue
-        entry = ops.setdefault(key, {"total": 0, "answered": 0, "seconds": 0})
+        entry = ops.setdefault(key, {"total": 0, "answered": 0, "ms": 0})
         entry["total"] += 1
-        entry["seconds"] += duration
+        # Durations count in whole milliseconds, halves up (the report contract).
+        entry["ms"] += int(duration) * 1000 if isinstance(duration, int) else math.floor(duration * 1000.0 + 0.5)
         if isinstance(doc["DateTime"].get("Connect"), datetime):
             entry["answered"] += 1
     rows = {}
@@ -86,9 +87,9 @@ def expected_report(
         rows[key] = {
             "total_calls": entry["total"],
             "answered_calls": entry["answered"],
-            "total_duration_seconds": math.floor(entry["seconds"] + 0.5),
+            "total_duration_seconds": (entry["ms"] + 500) // 1000,
             "answer_ratio": entry["answered"] / entry["total"],
-            "avg_answered_duration_seconds": entry["seconds"] / entry["answered"] if entry["answered"] else None,
+            "avg_answered_duration_seconds": entry["ms"] / 1000 / entry["answered"] if entry["answered"] else None,
         }
     return {"source": source, "valid": source - rejected, "rejected": rejected, "rows": rows}
 

@@ -4,11 +4,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from cdr_reports.pipeline.aggregate import Report, build_report, round_seconds
+from cdr_reports.pipeline.aggregate import Report, build_report
 from cdr_reports.pipeline.errors import InvariantError
 from cdr_reports.pipeline.extract import SliceCounts
 from cdr_reports.pipeline.periods import period_containing
-from cdr_reports.pipeline.validity import operator_key
+from cdr_reports.pipeline.validity import duration_ms, operator_key, rounded_seconds
 
 DAY = period_containing("daily", date(2026, 11, 27), "Europe/Istanbul")
 AT = datetime(2026, 11, 28, 1, 2, 3, tzinfo=UTC)
@@ -23,8 +23,8 @@ def test_slices_merge_and_ratios():
     report = build_report(
         DAY,
         [
-            _slice(b_start, b_end, 5, 1, {"7": 3, "x": 1}, {"7": 1}, {"7": 10.4, "x": 0}),
-            _slice(a_start, a_end, 4, 0, {"7": 4}, {"7": 3}, {"7": 20}),
+            _slice(b_start, b_end, 5, 1, {"7": 3, "x": 1}, {"7": 1}, {"7": 10_400, "x": 0}),
+            _slice(a_start, a_end, 4, 0, {"7": 4}, {"7": 3}, {"7": 20_000}),
         ],
         dag_run_id="r",
         generated_at=AT,
@@ -44,7 +44,7 @@ def test_slice_counts_survive_xcom_json():
     import json
 
     ((start, end),) = DAY.slices(1)
-    counts = _slice(start, end, 3, 1, {"a": 2}, {"a": 1}, {"a": 2.5})
+    counts = _slice(start, end, 3, 1, {"a": 2}, {"a": 1}, {"a": 2_500})
     assert SliceCounts.from_dict(json.loads(json.dumps(counts.to_dict()))) == counts
 
 
@@ -73,8 +73,23 @@ def test_invariants_fail_loudly(slices, message):
         build_report(DAY, cases.get(slices, slices) if isinstance(slices, str) else slices, "r")
 
 
-def test_round_seconds_half_up_and_ints_untouched():
-    assert [round_seconds(v) for v in (0.5, 1.5, 2.4999, 2**62, 7)] == [1, 2, 2, 2**62, 7]
+def test_rounded_seconds_half_up_from_exact_milliseconds():
+    assert [rounded_seconds(v) for v in (500, 1_500, 2_499, 2**62, 7_000)] == [1, 2, 2, (2**62 + 500) // 1000, 7]
+
+
+def test_duration_ms_is_exact_for_millisecond_durations_and_independent_of_split():
+    assert [duration_ms(v) for v in (0.5, 12.345, 0.001, 7, 2**31, 0.0004999, 0.0005)] == [
+        500,
+        12_345,
+        1,
+        7_000,
+        2**31 * 1000,
+        0,
+        1,
+    ]
+    # Float sums move with the order and grouping of the additions; millisecond sums cannot.
+    values = [0.1, 0.2, 0.3, 1.0005, 2.4995] * 7
+    assert sum(duration_ms(v) for v in values) == sum(duration_ms(v) for v in reversed(values))
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,7 @@ def test_every_variable_overrides_its_setting():
         "CDR_VOLUME_MIN_EXPECTED_CALLS": "0",
         "CDR_LATE_DATA_LOOKBACK_DAYS": "0",
         "CDR_LATE_DATA_ACTION": "Alert",
+        "CDR_ROLLUP": "OFF",
     }
     assert set(env) == set(ENV_VARS)  # the test covers the whole table
     s = load_settings(env)
@@ -78,6 +79,7 @@ def test_every_variable_overrides_its_setting():
     assert (s.extract_slices_daily, s.extract_slices_weekly, s.extract_slices_monthly) == (2, 7, 31)
     assert s.mongo_query_timeout_seconds == 600
     assert s.earliest_report_date.isoformat() == "2025-06-01"
+    assert s.rollup == "off"
     assert (s.due.daily_hour, s.due.weekly_hour, s.due.monthly_hour) == (5, 6, 7)
     assert (s.owner, s.catchup, s.retries, s.retry_delay_seconds, s.max_retry_delay_seconds) == (
         "team",

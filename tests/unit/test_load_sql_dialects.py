@@ -83,6 +83,7 @@ def test_mssql_insert_parameters_are_the_report_values():
             "total_duration_seconds": 30,
             "answer_ratio": 0.5,
             "avg_answered_duration_seconds": 30.0,
+            "total_duration_ms": None,
             "generated_at": datetime(2026, 11, 28, 0, 0),  # naive UTC
             "dag_run_id": "scheduled__2026-11-27T21:00:00+00:00",
         }

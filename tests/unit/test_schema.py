@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_operator_row_fields_are_the_schema_metric_columns():
-    assert tuple(f.name for f in dataclasses.fields(OperatorRow)) == schema.METRIC_COLUMNS
+    assert tuple(f.name for f in dataclasses.fields(OperatorRow)) == schema.METRIC_COLUMNS + schema.EXACT_COLUMNS
     operator_columns = [c.name for c in schema.OPERATOR_COLUMNS]
     assert set(schema.METRIC_COLUMNS) <= set(operator_columns)
 

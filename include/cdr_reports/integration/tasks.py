@@ -19,8 +19,15 @@ log = logging.getLogger(__name__)
 
 
 def plan(report_type: str, settings: Settings, context: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The run's period, split into `CDR_EXTRACT_SLICES[_<TYPE>]` windows (one mapped extract each)."""
-    from cdr_reports.pipeline.plan import plan_windows, resolve_period
+    """The run's period as windows: one mapped `extract` each.
+
+    A daily period (or any, with `CDR_ROLLUP=off`) is split into `CDR_EXTRACT_SLICES[_<TYPE>]`
+    slices of CDRs. A weekly or monthly period is split into runs of days: those whose stored
+    daily report qualifies are rolled up, the others extracted (pipeline/rollup.py).
+    """
+    from cdr_reports.pipeline.plan import resolve_period
+    from cdr_reports.pipeline.rollup import rules_fingerprint
+    from cdr_reports.pipeline.runner import plan_report_windows, rolls_up
 
     with fail_fast("planning the report"):
         dag_run = context.get("dag_run")
@@ -33,7 +40,12 @@ def plan(report_type: str, settings: Settings, context: Mapping[str, Any]) -> li
             # Only complete periods are reported: the period must have ended by now.
             now=datetime.now(UTC),
         )
-        windows = plan_windows(period, settings.slices_for(report_type))
+    where = f"reading which daily reports qualify via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"
+    with fail_fast(where if rolls_up(report_type, settings) else "planning the windows"):
+        from cdr_reports.integration.connections import sql_engine
+
+        engine = sql_engine(settings) if rolls_up(report_type, settings) else None
+        windows = plan_report_windows(engine, period, settings, rules_fingerprint(settings))
     log.info(
         "reporting %s: %s .. %s UTC in %d slice(s)", period.label(), period.start_utc, period.end_utc, len(windows)
     )
@@ -41,21 +53,21 @@ def plan(report_type: str, settings: Settings, context: Mapping[str, Any]) -> li
 
 
 def extract(window: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """Counts of one window, computed by the extract strategy that suits the server."""
+    """Counts of one window: CDRs by the extract strategy that suits the server, or stored daily reports."""
     from bson import json_util
 
-    from cdr_reports.integration.connections import mongo_collection
-    from cdr_reports.pipeline.runner import extract_window
+    from cdr_reports.integration.connections import mongo_collection, sql_engine
+    from cdr_reports.pipeline.rollup import ROLLUP
+    from cdr_reports.pipeline.runner import count_window
 
-    start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
     # The message names the connection, the filter and their settings: what to fix when wrong.
     where = (
         f"connection {settings.mongo_conn_id!r} (CDR_MONGO_CONN_ID), "
         f"CDR_GLOBAL_FILTER={json_util.dumps(settings.global_filter)}"
     )
     with fail_fast(f"extracting {window['start']}..{window['end']} via {where}"):
-        collection = mongo_collection(settings)
-        counts = extract_window(collection, start, end, settings)
+        engine = sql_engine(settings) if window.get("method") == ROLLUP else None
+        counts = count_window(lambda: mongo_collection(settings), engine, dict(window), settings)
     return counts.to_dict()
 
 
@@ -66,26 +78,47 @@ def aggregate(windows: list[dict[str, Any]], slices: list[dict[str, Any]], run_i
     from cdr_reports.pipeline.plan import period_from_dict
 
     period = period_from_dict(windows[0]["period"])
-    report = build_report(period, [SliceCounts.from_dict(s) for s in slices], dag_run_id=run_id)
+    report = build_report(
+        period,
+        [SliceCounts.from_dict(s) for s in slices],
+        dag_run_id=run_id,
+        rules_fingerprint=windows[0].get("rules_fingerprint"),
+    )
     return report.to_dict()
 
 
 def load(report_data: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """Replace the period's stored report in one transaction; returns a summary for XCom."""
-    from cdr_reports.integration.connections import sql_engine
+    """Replace the period's stored report in one transaction; returns a summary for XCom.
+
+    A roll-up whose daily reports were replaced after `extract` read them (a late-data re-report,
+    a re-run) is not stored stale: it is built again here, in this task, from what is stored now.
+    """
+    from cdr_reports.integration.connections import mongo_collection, sql_engine
     from cdr_reports.pipeline.aggregate import Report
     from cdr_reports.pipeline.load import load_report
+    from cdr_reports.pipeline.periods import period_containing
+    from cdr_reports.pipeline.rollup import StaleRollupError
+    from cdr_reports.pipeline.runner import run_report
 
     report = Report.from_dict(report_data)
     where = f"via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"
     with fail_fast(f"loading the {report.report_type} report of {report.period_start} {where}"):
-        result = load_report(sql_engine(settings), report, schema=settings.sql_schema)
+        engine = sql_engine(settings)
+        try:
+            result = load_report(engine, report, schema=settings.sql_schema)
+        except StaleRollupError as exc:
+            log.warning("%s", exc)
+            period = period_containing(report.report_type, report.period_start, report.time_zone, settings.week_start)
+            report = run_report(mongo_collection(settings), engine, period, settings, report.dag_run_id)
+            result = None  # stored by the rebuild
     return {
         "report_type": report.report_type,
         "period_start": report.period_start.isoformat(),
-        "operators": result.operator_rows,
-        "replaced_rows": result.replaced_operator_rows,
+        "operators": report.operators,
+        "replaced_rows": result.replaced_operator_rows if result is not None else None,
         "source_records": report.source_records,
         "valid_records": report.valid_records,
         "rejected_records": report.rejected_records,
+        "method": report.method,
+        "days_extracted": report.days_extracted,
     }

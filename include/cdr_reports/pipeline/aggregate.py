@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -13,6 +13,9 @@ from typing import Any
 from cdr_reports.pipeline.errors import InvariantError
 from cdr_reports.pipeline.extract import SliceCounts
 from cdr_reports.pipeline.periods import ReportPeriod
+from cdr_reports.pipeline.validity import average_seconds, rounded_seconds
+
+METHODS = ("extract", "rollup", "mixed")
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,20 @@ class OperatorRow:
     total_duration_seconds: int
     answer_ratio: float
     avg_answered_duration_seconds: float | None
+    total_duration_ms: int | None = None  # exact sum; None only for reports stored before release 0.5
+
+    @classmethod
+    def from_counts(cls, operator_id: str, total: int, answered: int, total_ms: int) -> OperatorRow:
+        """The one derivation of an operator's figures from its exact counts (extract and roll-up alike)."""
+        return cls(
+            operator_id=operator_id,
+            total_calls=total,
+            answered_calls=answered,
+            total_duration_seconds=rounded_seconds(total_ms),
+            answer_ratio=answered / total,
+            avg_answered_duration_seconds=average_seconds(total_ms, answered),
+            total_duration_ms=total_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -40,10 +57,18 @@ class Report:
     generated_at: datetime  # aware UTC
     dag_run_id: str
     extract_strategy: str | None = None  # how the slices were extracted (pushdown / stream)
+    method: str | None = None  # extract | rollup | mixed (None: built outside build_report, e.g. tests)
+    days_extracted: int | None = None  # local days whose CDRs were read from MongoDB
+    rules_fingerprint: str | None = None  # rollup.rules_fingerprint of the settings it was computed under
+    rollup_inputs: Mapping[str, str] | None = None  # ISO day -> version of each daily report rolled up
 
     @property
     def operators(self) -> int:
         return len(self.rows)
+
+    @property
+    def rollup_inputs_sha256(self) -> str | None:
+        return inputs_digest(self.rollup_inputs) if self.rollup_inputs else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +83,10 @@ class Report:
             "generated_at": self.generated_at.isoformat(),
             "dag_run_id": self.dag_run_id,
             "extract_strategy": self.extract_strategy,
+            "method": self.method,
+            "days_extracted": self.days_extracted,
+            "rules_fingerprint": self.rules_fingerprint,
+            "rollup_inputs": dict(self.rollup_inputs) if self.rollup_inputs else None,
         }
 
     @classmethod
@@ -74,14 +103,17 @@ class Report:
             generated_at=datetime.fromisoformat(data["generated_at"]),
             dag_run_id=data["dag_run_id"],
             extract_strategy=data.get("extract_strategy"),
+            method=data.get("method"),
+            days_extracted=data.get("days_extracted"),
+            rules_fingerprint=data.get("rules_fingerprint"),
+            rollup_inputs=data.get("rollup_inputs") or None,
         )
 
 
-def round_seconds(value: float | int) -> int:
-    """Whole seconds, halves away from zero (durations are never negative)."""
-    if isinstance(value, int):
-        return value
-    return math.floor(value + 0.5)
+def inputs_digest(inputs: Mapping[str, str]) -> str:
+    """SHA-256 of the daily reports a roll-up read: sorted `day|dag_run_id|generated_at` lines."""
+    text = "\n".join(f"{day}|{version}" for day, version in sorted(inputs.items()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _check_slices_tile(period: ReportPeriod, slices: Sequence[SliceCounts]) -> None:
@@ -105,17 +137,19 @@ def build_report(
     slices: Iterable[SliceCounts],
     dag_run_id: str,
     generated_at: datetime | None = None,
+    rules_fingerprint: str | None = None,
 ) -> Report:
-    """One report from the partial counts of all slices of `period`.
+    """One report from the partial counts of all slices of `period` (extracted or rolled up).
 
     Raises InvariantError when the numbers do not reconcile: slices must tile the period;
-    source = valid + rejected in every slice; answered <= total for every operator.
+    source = valid + rejected in every slice; answered <= total for every operator; every
+    rolled-up day lies in the period, once.
     """
     parts = list(slices)
     _check_slices_tile(period, parts)
     totals: dict[str, int] = {}
     answered: dict[str, int] = {}
-    durations: dict[str, float | int] = {}
+    durations: dict[str, int] = {}
     source = rejected = 0
     for part in parts:
         part_valid = sum(part.total_calls.values())
@@ -129,11 +163,10 @@ def build_report(
         for mapping, target in (
             (part.total_calls, totals),
             (part.answered_calls, answered),
-            (part.duration_seconds, durations),
+            (part.duration_ms, durations),
         ):
-            merged: dict[str, Any] = target  # ints for calls, int or float for seconds
             for key, value in mapping.items():
-                merged[key] = merged.get(key, 0) + value
+                target[key] = target.get(key, 0) + value
 
     unknown = (set(answered) | set(durations)) - set(totals)
     if unknown:
@@ -149,18 +182,12 @@ def build_report(
             raise InvariantError(
                 f"{period.label()}: operator {operator_id!r} has {answered_calls} answered of {total} calls"
             )
-        seconds = durations.get(operator_id, 0)
-        rows.append(
-            OperatorRow(
-                operator_id=operator_id,
-                total_calls=total,
-                answered_calls=answered_calls,
-                total_duration_seconds=round_seconds(seconds),
-                answer_ratio=answered_calls / total,
-                avg_answered_duration_seconds=(seconds / answered_calls) if answered_calls else None,
-            )
-        )
+        rows.append(OperatorRow.from_counts(operator_id, total, answered_calls, durations.get(operator_id, 0)))
     valid = sum(totals.values())
+    rolled = _rolled_up_days(period, parts)
+    inputs = {day: version for part in parts for day, version in part.rollup_inputs.items()}
+    days_extracted = (period.end_date - period.start_date).days - len(rolled)
+    method = "extract" if not rolled else ("rollup" if days_extracted == 0 else "mixed")
     report = Report(
         report_type=period.report_type,
         period_start=period.start_date,
@@ -172,14 +199,36 @@ def build_report(
         rows=tuple(rows),
         generated_at=(generated_at or datetime.now(UTC)).astimezone(UTC),
         dag_run_id=dag_run_id,
-        extract_strategy="+".join(sorted({p.strategy for p in parts if p.strategy})) or None,
+        extract_strategy="+".join(
+            sorted({s for p in parts if p.strategy for s in p.strategy.split("+") if s != "rollup"})
+        )
+        or None,
+        method=method,
+        days_extracted=days_extracted,
+        rules_fingerprint=rules_fingerprint,
+        rollup_inputs=inputs or None,
     )
     log.info(
-        "aggregate %s: %d operators, source=%d valid=%d rejected=%d",
+        "aggregate %s: %d operators, source=%d valid=%d rejected=%d, method %s (%d day(s) extracted)",
         period.label(),
         report.operators,
         source,
         valid,
         rejected,
+        method,
+        days_extracted,
     )
     return report
+
+
+def _rolled_up_days(period: ReportPeriod, parts: Sequence[SliceCounts]) -> set[str]:
+    days = [day for part in parts for day in part.rolled_up_days]
+    if len(days) != len(set(days)):
+        raise InvariantError(f"{period.label()}: a day was rolled up twice: {sorted(days)}")
+    outside = [d for d in days if not period.start_date <= date.fromisoformat(d) < period.end_date]
+    if outside:
+        raise InvariantError(f"{period.label()}: rolled-up days outside the period: {outside}")
+    missing = [d for part in parts for d in part.rolled_up_days if d not in part.rollup_inputs]
+    if missing:
+        raise InvariantError(f"{period.label()}: rolled-up days without the version read: {missing}")
+    return set(days)

@@ -36,6 +36,7 @@ DEFAULT_VOLUME_DROP_THRESHOLD = 0.5
 DEFAULT_VOLUME_MIN_EXPECTED_CALLS = 20
 DEFAULT_LATE_DATA_LOOKBACK_DAYS = 2
 LATE_DATA_ACTIONS = ("rereport", "alert")
+ROLLUP_MODES = ("auto", "off")  # rollup.py
 
 
 class ConfigError(PermanentError, ValueError):
@@ -109,6 +110,8 @@ class Settings:
     # Settings refused by load_settings(defer=...): (variable, message). The DAG was built with their
     # defaults, and every task of it fails at once naming them (task_policy.RefuseInvalidSettings).
     invalid_settings: tuple[tuple[str, str], ...] = ()
+    # Weekly/monthly reports from the stored daily reports (rollup.py): auto | off.
+    rollup: str = "auto"
 
     def slices_for(self, report_type: str) -> int:
         """Time slices (one extract task each) of a `report_type` period."""
@@ -335,6 +338,7 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CDR_VOLUME_MIN_EXPECTED_CALLS": ("volume_min_expected_calls", _int_in(0)),
     "CDR_LATE_DATA_LOOKBACK_DAYS": ("late_data_lookback_days", _int_in(0, 31)),
     "CDR_LATE_DATA_ACTION": ("late_data_action", _choice(LATE_DATA_ACTIONS)),
+    "CDR_ROLLUP": ("rollup", _choice(ROLLUP_MODES)),
 }
 
 # Environment variable -> Settings field (derived; what the README and .env.example tests read).
@@ -383,6 +387,7 @@ REPORT_ONLY_SETTINGS = frozenset(
         "CDR_VOLUME_MIN_EXPECTED_CALLS",
         "CDR_LATE_DATA_LOOKBACK_DAYS",
         "CDR_LATE_DATA_ACTION",
+        "CDR_ROLLUP",
     }
 )
 # Read by the retention DAG alone.

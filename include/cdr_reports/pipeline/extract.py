@@ -32,9 +32,10 @@ from typing import Any
 
 from cdr_reports.pipeline.errors import PermanentError, classify_mongo_error
 from cdr_reports.pipeline.validity import (
+    DURATION_MS_EXPRESSION,
     START_FIELD,
     DocumentRules,
-    finite_sum,
+    duration_ms,
     operator_key,
     window_query,
 )
@@ -77,7 +78,13 @@ class ScopedCollection:
 
 @dataclass
 class SliceCounts:
-    """Per-operator partial counts of one time slice; a plain dict round-trips through XCom."""
+    """Per-operator partial counts of one time slice; a plain dict round-trips through XCom.
+
+    Durations are exact integer milliseconds (validity.duration_ms), so slices add up to the same
+    totals however a period is cut. A slice may also come from stored daily reports instead of
+    MongoDB (rollup.py): `rolled_up_days` then names those local days and `rollup_inputs` the
+    version (run, time) of each daily report read.
+    """
 
     start: datetime
     end: datetime
@@ -85,8 +92,10 @@ class SliceCounts:
     rejected_records: int
     total_calls: dict[str, int] = field(default_factory=dict)
     answered_calls: dict[str, int] = field(default_factory=dict)
-    duration_seconds: dict[str, float | int] = field(default_factory=dict)
+    duration_ms: dict[str, int] = field(default_factory=dict)
     strategy: str | None = None
+    rolled_up_days: tuple[str, ...] = ()  # ISO local days whose counts are stored daily reports
+    rollup_inputs: dict[str, str] = field(default_factory=dict)  # ISO day -> "dag_run_id|generated_at"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,8 +105,10 @@ class SliceCounts:
             "rejected_records": self.rejected_records,
             "total_calls": dict(self.total_calls),
             "answered_calls": dict(self.answered_calls),
-            "duration_seconds": dict(self.duration_seconds),
+            "duration_ms": dict(self.duration_ms),
             "strategy": self.strategy,
+            "rolled_up_days": list(self.rolled_up_days),
+            "rollup_inputs": dict(self.rollup_inputs),
         }
 
     @classmethod
@@ -109,13 +120,34 @@ class SliceCounts:
             rejected_records=int(data["rejected_records"]),
             total_calls={str(k): int(v) for k, v in data["total_calls"].items()},
             answered_calls={str(k): int(v) for k, v in data["answered_calls"].items()},
-            duration_seconds=dict(data["duration_seconds"]),
+            duration_ms={str(k): int(v) for k, v in data["duration_ms"].items()},
             strategy=data.get("strategy"),
+            rolled_up_days=tuple(data.get("rolled_up_days") or ()),
+            rollup_inputs=dict(data.get("rollup_inputs") or {}),
         )
 
     @property
     def valid_records(self) -> int:
         return sum(self.total_calls.values())
+
+    def add(self, other: SliceCounts) -> None:
+        """Add the counts of `other`, a slice that starts where this one ends."""
+        if other.start != self.end:
+            raise ValueError(f"slice {other.start.isoformat()} does not follow {self.end.isoformat()}")
+        self.end = other.end
+        self.source_records += other.source_records
+        self.rejected_records += other.rejected_records
+        for mine, theirs in (
+            (self.total_calls, other.total_calls),
+            (self.answered_calls, other.answered_calls),
+            (self.duration_ms, other.duration_ms),
+        ):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        strategies = {s for part in (self.strategy, other.strategy) if part for s in part.split("+")}
+        self.strategy = "+".join(sorted(strategies)) or None
+        self.rolled_up_days = (*self.rolled_up_days, *other.rolled_up_days)
+        self.rollup_inputs.update(other.rollup_inputs)
 
 
 def server_is_ferretdb(collection: Any) -> bool:
@@ -149,7 +181,7 @@ def pushdown_stages(rules: DocumentRules) -> list[dict[str, Any]]:
                 "rejected": [{"$match": {"$nor": [valid]}}, {"$count": "n"}],
                 "valid": [
                     {"$match": valid},
-                    {"$group": {"_id": "$Operator.Id", "calls": {"$sum": 1}, "seconds": {"$sum": "$Duration"}}},
+                    {"$group": {"_id": "$Operator.Id", "calls": {"$sum": 1}, "ms": {"$sum": DURATION_MS_EXPRESSION}}},
                 ],
                 "answered": [
                     {"$match": {"$and": [valid, rules.answered_query()]}},
@@ -177,7 +209,8 @@ def _extract_pushdown(scoped: ScopedCollection, rules: DocumentRules, counts: Sl
             counts.rejected_records += int(group["calls"])  # valid document, unusable operator id
             continue
         counts.total_calls[key] = counts.total_calls.get(key, 0) + int(group["calls"])
-        counts.duration_seconds[key] = finite_sum(key, counts.duration_seconds.get(key, 0) + group["seconds"])
+        # The server sums whole milliseconds held in doubles: exact integers below 2**53.
+        counts.duration_ms[key] = counts.duration_ms.get(key, 0) + int(group["ms"])
     for group in result["answered"]:
         key = operator_key(group["_id"])
         if key is not None:
@@ -186,7 +219,7 @@ def _extract_pushdown(scoped: ScopedCollection, rules: DocumentRules, counts: Sl
 
 def _extract_stream(scoped: ScopedCollection, rules: DocumentRules, counts: SliceCounts) -> None:
     keys: dict[Any, str | None] = {}  # raw Operator.Id -> report id (operator_key once per distinct id)
-    totals, answered, seconds = counts.total_calls, counts.answered_calls, counts.duration_seconds
+    totals, answered, millis = counts.total_calls, counts.answered_calls, counts.duration_ms
     source = rejected = 0
     is_valid, is_answered = rules.is_valid, rules.is_answered
     for document in scoped.find(rules.projection(), batch_size=STREAM_BATCH_SIZE):
@@ -203,11 +236,9 @@ def _extract_stream(scoped: ScopedCollection, rules: DocumentRules, counts: Slic
             rejected += 1
             continue
         totals[key] = totals.get(key, 0) + 1
-        seconds[key] = seconds.get(key, 0) + document["Duration"]
+        millis[key] = millis.get(key, 0) + duration_ms(document["Duration"])
         if is_answered(document):
             answered[key] = answered.get(key, 0) + 1
-    for key, value in seconds.items():
-        finite_sum(key, value)
     counts.source_records, counts.rejected_records = source, rejected
 
 

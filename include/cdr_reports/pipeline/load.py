@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from cdr_reports.pipeline.aggregate import Report
 from cdr_reports.pipeline.errors import classify_sql_error
 from cdr_reports.pipeline.migrations import ensure_schema
+from cdr_reports.pipeline.rollup import StaleRollupError, check_inputs
 from cdr_reports.pipeline.schema import OPERATOR_TABLE, RUN_TABLE, build_metadata
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, 
             "total_duration_seconds": row.total_duration_seconds,
             "answer_ratio": row.answer_ratio,
             "avg_answered_duration_seconds": row.avg_answered_duration_seconds,
+            "total_duration_ms": row.total_duration_ms,
             "generated_at": generated_at,
             "dag_run_id": report.dag_run_id,
         }
@@ -72,6 +74,10 @@ def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, 
         "generated_at": generated_at,
         "dag_run_id": report.dag_run_id,
         "extract_strategy": report.extract_strategy,
+        "method": report.method,
+        "days_extracted": report.days_extracted,
+        "rules_fingerprint": report.rules_fingerprint,
+        "rollup_inputs_sha256": report.rollup_inputs_sha256,
     }
 
     def same_period(table: sa.Table) -> Any:
@@ -107,6 +113,8 @@ def _replayed_once_on_conflict(step: Any, what: str) -> None:
         try:
             step()
             return
+        except StaleRollupError:
+            raise  # not a database error: the caller builds the report again
         except sa.exc.DBAPIError as exc:
             if attempt == 2 or not _is_conflict(exc):
                 raise classify_sql_error(exc, what) from exc
@@ -136,6 +144,10 @@ def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = N
         with engine.begin() as conn:
             for statement, params in replace_statements(tables, report):
                 result = conn.execute(statement, params) if params is not None else conn.execute(statement)
+                if statement.is_delete and statement.table is tables.run:
+                    # The period is locked (its run row, where one exists): now check, and lock, the
+                    # daily reports a roll-up read, so the last writer never stores older days.
+                    check_inputs(conn, report, report.time_zone, schema)
                 if statement.is_delete and statement.table is tables.operator:
                     replaced = result.rowcount
 

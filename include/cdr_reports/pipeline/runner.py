@@ -1,19 +1,26 @@
-"""The whole report for one period, without Airflow: extract every slice, aggregate, load.
+"""The whole report for one period, without Airflow: plan, count every window, aggregate, load.
 
 The DAG tasks call the same functions one step per task; this module is what the tests, the
-demo and the benchmarks call directly.
+demo, the benchmarks, the late-data re-report and the roll-up rebuilds call directly.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from cdr_reports.pipeline import extract
+from cdr_reports.pipeline import extract, rollup
 from cdr_reports.pipeline.aggregate import Report, build_report
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.extract import SliceCounts
-from cdr_reports.pipeline.periods import ReportPeriod
+from cdr_reports.pipeline.periods import ReportPeriod, local_midnight_utc
+from cdr_reports.pipeline.plan import period_from_dict
+
+log = logging.getLogger(__name__)
+
+# A roll-up whose daily inputs changed before it was stored is built again this often.
+BUILD_ATTEMPTS = 3
 
 
 def extract_window(collection: Any, start: datetime, end: datetime, settings: Settings) -> SliceCounts:
@@ -24,13 +31,82 @@ def extract_window(collection: Any, start: datetime, end: datetime, settings: Se
 
 
 def extract_period(collection: Any, period: ReportPeriod, settings: Settings) -> list[SliceCounts]:
+    """Every CDR slice of `period` read from MongoDB (the direct extract, whatever CDR_ROLLUP says)."""
     slices = period.slices(settings.slices_for(period.report_type))
     return [extract_window(collection, start, end, settings) for start, end in slices]
 
 
+def rolls_up(report_type: str, settings: Settings) -> bool:
+    """Whether reports of this type are built from the stored daily reports (CDR_ROLLUP)."""
+    return report_type != "daily" and settings.rollup == "auto"
+
+
+def plan_report_windows(
+    engine: Any, period: ReportPeriod, settings: Settings, fingerprint: str
+) -> list[dict[str, Any]]:
+    """The windows of a run: rolled-up and extracted runs of days, or the direct extract's slices."""
+    qualifying = (
+        rollup.qualifying_days(engine, period, fingerprint, settings.sql_schema)
+        if rolls_up(period.report_type, settings)
+        else {}
+    )
+    windows = rollup.plan_windows(period, qualifying, settings.slices_for(period.report_type))
+    rolled = sum(len(w["days"]) for w in windows if w["method"] == rollup.ROLLUP)
+    log.info(
+        "plan %s: %d of %d day(s) rolled up from stored daily reports, %d window(s)%s",
+        period.label(), rolled, len(rollup.period_days(period)), len(windows),
+        "" if rolls_up(period.report_type, settings) else " (CDR_ROLLUP=off or a daily report)",
+    )  # fmt: skip
+    return [{**window, "rules_fingerprint": fingerprint} for window in windows]
+
+
+def count_window(get_collection: Any, engine: Any, window: dict[str, Any], settings: Settings) -> SliceCounts:
+    """The counts of one window: from MongoDB, or (method `rollup`) from the stored daily reports.
+
+    A day that stopped qualifying since the plan (its daily report replaced under other rules,
+    or deleted) is extracted from MongoDB instead, so the window is always counted whole.
+    `get_collection` is called only when CDRs must be read.
+    """
+    start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+    if window.get("method") != rollup.ROLLUP:
+        return extract_window(get_collection(), start, end, settings)
+    tz = period_from_dict(window["period"]).tz_name
+    parts: list[SliceCounts] = []
+    todo = [(rollup.ROLLUP, [date.fromisoformat(day) for day in window["days"]])]
+    while todo:
+        method, days = todo.pop(0)
+        if method == rollup.EXTRACT:
+            first, end = local_midnight_utc(days[0], tz), local_midnight_utc(days[-1] + timedelta(days=1), tz)
+            parts.append(extract_window(get_collection(), first, end, settings))
+            continue
+        counts, bad = rollup.read_days(engine, days, tz, window["rules_fingerprint"], settings.sql_schema)
+        if counts is not None:
+            parts.append(counts)
+            continue
+        log.warning("roll-up: %s no longer qualify; extracting from MongoDB", ", ".join(map(str, sorted(bad))))
+        # Every turn rolls up fewer days than the last, so this ends.
+        todo = rollup.split_days(days, set(days) - bad) + todo
+    parts.sort(key=lambda part: part.start)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.add(part)
+    return merged
+
+
 def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Settings, dag_run_id: str) -> Report:
+    """Plan, count, aggregate and load one period in this process (roll-ups included)."""
     from cdr_reports.pipeline.load import load_report
 
-    report = build_report(period, extract_period(collection, period, settings), dag_run_id=dag_run_id)
-    load_report(engine, report, schema=settings.sql_schema)
-    return report
+    fingerprint = rollup.rules_fingerprint(settings)
+    for attempt in range(1, BUILD_ATTEMPTS + 1):
+        windows = plan_report_windows(engine, period, settings, fingerprint)
+        parts = [count_window(lambda: collection, engine, window, settings) for window in windows]
+        report = build_report(period, parts, dag_run_id=dag_run_id, rules_fingerprint=fingerprint)
+        try:
+            load_report(engine, report, schema=settings.sql_schema)
+            return report
+        except rollup.StaleRollupError as exc:
+            if attempt == BUILD_ATTEMPTS:
+                raise
+            log.warning("%s (attempt %d of %d)", exc, attempt, BUILD_ATTEMPTS)
+    raise AssertionError("unreachable")

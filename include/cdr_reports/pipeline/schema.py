@@ -242,6 +242,9 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "answer_ratio",
     "avg_answered_duration_seconds",
 )
+# The exact sums behind them, stored so that a roll-up adds what a direct extract would (OperatorRow's
+# last fields; not shown to people: the rounded figures above are the report).
+EXACT_COLUMNS: tuple[str, ...] = ("total_duration_ms",)
 
 TABLES: dict[str, tuple[Column, ...]] = {
     OPERATOR_TABLE: OPERATOR_COLUMNS,

@@ -27,6 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# The version of the rules below. Stored reports carry it (in their rules fingerprint, rollup.py):
+# change it whenever a change here alters what is counted, so that no daily report computed under
+# the old rules is rolled up into a report computed under the new ones.
+RULES_VERSION = "2026.12-ms"
+
 START_FIELD = "DateTime.Start"
 # The longest storable operator id, in UTF-16 code units: the width of NVARCHAR(255) on SQL Server.
 # schema.py sizes cdr_operator_report.operator_id from it. (This module stays free of SQLAlchemy:
@@ -234,7 +239,32 @@ def operator_key(raw: Any) -> str | None:
     return raw
 
 
-def finite_sum(key: str, seconds: float | int) -> float | int:
-    if isinstance(seconds, float) and not math.isfinite(seconds):
-        raise ValueError(f"operator {key}: summed duration is not finite ({seconds})")
-    return seconds
+# --------------------------------------------------------------------------- exact durations
+# Switches record durations to the millisecond at the finest. Sums are kept in whole milliseconds
+# (integers), so a total never depends on how a period was split into slices or days: summing
+# floats in another order can move a total that lands on a half second. Each valid CDR's duration
+# counts as floor(Duration * 1000 + 0.5) ms, computed in IEEE doubles: the same operations give
+# the same integer in Python (`duration_ms`) and in the server (`DURATION_MS_EXPRESSION`), and
+# for a duration given to the millisecond it is that duration exactly. Valid durations are at
+# most CDR_MAX_CALL_DURATION_SECONDS, so every value and every sum stays an exact integer in a
+# double (< 2**53 ms, about 285,000 years of calls per operator).
+MS_PER_SECOND = 1000
+
+DURATION_MS_EXPRESSION: dict[str, Any] = {"$floor": {"$add": [{"$multiply": ["$Duration", float(MS_PER_SECOND)]}, 0.5]}}
+
+
+def duration_ms(seconds: float | int) -> int:
+    """The whole milliseconds a valid CDR's `Duration` counts for (see DURATION_MS_EXPRESSION)."""
+    if isinstance(seconds, int):
+        return seconds * MS_PER_SECOND
+    return math.floor(float(seconds) * float(MS_PER_SECOND) + 0.5)
+
+
+def rounded_seconds(total_ms: int) -> int:
+    """A millisecond total in whole seconds, halves up (durations are never negative)."""
+    return (total_ms + MS_PER_SECOND // 2) // MS_PER_SECOND
+
+
+def average_seconds(total_ms: int, calls: int) -> float | None:
+    """Seconds per call, unrounded; None for no calls."""
+    return total_ms / MS_PER_SECOND / calls if calls else None

@@ -1,0 +1,148 @@
+"""Weekly and monthly reports rolled up from stored daily reports equal a direct extract, row for row.
+
+Real MongoDB-wire servers (FerretDB with `stream`, mongo-java-server with `pushdown`) and real
+SQL sinks (SQLite, PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from cdr_reports.pipeline.aggregate import build_report
+from cdr_reports.pipeline.load import load_report, read_report, report_tables
+from cdr_reports.pipeline.periods import local_midnight_utc, period_containing
+from cdr_reports.pipeline.rollup import StaleRollupError, period_days, rules_fingerprint
+from cdr_reports.pipeline.runner import extract_period, run_report
+from tests.support.reference import expected_report, random_documents
+
+TZ = "Europe/Istanbul"
+WEEK = period_containing("weekly", date(2026, 11, 23), TZ)
+# Turkey's last DST change: 2016-03-27 was a 23-hour local day (clocks 03:00 -> 04:00).
+DST_MONTH = period_containing("monthly", date(2016, 3, 1), TZ)
+
+
+def _documents(period, per_day: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    docs = random_documents(rng, per_day * len(period_days(period)), period.start_utc, period.end_utc)
+    for i, day in enumerate(period_days(period)):
+        midnight = local_midnight_utc(day, TZ)
+        # CDRs exactly at local midnight (the first instant of a day), durations landing on half
+        # seconds, fractional milliseconds, and an operator present on some days only.
+        docs += [
+            {"Operator": {"Id": "edge"}, "DateTime": {"Start": midnight, "Connect": midnight}, "Duration": 0.5},
+            {"Operator": {"Id": "edge"}, "DateTime": {"Start": midnight - timedelta(milliseconds=1)}, "Duration": 1.5},
+            {"Operator": {"Id": "half"}, "DateTime": {"Start": midnight + timedelta(hours=3)}, "Duration": 2.0005},
+            {"Operator": {"Id": "half"}, "DateTime": {"Start": midnight + timedelta(hours=5)}, "Duration": 0.1},
+        ]
+        if i % 3 == 0:
+            docs.append({"Operator": {"Id": f"sometimes-{i % 2}"}, "DateTime": {"Start": midnight}, "Duration": 7.25})
+    return docs
+
+
+def _comparable(report):
+    return (
+        report.source_records,
+        report.valid_records,
+        report.rejected_records,
+        [(r.operator_id, r.total_calls, r.answered_calls, r.total_duration_seconds, r.answer_ratio,
+          r.avg_answered_duration_seconds, r.total_duration_ms) for r in report.rows],
+    )  # fmt: skip
+
+
+def _store_days(collection, engine, period, settings, skip=()):
+    for day in period_days(period):
+        if day not in skip:
+            run_report(collection, engine, period_containing("daily", day, TZ), settings, f"daily-{day}")
+
+
+@pytest.mark.parametrize("period", [WEEK, DST_MONTH], ids=["week", "dst-month"])
+def test_rollup_equals_a_direct_extract(cdr_db, sql_engine, period):
+    docs = _documents(period, 30, seed=period.start_date.toordinal())
+    cdr_db.db.CdrRecords.insert_many(docs)
+    settings = cdr_db.settings()
+    collection = cdr_db.db.CdrRecords
+    _store_days(collection, sql_engine, period, settings)
+
+    rolled = run_report(collection, sql_engine, period, settings, "rollup")
+    direct = build_report(period, extract_period(collection, period, settings), dag_run_id="direct")
+
+    assert (rolled.method, rolled.days_extracted) == ("rollup", 0)
+    assert (direct.method, direct.days_extracted) == ("extract", len(period_days(period)))
+    assert _comparable(rolled) == _comparable(direct)
+    expected = expected_report(docs, period.start_utc, period.end_utc)
+    assert (rolled.source_records, rolled.valid_records) == (expected["source"], expected["valid"])
+    assert {r.operator_id: r.total_duration_seconds for r in rolled.rows} == {
+        key: row["total_duration_seconds"] for key, row in expected["rows"].items()
+    }
+    stored = read_report(sql_engine, period.report_type, period.start_date)
+    assert stored is not None
+    assert (stored["run"]["method"], stored["run"]["days_extracted"]) == ("rollup", 0)
+    assert stored["run"]["rules_fingerprint"] == rules_fingerprint(settings)
+    assert stored["run"]["rollup_inputs_sha256"] == rolled.rollup_inputs_sha256
+
+
+def test_mixed_week_extracts_missing_and_foreign_days_only(cdr_db, sql_engine):
+    docs = _documents(WEEK, 25, seed=7)
+    cdr_db.db.CdrRecords.insert_many(docs)
+    settings = cdr_db.settings()
+    collection = cdr_db.db.CdrRecords
+    days = period_days(WEEK)
+    _store_days(collection, sql_engine, WEEK, settings, skip={days[1], days[4]})
+    # A day computed under another global filter does not qualify.
+    other = replace(settings, global_filter={"IsDeleted": {"$ne": True}, "Operator.Id": {"$ne": 7}})
+    run_report(collection, sql_engine, period_containing("daily", days[6], TZ), other, "other-rules")
+
+    mixed = run_report(collection, sql_engine, WEEK, settings, "mixed")
+    direct = build_report(WEEK, extract_period(collection, WEEK, settings), dag_run_id="direct")
+    assert (mixed.method, mixed.days_extracted) == ("mixed", 3)
+    assert sorted(mixed.rollup_inputs or {}) == [d.isoformat() for d in days if d not in (days[1], days[4], days[6])]
+    assert _comparable(mixed) == _comparable(direct)
+
+    off = run_report(collection, sql_engine, WEEK, replace(settings, rollup="off"), "off")
+    assert (off.method, off.days_extracted) == ("extract", 7)
+    assert _comparable(off) == _comparable(direct)
+
+
+def test_reports_of_earlier_releases_are_never_rolled_up(cdr_db, sql_engine):
+    cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 10, seed=3))
+    settings = cdr_db.settings()
+    collection = cdr_db.db.CdrRecords
+    _store_days(collection, sql_engine, WEEK, settings)
+    run = report_tables().run
+    with sql_engine.begin() as conn:  # what release 0.4 stored: no fingerprint, no method
+        conn.execute(
+            sa.update(run)
+            .where(run.c.report_type == "daily", run.c.period_start == WEEK.start_date)
+            .values(rules_fingerprint=None, method=None)
+        )
+    report = run_report(collection, sql_engine, WEEK, settings, "after-upgrade")
+    assert (report.method, report.days_extracted) == ("mixed", 1)
+
+
+def test_a_stale_rollup_is_refused_and_built_again(cdr_db, sql_engine):
+    cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 10, seed=11))
+    settings = cdr_db.settings()
+    collection = cdr_db.db.CdrRecords
+    _store_days(collection, sql_engine, WEEK, settings)
+    first = run_report(collection, sql_engine, WEEK, settings, "week-1")
+    # A late CDR, and its day re-reported, after the roll-up read the days but before it is stored:
+    day = period_days(WEEK)[2]
+    cdr_db.db.CdrRecords.insert_one(
+        {
+            "Operator": {"Id": "late"},
+            "DateTime": {"Start": local_midnight_utc(day, TZ) + timedelta(hours=1)},
+            "Duration": 9,
+        }
+    )
+    run_report(collection, sql_engine, period_containing("daily", day, TZ), settings, "late-rereport")
+    with pytest.raises(StaleRollupError, match=day.isoformat()):
+        load_report(sql_engine, replace(first, generated_at=datetime.now(UTC), dag_run_id="stale"))
+    assert read_report(sql_engine, "weekly", WEEK.start_date)["run"]["dag_run_id"] == "week-1"
+    again = run_report(collection, sql_engine, WEEK, settings, "week-2")
+    assert {r.operator_id for r in again.rows} - {r.operator_id for r in first.rows} == {"late"}
+    assert again.source_records == first.source_records + 1
