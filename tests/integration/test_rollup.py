@@ -146,3 +146,31 @@ def test_a_stale_rollup_is_refused_and_built_again(cdr_db, sql_engine):
     again = run_report(collection, sql_engine, WEEK, settings, "week-2")
     assert {r.operator_id for r in again.rows} - {r.operator_id for r in first.rows} == {"late"}
     assert again.source_records == first.source_records + 1
+
+
+def test_a_corrected_day_makes_its_stored_week_and_month_stale_until_rebuilt(cdr_db, sql_engine):
+    from cdr_reports.pipeline.runner import stale_rollups
+
+    cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 10, seed=5))
+    settings = cdr_db.settings()
+    collection = cdr_db.db.CdrRecords
+    _store_days(collection, sql_engine, WEEK, settings)
+    before = run_report(collection, sql_engine, WEEK, settings, "week")
+    day = period_days(WEEK)[3]
+    assert stale_rollups(sql_engine, [day], settings) == []  # the month is not stored: nothing to rebuild
+
+    # A late CDR re-reported (as check_late_data or a manual re-run does): the stored week is stale.
+    cdr_db.db.CdrRecords.insert_one(
+        {"Operator": {"Id": "late"}, "DateTime": {"Start": local_midnight_utc(day, TZ)}, "Duration": 4.5}
+    )
+    run_report(collection, sql_engine, period_containing("daily", day, TZ), settings, "rereport")
+    [(period, reason)] = stale_rollups(sql_engine, [day], settings)
+    assert (period, day.isoformat() in reason) == (WEEK, True)
+    assert stale_rollups(sql_engine, [day], replace(settings, rollup="off")) == []
+
+    rebuilt = run_report(collection, sql_engine, period, settings, "rebuild")
+    assert rebuilt.source_records == before.source_records + 1
+    assert {r.operator_id: r.total_duration_seconds for r in rebuilt.rows}["late"] == 5  # 4.5 s, halves up
+    direct = build_report(WEEK, extract_period(collection, WEEK, settings), dag_run_id="direct")
+    assert _comparable(rebuilt) == _comparable(direct)
+    assert stale_rollups(sql_engine, [day], settings) == []

@@ -59,6 +59,8 @@ def test_a_report_run_emits_an_asset_event_that_triggers_the_consumer(report_sta
         "source_records": stored["source_records"],
         "valid_records": stored["valid_records"],
         "rejected_records": stored["rejected_records"],
+        "method": "extract",
+        "days_extracted": 1,
         "dag_run_id": run_id,
     }
     assert stored["dag_run_id"] == run_id

@@ -14,7 +14,7 @@ from cdr_reports.pipeline import extract, rollup
 from cdr_reports.pipeline.aggregate import Report, build_report
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.extract import SliceCounts
-from cdr_reports.pipeline.periods import ReportPeriod, local_midnight_utc
+from cdr_reports.pipeline.periods import ReportPeriod, local_midnight_utc, period_containing
 from cdr_reports.pipeline.plan import period_from_dict
 
 log = logging.getLogger(__name__)
@@ -110,3 +110,50 @@ def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Set
                 raise
             log.warning("%s (attempt %d of %d)", exc, attempt, BUILD_ATTEMPTS)
     raise AssertionError("unreachable")
+
+
+def stale_rollups(engine: Any, days: list[date], settings: Settings) -> list[tuple[ReportPeriod, str]]:
+    """The stored weekly and monthly reports containing `days` that their daily reports no longer match.
+
+    A stored week or month records which daily reports it rolled up (`rollup_inputs_sha256`). When
+    the qualifying daily reports of its days differ from those (a day re-reported after late data,
+    re-run, backfilled, or stored for the first time), the stored report is stale. Durable: a
+    rebuild that failed is found again by the next check of any of its days.
+    """
+    import sqlalchemy as sa
+
+    from cdr_reports.pipeline.aggregate import inputs_digest
+    from cdr_reports.pipeline.load import report_tables
+
+    if settings.rollup == "off":
+        return []
+    fingerprint = rollup.rules_fingerprint(settings)
+    run = report_tables(settings.sql_schema).run
+    stale: list[tuple[ReportPeriod, str]] = []
+    periods = {
+        period_containing(rt, day, settings.time_zone, settings.week_start)
+        for day in days
+        for rt in ("weekly", "monthly")
+    }
+    for period in sorted(periods, key=lambda p: (p.report_type, p.start_date)):
+        with engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(run.c.generated_at, run.c.rollup_inputs_sha256).where(
+                    run.c.report_type == period.report_type, run.c.period_start == period.start_date
+                )
+            ).first()
+        if stored is None:
+            continue  # not stored yet: its own run will roll up what is stored then
+        current = rollup.qualifying_days(engine, period, fingerprint, settings.sql_schema)
+        if (inputs_digest(current) if current else None) == stored.rollup_inputs_sha256:
+            continue
+        newer = sorted(
+            day for day, version in current.items() if version.split("|")[-1] > stored.generated_at.isoformat()
+        )
+        reason = (
+            f"daily report(s) of {', '.join(newer)} stored after it ({stored.generated_at.isoformat()} UTC)"
+            if newer
+            else "the daily reports it rolled up changed (replaced under other rules, or removed)"
+        )
+        stale.append((period, reason))
+    return stale

@@ -30,6 +30,8 @@ EVENT_EXTRA_KEYS = (
     "source_records",
     "valid_records",
     "rejected_records",
+    "method",
+    "days_extracted",
     "dag_run_id",
 )
 

@@ -30,7 +30,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # Values that say when/by whom a report was computed, not what it says.
-NOT_CONTENT = frozenset({"generated_at", "dag_run_id"})
+# How the numbers were computed is provenance, not content either: a week rebuilt from its daily
+# reports with the same numbers as its direct extract is not a correction.
+NOT_CONTENT = frozenset(
+    {"generated_at", "dag_run_id", "extract_strategy", "method", "days_extracted", "rules_fingerprint",
+     "rollup_inputs_sha256"}
+)  # fmt: skip
 MAX_RECIPIENTS_TEXT = 2000  # the width of cdr_report_delivery.recipients (schema.py)
 DELIVERY_TABLE = "cdr_report_delivery"  # schema.DELIVERY_TABLE (checked by tests/unit/test_schema.py)
 

@@ -126,6 +126,16 @@ def reconciliation_parts(report: StoredReport) -> list[tuple[str, str]]:
     strategy = run.get("extract_strategy", run.get("strategy"))
     if strategy is not None:
         parts.append(("strategy", str(strategy)))
+    method = run.get("method")
+    if method is not None:
+        # How the numbers were computed: a roll-up of stored daily reports, CDRs, or both.
+        days = run.get("days_extracted")
+        parts.append(
+            (
+                "method",
+                f"{method} ({days} day{'s' if days != 1 else ''} extracted)" if days is not None else str(method),
+            )
+        )
     return parts
 
 
