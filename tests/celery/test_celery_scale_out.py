@@ -89,7 +89,8 @@ def test_slices_run_on_both_workers_and_the_report_equals_the_reference(
     extract = [ti for ti in tis if ti["task_id"] == "extract"]
     assert [ti["map_index"] for ti in extract] == list(range(SLICES))
     assert {(ti["task_id"], ti["state"], ti["try_number"]) for ti in tis} == {
-        (task, "success", 1) for task in ("plan", "extract", "aggregate", "load", "check_volume", "check_late_data")
+        (task, "success", 1)
+        for task in ("plan", "extract", "aggregate", "load", "check_volume", "check_late_data", "rebuild_rollups")
     }
     by_worker = {
         name: sorted(ti["map_index"] for ti in extract if worker_of(ti["hostname"]) == name) for name in WORKERS

@@ -37,6 +37,8 @@ QUALITY_TASK_IDS = {
     "weekly": ["check_volume"],
     "monthly": ["check_volume"],
 }
+# Daily only (integration/rollup_tasks.py): after the load and the checks, stale weeks/months rebuilt.
+ROLLUP_TASK_IDS = {"daily": ["rebuild_rollups"], "weekly": [], "monthly": []}
 
 
 def _parse_dags_folder(monkeypatch, env: dict[str, str] | None = None):
@@ -114,7 +116,7 @@ def test_run_policy(dag, report_type):
 def test_docs_on_dag_and_every_task(dag, report_type):
     assert dag.doc_md and dag.doc_md.strip()
     assert dag.dag_id in dag.doc_md  # the re-run command names this DAG
-    assert sorted(dag.task_ids) == sorted(TASK_IDS + QUALITY_TASK_IDS[report_type])
+    assert sorted(dag.task_ids) == sorted(TASK_IDS + QUALITY_TASK_IDS[report_type] + ROLLUP_TASK_IDS[report_type])
     for task in dag.tasks:
         assert task.doc_md and task.doc_md.strip(), task.task_id
     assert len({task.doc_md for task in dag.tasks}) == len(dag.tasks)  # one text per task, not a copy
@@ -156,9 +158,12 @@ def test_task_graph_is_plan_extract_aggregate_load(dag, report_type):
     assert extract.upstream_task_ids == {"plan"}
     assert aggregate.upstream_task_ids == {"plan", "extract"}
     assert load.upstream_task_ids == {"aggregate"}
-    assert load.downstream_task_ids == set(QUALITY_TASK_IDS[report_type])
+    assert load.downstream_task_ids == set(QUALITY_TASK_IDS[report_type] + ROLLUP_TASK_IDS[report_type])
     for task_id in QUALITY_TASK_IDS[report_type]:
         assert dag.task_dict[task_id].upstream_task_ids == {"load"}
+        assert dag.task_dict[task_id].downstream_task_ids == set(ROLLUP_TASK_IDS[report_type])
+    for task_id in ROLLUP_TASK_IDS[report_type]:
+        assert dag.task_dict[task_id].upstream_task_ids == {"load", *QUALITY_TASK_IDS[report_type]}
         assert dag.task_dict[task_id].downstream_task_ids == set()
 
 
@@ -293,7 +298,9 @@ def test_dag_survives_serialization_round_trip(plugins_from_repo, dag, report_ty
     assert tt.summary == SUMMARY[report_type]
     assert scheduler_dag.catchup is False and scheduler_dag.max_active_runs == 1
     assert scheduler_dag.dagrun_timeout == timedelta(hours=6)
-    assert sorted(scheduler_dag.task_ids) == sorted(TASK_IDS + QUALITY_TASK_IDS[report_type])
+    assert sorted(scheduler_dag.task_ids) == sorted(
+        TASK_IDS + QUALITY_TASK_IDS[report_type] + ROLLUP_TASK_IDS[report_type]
+    )
     assert scheduler_dag.params.get_param("report_date").schema["format"] == "date"
     for task_id in TASK_IDS:
         task = scheduler_dag.get_task(task_id)

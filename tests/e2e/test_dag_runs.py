@@ -154,6 +154,7 @@ def test_daily_report_run(request, sink, sources, run_env):
     tis = task_instances(dag_run)
     assert sorted(tis) == sorted(
         [("plan", -1), ("aggregate", -1), ("load", -1), ("check_volume", -1), ("check_late_data", -1)]
+        + [("rebuild_rollups", -1)]
         + [("extract", i) for i in range(slices)]
     )
     assert set(tis.values()) == {("success", 1)}

@@ -107,7 +107,7 @@ def _run_current_day(env, current_volumes: dict):
     assert str(run.state) == "success", states
     assert {task: state for task, (state, _) in states.items()} == {
         "plan": "success", "extract[0]": "success", "aggregate": "success", "load": "success",
-        "check_volume": "success", "check_late_data": "success",
+        "check_volume": "success", "check_late_data": "success", "rebuild_rollups": "success",
     }  # fmt: skip
     # The report of the day is stored on PostgreSQL despite the NUL ids, and counts exactly the reference.
     expected = expected_report(docs, CURRENT.start_utc, CURRENT.end_utc)
