@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cdr_reports.pipeline.report_types import REPORT_TYPES
+
 __all__ = [
     "REPORT_TYPES",
     "WEEKDAY_NAMES",
@@ -39,7 +41,6 @@ __all__ = [
     "period_containing_instant",
 ]
 
-REPORT_TYPES = ("daily", "weekly", "monthly")
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 UTC = UTC
