@@ -19,23 +19,9 @@ from cdr_reports.pipeline.aggregate import Report
 from cdr_reports.pipeline.errors import classify_sql_error
 from cdr_reports.pipeline.migrations import ensure_schema
 from cdr_reports.pipeline.rollup import StaleRollupError, check_inputs
-from cdr_reports.pipeline.schema import OPERATOR_TABLE, RUN_TABLE, build_metadata
+from cdr_reports.pipeline.schema import ReportTables, report_tables
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReportTables:
-    metadata: sa.MetaData
-    operator: sa.Table
-    run: sa.Table
-
-
-def report_tables(schema: str | None = None) -> ReportTables:
-    """The two report tables, from the one declaration in schema.py (every dialect)."""
-    metadata = build_metadata(schema)
-    prefix = f"{schema}." if schema else ""
-    return ReportTables(metadata, metadata.tables[prefix + OPERATOR_TABLE], metadata.tables[prefix + RUN_TABLE])
 
 
 def ensure_tables(engine: sa.engine.Engine, schema: str | None = None) -> None:

@@ -1,7 +1,7 @@
 """The report schema, declared once: every stored column with its type and meaning.
 
 Everything else is derived from or checked against this module:
-- the SQLAlchemy tables, hence the DDL of every dialect (`report_tables`, used by load.py);
+- the SQLAlchemy tables, hence the DDL of every dialect (`report_tables`: the one accessor, cached per schema);
 - the schema migrations (`migrations/`: a test checks that upgrading to head gives exactly these tables);
 - the aggregate's `OperatorRow` fields (checked by tests/unit/test_schema.py);
 - the printed table of the demo, the report view in the Airflow UI and its CSV;
@@ -11,6 +11,7 @@ Everything else is derived from or checked against this module:
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -263,11 +264,56 @@ def column(table: str, name: str) -> Column:
 
 
 def build_metadata(schema: str | None = None) -> sa.MetaData:
-    """A MetaData holding every report table (the migrations' target)."""
+    """A new MetaData holding every report table. Modules read the tables through `report_tables`."""
     metadata = sa.MetaData(schema=schema)
     for name, columns in TABLES.items():
         sa.Table(name, metadata, *(col.sa_column() for col in columns))
     return metadata
+
+
+@dataclass(frozen=True)
+class ReportTables:
+    """Every report table of one schema, as SQLAlchemy Core tables (from `report_tables`)."""
+
+    metadata: sa.MetaData
+    operator: sa.Table
+    run: sa.Table
+    quality: sa.Table
+    audit: sa.Table
+    delivery: sa.Table
+
+    def existing(self, bind: sa.engine.Engine | sa.engine.Connection) -> frozenset[str]:
+        """The names of these tables that exist in the database of `bind` (one catalogue query).
+
+        A database may be older than this release (its loads upgrade it): readers and the pruning
+        check which tables are there before they touch them.
+        """
+        inspector = sa.inspect(bind)
+        return frozenset(name for name in TABLES if inspector.has_table(name, schema=self.run.schema))
+
+
+@functools.lru_cache(maxsize=32)
+def report_tables(schema: str | None = None) -> ReportTables:
+    """The report tables of `schema` (None: the connection's default schema).
+
+    The one accessor every module reads the tables through. The MetaData is built once per
+    schema and shared: SQLAlchemy 2 tables are not bound to an engine, so the same objects serve
+    every engine and dialect (each compiles its own SQL from them). Treat them as read-only.
+    """
+    metadata = build_metadata(schema)
+    prefix = f"{schema}." if schema else ""
+
+    def table(name: str) -> sa.Table:
+        return metadata.tables[prefix + name]
+
+    return ReportTables(
+        metadata=metadata,
+        operator=table(OPERATOR_TABLE),
+        run=table(RUN_TABLE),
+        quality=table(QUALITY_CHECK_TABLE),
+        audit=table(SOURCE_AUDIT_TABLE),
+        delivery=table(DELIVERY_TABLE),
+    )
 
 
 def markdown_table(table: str) -> str:
