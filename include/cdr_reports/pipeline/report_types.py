@@ -2,7 +2,8 @@
 
 One row per report type: its DAG id, its Asset (name and URI), its schedule (when it runs and which
 setting moves its due hour), the settings that belong to it, and its label in the UI. Every module
-reads these rows; none rebuilds an id or a setting name from the type's name.
+reads these rows (``report_types.of("daily").dag_id``); none rebuilds an id or a setting name from
+the type's name.
 
 Pure standard library (no Airflow, no SQLAlchemy): the DAG files, the plugin and the web view
 import it while parsing.
@@ -19,7 +20,7 @@ __all__ = [
     "REPORT_TYPES",
     "ReportType",
     "ReportTypeName",
-    "report_type",
+    "of",
 ]
 
 # The type of a report-type name (FastAPI validates the view's `type` query parameter with it).
@@ -110,7 +111,7 @@ if get_args(ReportTypeName) != REPORT_TYPES:  # the Literal and the rows must na
     raise RuntimeError(f"report_types: rows {REPORT_TYPES} differ from ReportTypeName {get_args(ReportTypeName)}")
 
 
-def report_type(name: str) -> ReportType:
+def of(name: str) -> ReportType:
     """The row of report type `name`; ValueError naming the known types for any other value."""
     row = REPORTS.get(name) if isinstance(name, str) else None
     if row is None:
