@@ -3,13 +3,24 @@
 Server URIs come from the environment (CDR_TEST_MONGO_URI, CDR_TEST_PG_URI) or from the
 .services/env file that `make services` writes. Under CI=true a missing server fails the
 run; locally the tests skip with a loud reason.
+
+Every test that needs a server carries the `services` marker: the ones whose fixtures start or
+reach a server are marked here (`SERVICE_FIXTURES`), the others in their module. `make test-unit`
+deselects them. With CDR_TEST_NO_SERVICES=1 (.ci/run's first test step) the run behaves as on a
+machine with no server at all: every service URI points at a closed port, every TCP connection
+of the test process is refused and CI=true turns the missing server into a failure, so a service
+test left unmarked in the unit selection fails CI instead of skipping.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +44,81 @@ _AIRFLOW_TEST_ENV = {
 for _key, _value in _AIRFLOW_TEST_ENV.items():
     os.environ.setdefault(_key, _value)
 AIRFLOW_TEST_HOME.mkdir(parents=True, exist_ok=True)
+
+# Fixtures that start or reach a server (`make services`' FerretDB, mongo-java-server, PostgreSQL
+# and moto; a test's own FerretDB, PostgreSQL, SMTP, Slack, redis/Celery, Airflow or Chromium
+# processes). A test using any of them, directly or through another fixture, is marked `services`.
+SERVICE_FIXTURES = frozenset(
+    {
+        "mongo_uri",
+        "mjs_uri",
+        "pg_uri",
+        "cdr_db",  # FerretDB or mongo-java-server, chosen per parameter
+        "smtp_server",
+        "ferret",
+        "pg_cluster",
+        "slack_server",
+        "metadata_cluster",
+        "celery_stack",
+        "airflow_stack",
+        "report_stack",
+        "browser",
+        "real_mongo",
+        "mssql_engine",
+    }
+)
+# Fixtures parametrized over a file (no server) and a server: the parameter that needs the server.
+_SERVER_PARAMS = {"sql_engine": "postgres", "fresh_sink": "postgres", "storage": "s3"}
+
+# .ci/run's service-free run of the unit selection (see the module docstring).
+NO_SERVICES = os.environ.get("CDR_TEST_NO_SERVICES") == "1"
+_CLOSED = "127.0.0.1:1"  # tcpmux: nothing listens there, and the guard below refuses it anyway
+_NO_SERVICE_ENV = {
+    "CI": "true",
+    "CDR_TEST_MONGO_URI": f"mongodb://{_CLOSED}/",
+    "CDR_TEST_MJS_URI": f"mongodb://{_CLOSED}/",
+    "CDR_TEST_PG_URI": f"postgresql://cdr:none@{_CLOSED}/cdr_test",
+    "CDR_TEST_MSSQL_URI": f"mssql+pymssql://sa:none@{_CLOSED}/master",
+    "CDR_TEST_S3_ENDPOINT": f"http://{_CLOSED}",
+}
+
+
+def _refuse_tcp() -> None:
+    """Every TCP connection of this process is refused, as on a machine where no server runs."""
+    inet = (socket.AF_INET, socket.AF_INET6)
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if self.family in inet:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"CDR_TEST_NO_SERVICES=1: no server at {address!r}")
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        return errno.ECONNREFUSED if self.family in inet else real_connect_ex(self, address)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]  # the guard replaces the method on purpose
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]  # same
+
+
+if NO_SERVICES:
+    os.environ.update(_NO_SERVICE_ENV)
+    _refuse_tcp()
+
+
+def needs_service(fixturenames: Iterable[str], params: dict[str, object]) -> bool:
+    """Whether a test with these fixtures (closure) and parameters needs a server."""
+    names = set(fixturenames)
+    return bool(names & SERVICE_FIXTURES) or any(
+        name in names and params.get(name) == server for name, server in _SERVER_PARAMS.items()
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if needs_service(getattr(item, "fixturenames", ()), callspec.params if callspec else {}):
+            item.add_marker(pytest.mark.services)
 
 
 def _wire_server_uri(variable: str, what: str) -> str:

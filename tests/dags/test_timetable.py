@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from pathlib import Path
 
 import pendulum
 import pytest
@@ -19,7 +18,6 @@ from cdr_reports.integration.timetable import CalendarPeriodTimetable
 from cdr_reports.pipeline.periods import PeriodError, period_containing, period_containing_instant
 
 IST = "Europe/Istanbul"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DUE = {
     "daily": datetime.timedelta(hours=2),
     "weekly": datetime.timedelta(hours=3),
@@ -311,35 +309,7 @@ def test_serialize_round_trip_keeps_all_parameters():
     assert make("daily") != make("monthly")
 
 
-def _reset_plugin_caches(plugins_manager) -> None:
-    # Every plugin-derived lookup in plugins_manager is a functools.cache; reset them all so
-    # no other test sees the plugin set loaded here.
-    for value in vars(plugins_manager).values():
-        if callable(getattr(value, "cache_clear", None)):
-            value.cache_clear()
-
-
-@pytest.fixture
-def plugins_from_repo(monkeypatch):
-    """Load plugins the way Airflow components do, from this repo's plugins/ folder."""
-    from airflow import plugins_manager, settings
-
-    monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
-    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    _reset_plugin_caches(plugins_manager)
-    yield plugins_manager
-    _reset_plugin_caches(plugins_manager)
-
-
-@pytest.fixture
-def no_plugins(monkeypatch, tmp_path):
-    from airflow import plugins_manager, settings
-
-    monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(tmp_path))
-    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    _reset_plugin_caches(plugins_manager)
-    yield
-    _reset_plugin_caches(plugins_manager)
+# plugins_from_repo and no_plugins: tests/dags/conftest.py
 
 
 def test_plugin_registers_the_timetable(plugins_from_repo):

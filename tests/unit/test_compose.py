@@ -450,6 +450,7 @@ def _run_compose(cli: str, env_file: Path, *args: str) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.services  # the docker-compose CLI comes with `make services` (install-test-packages.sh)
 def test_compose_config_refuses_unset_secrets(tmp_path):
     cli = _compose_cli()
     example = tmp_path / "example.env"
@@ -459,6 +460,7 @@ def test_compose_config_refuses_unset_secrets(tmp_path):
     assert re.search(r"set [A-Z_]+ in \.env", result.stderr), result.stderr[-2000:]
 
 
+@pytest.mark.services  # the docker-compose CLI comes with `make services` (install-test-packages.sh)
 def test_compose_config_validates_with_a_filled_env(tmp_path):
     cli = _compose_cli()
     env_file = _filled_env_file(tmp_path)
