@@ -34,10 +34,10 @@ def _rows(db: Path) -> dict[str, list[dict[str, Any]]]:
     """Every row of the report tables, in key order (what the restore must give back)."""
     import sqlalchemy as sa
 
-    from cdr_reports.pipeline.schema import OPERATOR_TABLE, QUALITY_CHECK_TABLE, RUN_TABLE, build_metadata
+    from cdr_reports.pipeline.schema import OPERATOR_TABLE, QUALITY_CHECK_TABLE, RUN_TABLE, report_tables
 
     engine = sa.create_engine(f"sqlite:///{db}")
-    meta = build_metadata()
+    meta = report_tables().metadata
     try:
         with engine.connect() as conn:
             return {

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.config import Settings
-
-_WINDOW_TEXT = {
-    "daily": "the previous local calendar day, [D 00:00, D+1 00:00)",
-    "weekly": "the previous local week, [Monday 00:00, next Monday 00:00)",
-    "monthly": "the previous local calendar month, [1st 00:00, next 1st 00:00)",
-}
 
 
 def due_after(report_type: str, settings: Settings) -> timedelta:
     """How long after its period ends (local midnight) a report is due: the CDR_*_DUE_HOUR setting."""
-    hour = {"daily": settings.due.daily_hour, "weekly": settings.due.weekly_hour, "monthly": settings.due.monthly_hour}
-    return timedelta(hours=hour[report_type])
+    return timedelta(hours=settings.due.hour_for(report_type))
 
 
 def task_docs(report_type: str) -> dict[str, str]:
@@ -50,10 +44,11 @@ def task_docs(report_type: str) -> dict[str, str]:
 
 
 def dag_doc(report_type: str, settings: Settings, dag_id: str) -> str:
+    row = report_types.of(report_type)
     return f"""
-# {report_type.capitalize()} CDR report
+# {row.label} CDR report
 
-Per-operator call statistics for **{_WINDOW_TEXT[report_type]}** in `{settings.time_zone}`,
+Per-operator call statistics for **{row.period}** in `{settings.time_zone}`,
 computed from the MongoDB collection `{settings.collection}` (connection `{settings.mongo_conn_id}`)
 and stored in SQL (connection `{settings.sql_conn_id}`):
 

@@ -24,10 +24,11 @@ from cdr_reports.integration.rollup_tasks import add_rebuild_task
 from cdr_reports.integration.security import report_dag_access_control
 from cdr_reports.integration.task_policy import task_default_args
 from cdr_reports.integration.timetable import CalendarPeriodTimetable
+from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.config import Settings, load_settings
-from cdr_reports.pipeline.periods import REPORT_TYPES
+from cdr_reports.pipeline.report_types import REPORT_TYPES, REPORTS
 
-DAG_IDS = {report_type: f"cdr_{report_type}_report" for report_type in REPORT_TYPES}
+DAG_IDS = {name: row.dag_id for name, row in REPORTS.items()}  # report_types.py declares them
 TAGS = ["cdr", "reports"]
 # The first period the DAGs know of (local time) is settings.earliest_report_date
 # (CDR_EARLIEST_REPORT_DATE, default DEFAULT_EARLIEST_REPORT_DATE): the DAGs' start_date, and the
@@ -41,9 +42,10 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
     report view and the alerts all map report types to these ids.
     """
     settings = settings or load_settings()
-    if dag_id is not None and dag_id != DAG_IDS[report_type]:
-        raise ValueError(f"the {report_type} report DAG is {DAG_IDS[report_type]!r}, not {dag_id!r}")
-    dag_id = DAG_IDS[report_type]
+    canonical = report_types.of(report_type).dag_id
+    if dag_id is not None and dag_id != canonical:
+        raise ValueError(f"the {report_type} report DAG is {canonical!r}, not {dag_id!r}")
+    dag_id = canonical
     docs = task_docs(report_type)
     timetable = CalendarPeriodTimetable(
         report_type=report_type,

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from cdr_reports.pipeline.config import Settings, load_settings
-from cdr_reports.pipeline.errors import PermanentError
+from cdr_reports.pipeline.errors import PermanentError, classify_sql_error
 
 log = logging.getLogger(__name__)
 
@@ -65,29 +65,16 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
     # Imported here: the DAG file imports this module while parsing.
     import sqlalchemy as sa
 
-    from cdr_reports.pipeline.errors import classify_sql_error
-    from cdr_reports.pipeline.load import report_tables
-    from cdr_reports.pipeline.schema import (
-        DELIVERY_TABLE,
-        OPERATOR_TABLE,
-        QUALITY_CHECK_TABLE,
-        RUN_TABLE,
-        SOURCE_AUDIT_TABLE,
-        build_metadata,
-    )
+    from cdr_reports.pipeline.schema import report_tables
 
     tables = report_tables(schema)
+    quality, audit, delivery = tables.quality, tables.audit, tables.delivery
     what = f"pruning reports with period_start < {older_than.isoformat()}"
     try:
-        inspector = sa.inspect(engine)
-        if not (inspector.has_table(OPERATOR_TABLE, schema=schema) or inspector.has_table(RUN_TABLE, schema=schema)):
+        present = tables.existing(engine)
+        if not {tables.operator.name, tables.run.name} & present:
             log.info("%s: no report tables yet, nothing to delete", what)
             return PruneCounts(older_than, 0, 0)
-        metadata = build_metadata(schema)
-        prefix = f"{schema}." if schema else ""
-        quality = metadata.tables[prefix + QUALITY_CHECK_TABLE]
-        audit = metadata.tables[prefix + SOURCE_AUDIT_TABLE]
-        delivery = metadata.tables[prefix + DELIVERY_TABLE]
         cutoff_instant = datetime.combine(older_than, time.min)  # naive UTC, as stored
         with engine.begin() as conn:
             operator_rows = conn.execute(
@@ -97,14 +84,14 @@ def prune_reports(engine: Any, older_than: date, schema: str | None = None) -> P
             # Tables of a later release may be missing where no load has upgraded the schema yet.
             quality_rows = (
                 conn.execute(sa.delete(quality).where(quality.c.period_start < older_than)).rowcount
-                if inspector.has_table(QUALITY_CHECK_TABLE, schema=schema)
+                if quality.name in present
                 else 0
             )
-            if inspector.has_table(DELIVERY_TABLE, schema=schema):
+            if delivery.name in present:
                 conn.execute(sa.delete(delivery).where(delivery.c.period_start < older_than))
             audit_rows = (
                 conn.execute(sa.delete(audit).where(audit.c.audited_at < cutoff_instant)).rowcount
-                if inspector.has_table(SOURCE_AUDIT_TABLE, schema=schema)
+                if audit.name in present
                 else 0
             )
     except Exception as exc:

@@ -34,7 +34,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from cdr_reports.pipeline.periods import REPORT_TYPES
+from cdr_reports.pipeline.report_types import REPORT_TYPES, REPORTS
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ REPORT_VIEWER = "ReportViewer"
 REPORT_OPERATOR = "ReportOperator"
 REPORT_ROLES = (REPORT_VIEWER, REPORT_OPERATOR)
 
-# Same ids as dag_factory.DAG_IDS (dag_factory imports this module, so no import back).
-REPORT_DAG_IDS = tuple(f"cdr_{report_type}_report" for report_type in REPORT_TYPES)
+# The report DAGs, in REPORT_TYPES order (report_types.py declares their ids).
+REPORT_DAG_IDS = tuple(row.dag_id for row in REPORTS.values())
 
 # FAB resource and action names (airflow.providers.fab.www.security.permissions), spelled out
 # so that this module stays importable without the provider.
@@ -337,7 +337,7 @@ def ensure_roles(
                 removed.append(f"{action} on {resource}")
         changes[role_name] = {"added": added, "removed": removed}
 
-    for report_type, dag_id in zip(REPORT_TYPES, REPORT_DAG_IDS, strict=True):
+    for report_type, dag_id in ((row.name, row.dag_id) for row in REPORTS.values()):
         # Same call as the DAG processor's sync: grants these and revokes other non-Admin roles'
         # per-DAG permissions on the report DAGs.
         sm.sync_perm_for_dag(dag_id, report_dag_access_control(report_type, access))

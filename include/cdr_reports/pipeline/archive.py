@@ -43,14 +43,16 @@ from decimal import Decimal
 from typing import Any
 
 from cdr_reports.pipeline.errors import PermanentError
+from cdr_reports.pipeline.report_types import REPORT_TYPES
 from cdr_reports.pipeline.schema import (
-    DELIVERY_TABLE,
     OPERATOR_TABLE,
     QUALITY_CHECK_TABLE,
     RUN_TABLE,
     SOURCE_AUDIT_TABLE,
     TABLES,
     Column,
+    ReportTables,
+    report_tables,
 )
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,6 @@ DEFAULT_BATCH_SIZE = 500  # periods per delete transaction (and per read of the 
 # Files written and read back at once on an object store, where each request waits tens of ms for
 # the network (a local disk gains nothing from threads: one at a time there).
 OBJECT_STORE_WORKERS = 16
-REPORT_TYPES = ("daily", "weekly", "monthly")
 _KEY_DATASET = META_PREFIX + "dataset"
 _KEY_SHA = META_PREFIX + "content_sha256"
 _KEY_ROWS = META_PREFIX + "rows"
@@ -462,19 +463,6 @@ class ArchiveSummary:
         )
 
 
-class _Tables:
-    def __init__(self, schema: str | None) -> None:
-        from cdr_reports.pipeline.schema import build_metadata
-
-        metadata = build_metadata(schema)
-        prefix = f"{schema}." if schema else ""
-        self.operator = metadata.tables[prefix + OPERATOR_TABLE]
-        self.run = metadata.tables[prefix + RUN_TABLE]
-        self.quality = metadata.tables[prefix + QUALITY_CHECK_TABLE]
-        self.audit = metadata.tables[prefix + SOURCE_AUDIT_TABLE]
-        self.delivery = metadata.tables[prefix + DELIVERY_TABLE]
-
-
 def _put_many(root: Any, groups: list[Group], summary: ArchiveSummary, workers: int) -> list[bool]:
     """Archive `groups` (`workers` at a time: object stores answer each request in tens of ms); which succeeded."""
 
@@ -506,7 +494,7 @@ def _put_many(root: Any, groups: list[Group], summary: ArchiveSummary, workers: 
 
 
 def _archive_reports(
-    engine: Any, root: Any, t: _Tables, older_than: date, batch: int, s: ArchiveSummary, workers: int
+    engine: Any, root: Any, t: ReportTables, older_than: date, batch: int, s: ArchiveSummary, workers: int
 ) -> None:
     import sqlalchemy as sa
 
@@ -553,7 +541,11 @@ def _params(row: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
 
 
 def _delete_reports(
-    engine: Any, t: _Tables, runs: list[dict[str, Any]], rows_of: dict[date, list[dict[str, Any]]], s: ArchiveSummary
+    engine: Any,
+    t: ReportTables,
+    runs: list[dict[str, Any]],
+    rows_of: dict[date, list[dict[str, Any]]],
+    s: ArchiveSummary,
 ) -> None:
     """One transaction for the batch; a period rewritten since it was read (its run row differs) stays."""
     period = ("report_type", "period_start")
@@ -577,7 +569,7 @@ def _delete_reports(
 
 
 def _archive_quality(
-    engine: Any, root: Any, t: _Tables, older_than: date, batch: int, s: ArchiveSummary, workers: int
+    engine: Any, root: Any, t: ReportTables, older_than: date, batch: int, s: ArchiveSummary, workers: int
 ) -> None:
     import sqlalchemy as sa
 
@@ -614,7 +606,7 @@ def _archive_quality(
 
 
 def _archive_audits(
-    engine: Any, root: Any, t: _Tables, older_than: date, batch: int, s: ArchiveSummary, workers: int
+    engine: Any, root: Any, t: ReportTables, older_than: date, batch: int, s: ArchiveSummary, workers: int
 ) -> None:
     """Source audits by UTC day of `audited_at`, `batch` days per transaction."""
     import sqlalchemy as sa
@@ -681,7 +673,7 @@ def archive_expired(
             log.info("archive: no report tables yet, nothing to archive")
             return summary
         ensure_schema(engine, schema)  # every declared column exists (no DDL when at head)
-        tables = _Tables(schema)
+        tables = report_tables(schema)
         workers = workers or (1 if _is_local(root) else OBJECT_STORE_WORKERS)
         for step in (_archive_reports, _archive_quality, _archive_audits):
             step(engine, root, tables, older_than, batch_size, summary, workers)
@@ -745,7 +737,7 @@ def restore(
         return summary
     try:
         ensure_schema(engine, schema)
-        t = _Tables(schema)
+        t = report_tables(schema)
         for start in periods:
             report = fetch(root, report_group({"report_type": report_type, "period_start": start}, []).parts, REPORTS)
             if report is None or report.run is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cdr_reports.pipeline.schema import SOURCE_AUDIT_TABLE, column
+from cdr_reports.pipeline.schema import SOURCE_AUDIT_TABLE, column, report_tables
 from cdr_reports.pipeline.validity import unplaceable_query
 
 log = logging.getLogger(__name__)
@@ -105,12 +105,6 @@ class AuditRecord:
         return {**self.__dict__, "audited_at": self.audited_at.isoformat(), "grew": self.grew}
 
 
-def _table(schema: str | None) -> Any:
-    from cdr_reports.pipeline.schema import build_metadata
-
-    return build_metadata(schema).tables[(f"{schema}." if schema else "") + SOURCE_AUDIT_TABLE]
-
-
 def record_audit(
     engine: Any, audit: SourceAudit, dag_run_id: str, audited_at: datetime | None = None, schema: str | None = None
 ) -> AuditRecord:
@@ -120,7 +114,7 @@ def record_audit(
     from cdr_reports.pipeline.errors import classify_sql_error
     from cdr_reports.pipeline.migrations import ensure_schema
 
-    table = _table(schema)
+    table = report_tables(schema).audit
     when = (audited_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
     samples = audit.samples_json()
     try:
@@ -158,6 +152,6 @@ def read_audits(engine: Any, schema: str | None = None) -> list[dict[str, Any]]:
     """Every stored audit, oldest first."""
     import sqlalchemy as sa
 
-    table = _table(schema)
+    table = report_tables(schema).audit
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(sa.select(table).order_by(table.c.audited_at)).mappings()]

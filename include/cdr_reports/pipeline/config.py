@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.errors import PermanentError
+from cdr_reports.pipeline.report_types import REPORTS
 
 DEFAULT_GLOBAL_FILTER: dict[str, Any] = {"IsDeleted": {"$ne": True}}
 
@@ -45,11 +47,19 @@ class ConfigError(PermanentError, ValueError):
 
 @dataclass(frozen=True)
 class DueTimes:
-    """Local wall-clock hour at which each report is due after its period ends."""
+    """Local wall-clock hour at which each report is due after its period ends.
 
-    daily_hour: int = 2
-    weekly_hour: int = 3
-    monthly_hour: int = 4
+    One field per report type (`ReportType.due_hour_field`), default `ReportType.default_due_hour`.
+    """
+
+    daily_hour: int = REPORTS["daily"].default_due_hour
+    weekly_hour: int = REPORTS["weekly"].default_due_hour
+    monthly_hour: int = REPORTS["monthly"].default_due_hour
+
+    def hour_for(self, report_type: str) -> int:
+        """The due hour of `report_type` (its CDR_<TYPE>_DUE_HOUR setting)."""
+        hour: int = getattr(self, report_types.of(report_type).due_hour_field)
+        return hour
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,8 @@ class Settings:
     sql_schema: str | None = None
     global_filter: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_GLOBAL_FILTER))
     extract_slices: int = 1
-    # Per report type; None: `extract_slices`. A month holds ~31 days of CDRs, so a monthly slice
-    # of the same count is ~31x a daily one (see slices_for and docs/scale-out.md).
+    # Per report type (`ReportType.slices_field`); None: `extract_slices`. A month holds ~31 days of
+    # CDRs, so a monthly slice of the same count is ~31x a daily one (see slices_for, docs/scale-out.md).
     extract_slices_daily: int | None = None
     extract_slices_weekly: int | None = None
     extract_slices_monthly: int | None = None
@@ -97,7 +107,8 @@ class Settings:
     slack_conn_id: str | None = None
     slack_channel: str | None = None
     daily_deadline_local_time: str | None = None  # "HH:MM" local on the day after the period; None: no alert
-    # Report delivery by e-mail after each successful load (empty: off), per report type.
+    # Report delivery by e-mail after each successful load (empty: off), per report type
+    # (`ReportType.emails_field`; read through `emails_for`).
     report_emails_daily: tuple[str, ...] = ()
     report_emails_weekly: tuple[str, ...] = ()
     report_emails_monthly: tuple[str, ...] = ()
@@ -115,8 +126,13 @@ class Settings:
 
     def slices_for(self, report_type: str) -> int:
         """Time slices (one extract task each) of a `report_type` period."""
-        own = getattr(self, f"extract_slices_{report_type}", None)
+        own: int | None = getattr(self, report_types.of(report_type).slices_field)
         return self.extract_slices if own is None else own
+
+    def emails_for(self, report_type: str) -> tuple[str, ...]:
+        """The subscribers of `report_type` reports (CDR_REPORT_EMAILS_<TYPE>; empty: no delivery)."""
+        emails: tuple[str, ...] = getattr(self, report_types.of(report_type).emails_field)
+        return emails
 
 
 # extract.py: `auto` asks the server (buildInfo) and picks `stream` for FerretDB, `pushdown` otherwise.
@@ -302,18 +318,14 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CDR_SQL_SCHEMA": ("sql_schema", _text),
     "CDR_GLOBAL_FILTER": ("global_filter", _filter),
     "CDR_EXTRACT_SLICES": ("extract_slices", _int_in(1, 1000)),
-    "CDR_EXTRACT_SLICES_DAILY": ("extract_slices_daily", _int_in(1, 1000)),
-    "CDR_EXTRACT_SLICES_WEEKLY": ("extract_slices_weekly", _int_in(1, 1000)),
-    "CDR_EXTRACT_SLICES_MONTHLY": ("extract_slices_monthly", _int_in(1, 1000)),
+    **{row.slices_setting: (row.slices_field, _int_in(1, 1000)) for row in REPORTS.values()},
     "CDR_EXTRACT_STRATEGY": ("extract_strategy", _choice(EXTRACT_STRATEGIES)),
     "CDR_MAX_CALL_DURATION_SECONDS": ("max_call_duration_seconds", _int_in(1)),
     "CDR_MONGO_TIMEOUT_MS": ("mongo_timeout_ms", _int_in(100)),
     "CDR_MONGO_QUERY_TIMEOUT_SECONDS": ("mongo_query_timeout_seconds", _int_in(1)),
     "CDR_WEEK_START": ("week_start", _weekday),
     "CDR_EARLIEST_REPORT_DATE": ("earliest_report_date", _date),
-    "CDR_DAILY_DUE_HOUR": ("due.daily_hour", _int_in(0, 23)),
-    "CDR_WEEKLY_DUE_HOUR": ("due.weekly_hour", _int_in(0, 23)),
-    "CDR_MONTHLY_DUE_HOUR": ("due.monthly_hour", _int_in(0, 23)),
+    **{row.due_hour_setting: ("due." + row.due_hour_field, _int_in(0, 23)) for row in REPORTS.values()},
     "CDR_OWNER": ("owner", _text),
     "CDR_CATCHUP": ("catchup", _bool),
     "CDR_RETRIES": ("retries", _int_in(0)),
@@ -330,9 +342,7 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CDR_SLACK_CONN_ID": ("slack_conn_id", _text),
     "CDR_SLACK_CHANNEL": ("slack_channel", _text),
     "CDR_DAILY_DEADLINE_LOCAL_TIME": ("daily_deadline_local_time", _local_time),
-    "CDR_REPORT_EMAILS_DAILY": ("report_emails_daily", _emails),
-    "CDR_REPORT_EMAILS_WEEKLY": ("report_emails_weekly", _emails),
-    "CDR_REPORT_EMAILS_MONTHLY": ("report_emails_monthly", _emails),
+    **{row.emails_setting: (row.emails_field, _emails) for row in REPORTS.values()},
     "CDR_VOLUME_CHECK_HISTORY": ("volume_check_history", _int_in(0, 366)),
     "CDR_VOLUME_DROP_THRESHOLD": ("volume_drop_threshold", _fraction),
     "CDR_VOLUME_MIN_EXPECTED_CALLS": ("volume_min_expected_calls", _int_in(0)),
@@ -351,9 +361,7 @@ RUN_TIME_SETTINGS = frozenset(
     {
         "CDR_GLOBAL_FILTER",
         "CDR_EXTRACT_SLICES",
-        "CDR_EXTRACT_SLICES_DAILY",
-        "CDR_EXTRACT_SLICES_WEEKLY",
-        "CDR_EXTRACT_SLICES_MONTHLY",
+        *(row.slices_setting for row in REPORTS.values()),
         "CDR_EXTRACT_STRATEGY",
         "CDR_MAX_CALL_DURATION_SECONDS",
         "CDR_MONGO_TIMEOUT_MS",
@@ -367,21 +375,15 @@ RUN_TIME_SETTINGS = frozenset(
 REPORT_ONLY_SETTINGS = frozenset(
     {
         "CDR_EXTRACT_SLICES",
-        "CDR_EXTRACT_SLICES_DAILY",
-        "CDR_EXTRACT_SLICES_WEEKLY",
-        "CDR_EXTRACT_SLICES_MONTHLY",
+        *(row.slices_setting for row in REPORTS.values()),
         "CDR_EXTRACT_STRATEGY",
         "CDR_MAX_CALL_DURATION_SECONDS",
         "CDR_WEEK_START",
-        "CDR_DAILY_DUE_HOUR",
-        "CDR_WEEKLY_DUE_HOUR",
-        "CDR_MONTHLY_DUE_HOUR",
+        *(row.due_hour_setting for row in REPORTS.values()),
         "CDR_CATCHUP",
         "CDR_DAGRUN_TIMEOUT_HOURS",
         "CDR_DAILY_DEADLINE_LOCAL_TIME",
-        "CDR_REPORT_EMAILS_DAILY",
-        "CDR_REPORT_EMAILS_WEEKLY",
-        "CDR_REPORT_EMAILS_MONTHLY",
+        *(row.emails_setting for row in REPORTS.values()),
         "CDR_VOLUME_CHECK_HISTORY",
         "CDR_VOLUME_DROP_THRESHOLD",
         "CDR_VOLUME_MIN_EXPECTED_CALLS",

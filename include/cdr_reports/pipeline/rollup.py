@@ -77,11 +77,10 @@ def period_days(period: ReportPeriod) -> list[date]:
 
 
 def _tables(schema: str | None) -> tuple[Any, Any]:
-    from cdr_reports.pipeline.schema import OPERATOR_TABLE, RUN_TABLE, build_metadata
+    from cdr_reports.pipeline.schema import report_tables  # imports SQLAlchemy: deferred as TID253 asks
 
-    metadata = build_metadata(schema)
-    prefix = f"{schema}." if schema else ""
-    return metadata.tables[prefix + RUN_TABLE], metadata.tables[prefix + OPERATOR_TABLE]
+    tables = report_tables(schema)
+    return tables.run, tables.operator
 
 
 def _daily_versions(conn: Any, run: Any, first: date, last: date, fingerprint: str, *, lock: bool) -> dict[str, str]:

@@ -21,8 +21,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cdr_reports.integration.report_view.queries import dag_id_for
-from cdr_reports.pipeline.periods import REPORT_TYPES
+from cdr_reports.pipeline import report_types
+from cdr_reports.pipeline.report_types import REPORT_TYPES
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -41,7 +41,7 @@ def require_report_read(request: Request, user: Any, report_type: str) -> None:
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
-    requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=dag_id_for(report_type))(request, user)
+    requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=report_types.of(report_type).dag_id)(request, user)
 
 
 def readable_report_types(user: Any) -> list[str]:
@@ -54,7 +54,10 @@ def readable_report_types(user: Any) -> list[str]:
         report_type
         for report_type in REPORT_TYPES
         if manager.is_authorized_dag(
-            method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id_for(report_type)), user=user
+            method="GET",
+            access_entity=DagAccessEntity.RUN,
+            details=DagDetails(id=report_types.of(report_type).dag_id),
+            user=user,
         )
     ]
 

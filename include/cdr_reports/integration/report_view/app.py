@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -35,13 +35,12 @@ from cdr_reports.integration.report_view.queries import (
     MAX_TREND_PERIODS,
     EngineCache,
 )
-from cdr_reports.pipeline.periods import REPORT_TYPES
+from cdr_reports.pipeline.report_types import REPORT_TYPES, ReportTypeName
 
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/cdr-reports"
 APP_NAME = "CDR Reports"
-ReportType = Literal["daily", "weekly", "monthly"]
 STATIC_FILES = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
@@ -50,8 +49,8 @@ STATIC_FILES = {
 }
 _engines = EngineCache()
 
-TypeQuery = Annotated[ReportType, Query(description="report type")]
-OptionalTypeQuery = Annotated[ReportType | None, Query(description="report type (default: the first you may read)")]
+TypeQuery = Annotated[ReportTypeName, Query(description="report type")]
+OptionalTypeQuery = Annotated[ReportTypeName | None, Query(description="report type (default: the first you may read)")]
 PeriodQuery = Annotated[date | None, Query(description="any date inside the period (default: the latest stored)")]
 OperatorQuery = Annotated[str | None, Query(max_length=255, description="operator id for the trend (default: all)")]
 TrendQuery = Annotated[

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from cdr_reports.integration.report_view.queries import StoredReport
+from cdr_reports.pipeline import report_types
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -48,4 +49,5 @@ def report_csv(report: StoredReport) -> str:
 
 
 def csv_filename(report: StoredReport) -> str:
-    return f"cdr_{report.report_type}_report_{report.period_start.isoformat()}.csv"
+    # Named after the DAG that wrote it: cdr_daily_report_2026-11-27.csv.
+    return f"{report_types.of(report.report_type).dag_id}_{report.period_start.isoformat()}.csv"

@@ -19,7 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cdr_reports.pipeline.periods import REPORT_TYPES
+from cdr_reports.pipeline import report_types
+from cdr_reports.pipeline.schema import ReportTables, report_tables
 
 MAX_TREND_PERIODS = 100
 DEFAULT_TREND_PERIODS = 30
@@ -33,18 +34,9 @@ PER_REPORT_COLUMNS = ("report_type", "period_start", "period_end", "generated_at
 SUMMED_COLUMNS = ("total_calls", "answered_calls", "total_duration_seconds")
 
 
-def report_tables(schema: str | None = None) -> Any:
-    """The report tables, built from the package's single schema declaration (pipeline.schema)."""
-    from cdr_reports.pipeline.load import report_tables as build
-
-    return build(schema)
-
-
 def dag_id_for(report_type: str) -> str:
-    """The DAG writing reports of `report_type` (same ids as dag_factory.DAG_IDS)."""
-    if report_type not in REPORT_TYPES:
-        raise ValueError(f"unknown report type {report_type!r}")
-    return f"cdr_{report_type}_report"
+    """The DAG writing reports of `report_type` (report_types.py); ValueError for an unknown type."""
+    return report_types.of(report_type).dag_id
 
 
 @contextlib.contextmanager
@@ -145,7 +137,7 @@ class Trend:
     points: list[TrendPoint] = field(default_factory=list)
 
 
-def _tables_exist(conn: sa.engine.Connection, tables: Any) -> bool:
+def _tables_exist(conn: sa.engine.Connection, tables: ReportTables) -> bool:
     inspector = sa.inspect(conn)
     return inspector.has_table(tables.run.name, schema=tables.run.schema) and inspector.has_table(
         tables.operator.name, schema=tables.operator.schema
@@ -185,18 +177,10 @@ def find_period(engine: sa.engine.Engine, report_type: str, day: date | None, sc
         return conn.execute(query).scalar()
 
 
-def quality_table(schema: str | None = None) -> Any:
-    """`cdr_quality_check` from the single schema declaration."""
-    from cdr_reports.pipeline.schema import QUALITY_CHECK_TABLE, build_metadata
-
-    prefix = f"{schema}." if schema else ""
-    return build_metadata(schema).tables[prefix + QUALITY_CHECK_TABLE]
-
-
 def _quality_findings(
     conn: sa.engine.Connection, report_type: str, period_start: date, schema: str | None
 ) -> list[dict[str, Any]] | None:
-    table = quality_table(schema)
+    table = report_tables(schema).quality
     if not sa.inspect(conn).has_table(table.name, schema=table.schema):
         return None
     rows = conn.execute(

@@ -26,6 +26,7 @@ from cdr_reports.integration.report_view.queries import (
     Trend,
     period_days,
 )
+from cdr_reports.pipeline import report_types
 
 COLUMN_LABELS = {
     "operator_id": "Operator",
@@ -398,7 +399,7 @@ def trend_svg(trend: Trend, *, width: int = 960, height: int = 320) -> str:
     if not points:
         return f'<p class="empty" id="trend-empty">No stored {esc(trend.report_type)} periods to chart.</p>'
     who = "all operators" if trend.operator_id is None else f"operator {visible_text(trend.operator_id)}"
-    title = f"{trend.report_type.capitalize()} trend, {who}: {len(points)} period(s)"
+    title = f"{report_types.of(trend.report_type).label} trend, {who}: {len(points)} period(s)"
     plot = _Plot(width, height, len(points), 4 * _axis_step(max(p.total_calls for p in points)))
     parts = [
         (
@@ -485,7 +486,7 @@ def page_html(model: PageModel) -> str:
     else:
         run = report.run
         label = period_label(report.report_type, report.period_start, run["period_end"])
-        dag_id = f"cdr_{report.report_type}_report"
+        dag_id = report_types.of(report.report_type).dag_id
         run_link = airflow_run_path(model.airflow_base, dag_id, str(run["dag_run_id"]))
         csv_href = f"{prefix}/report.csv?" + urlencode(
             {"type": report.report_type, "period": report.period_start.isoformat()}

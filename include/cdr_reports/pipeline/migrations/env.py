@@ -9,12 +9,12 @@ from typing import Any
 from alembic import context
 
 from cdr_reports.pipeline.migrations import VERSION_TABLE
-from cdr_reports.pipeline.schema import build_metadata
+from cdr_reports.pipeline.schema import report_tables
 
 config = context.config
 schema = config.attributes.get("schema")
 options: dict[str, Any] = {
-    "target_metadata": build_metadata(schema),
+    "target_metadata": report_tables(schema).metadata,
     "version_table": VERSION_TABLE,
     "version_table_schema": schema,
     "render_as_batch": True,  # SQLite alters tables by copying them
