@@ -38,7 +38,7 @@ QUALITY_TASK_IDS = {
     "monthly": ["check_volume"],
 }
 # Daily only (integration/rollup_tasks.py): after the load and the checks, stale weeks/months rebuilt.
-ROLLUP_TASK_IDS = {"daily": ["rebuild_rollups"], "weekly": [], "monthly": []}
+ROLLUP_TASK_IDS = {"daily": ["rebuild_rollups", "trigger_rebuilds"], "weekly": [], "monthly": []}
 
 
 def _parse_dags_folder(monkeypatch, env: dict[str, str] | None = None):
@@ -69,21 +69,7 @@ def dag(dagbag, report_type):
     return dagbag.dags[DAG_IDS[report_type]]
 
 
-def _reset_plugin_caches(plugins_manager) -> None:
-    for value in vars(plugins_manager).values():
-        if callable(getattr(value, "cache_clear", None)):
-            value.cache_clear()
-
-
-@pytest.fixture
-def plugins_from_repo(monkeypatch):
-    """Plugins loaded as every Airflow component loads them: from this repo's plugins/ folder."""
-    from airflow import plugins_manager, settings
-
-    monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
-    _reset_plugin_caches(plugins_manager)
-    yield plugins_manager
-    _reset_plugin_caches(plugins_manager)
+# plugins_from_repo: tests/dags/conftest.py
 
 
 # --------------------------------------------------------------------------- parsing
@@ -158,13 +144,17 @@ def test_task_graph_is_plan_extract_aggregate_load(dag, report_type):
     assert extract.upstream_task_ids == {"plan"}
     assert aggregate.upstream_task_ids == {"plan", "extract"}
     assert load.upstream_task_ids == {"aggregate"}
-    assert load.downstream_task_ids == set(QUALITY_TASK_IDS[report_type] + ROLLUP_TASK_IDS[report_type])
+    finder = ROLLUP_TASK_IDS[report_type][:1]  # rebuild_rollups, then trigger_rebuilds mapped over its list
+    assert load.downstream_task_ids == set(QUALITY_TASK_IDS[report_type] + finder)
     for task_id in QUALITY_TASK_IDS[report_type]:
         assert dag.task_dict[task_id].upstream_task_ids == {"load"}
-        assert dag.task_dict[task_id].downstream_task_ids == set(ROLLUP_TASK_IDS[report_type])
-    for task_id in ROLLUP_TASK_IDS[report_type]:
-        assert dag.task_dict[task_id].upstream_task_ids == {"load", *QUALITY_TASK_IDS[report_type]}
-        assert dag.task_dict[task_id].downstream_task_ids == set()
+        assert dag.task_dict[task_id].downstream_task_ids == set(finder)
+    if finder:
+        rebuild, trigger = dag.task_dict["rebuild_rollups"], dag.task_dict["trigger_rebuilds"]
+        assert rebuild.upstream_task_ids == {"load", *QUALITY_TASK_IDS[report_type]}
+        assert rebuild.downstream_task_ids == {"trigger_rebuilds"}
+        assert trigger.upstream_task_ids == {"rebuild_rollups"} and trigger.downstream_task_ids == set()
+        assert type(trigger).__name__ == "MappedOperator" and trigger.operator_name == "TriggerDagRunOperator"
 
 
 # --------------------------------------------------------------------------- settings reach the DAG

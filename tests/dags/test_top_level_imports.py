@@ -18,6 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO_ROOT / "dags" / "cdr_report_dags.py"
 MAINTENANCE_DAG_FILE = REPO_ROOT / "dags" / "cdr_maintenance_dag.py"
 
+# The daily DAG's trigger_rebuilds is the standard provider's TriggerDagRunOperator, whose module
+# imports airflow.models (and with it these SQLAlchemy ORM extensions) at its top. Accepted: no
+# driver, hook or connection comes with them, and the DAG processor has airflow.models loaded anyway.
+TRIGGER_OPERATOR_ORM_MODULES = {"sqlalchemy.ext.associationproxy", "sqlalchemy.ext.hybrid", "sqlalchemy.ext.mutable"}
+
 # Prefixes of modules that parsing must not import (on top of what airflow.sdk already did).
 FORBIDDEN_PREFIXES = (
     "pymongo",
@@ -156,7 +161,7 @@ def test_parsing_imports_no_driver_hook_or_pipeline_module_and_touches_nothing(t
 
     assert report["dag_ids"] == ["cdr_daily_report", "cdr_monthly_report", "cdr_weekly_report"]
     forbidden = [m for m in new if m.startswith(FORBIDDEN_PREFIXES)]
-    assert forbidden == []
+    assert forbidden == sorted(TRIGGER_OPERATOR_ORM_MODULES)
     # the factory and its light modules were loaded by this parse (so the diff is meaningful)
     assert {
         "cdr_reports.integration.dag_factory",

@@ -11,82 +11,18 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import date, timedelta
-from typing import Any
 
 import pytest
 
-from cdr_reports.integration.dag_factory import build_report_dag
-from cdr_reports.pipeline.config import load_settings
 from cdr_reports.pipeline.load import ensure_tables, read_report
 from cdr_reports.pipeline.periods import ReportPeriod, period_containing
 from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
+from tests.e2e.conftest import run_dag, task_instances
 from tests.support.reference import edge_case_documents, expected_report, random_documents
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("run_env")]
 
 TZ = "Europe/Istanbul"
-
-
-@pytest.fixture(autouse=True)
-def run_env(airflow_db, monkeypatch):
-    """Only the settings each test sets; fast retries (read when the DAG is built)."""
-    import os
-
-    for key in list(os.environ):
-        if key.startswith(("CDR_", "AIRFLOW_CONN_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("CDR_RETRY_DELAY_SECONDS", "1")
-    monkeypatch.setenv("CDR_MAX_RETRY_DELAY_SECONDS", "2")
-    return monkeypatch
-
-
-@pytest.fixture
-def sources(mongo_db, run_env):
-    """Seed `mongo_db.CdrRecords` and point connection cdr_mongo at it."""
-    host_port = mongo_db.client.address
-    run_env.setenv("AIRFLOW_CONN_CDR_MONGO", f"mongo://{host_port[0]}:{host_port[1]}/{mongo_db.name}")
-
-    def seed(docs: list[dict]) -> list[dict]:
-        mongo_db.CdrRecords.insert_many([dict(d) for d in docs])  # copies: insert_many adds _id
-        return docs
-
-    return seed
-
-
-@pytest.fixture
-def sqlite_sink(tmp_path, run_env, sqlite_engine):
-    path = tmp_path / "reports.db"
-    assert str(sqlite_engine.url).endswith(str(path))  # the fixture's engine reads the same file
-    run_env.setenv("AIRFLOW_CONN_CDR_REPORTS_DB", f"sqlite:///{path}")
-    return sqlite_engine, None
-
-
-@pytest.fixture
-def postgres_sink(pg_uri, pg_schema, pg_engine, run_env):
-    # A fresh schema per test, reached through CDR_SQL_SCHEMA (the connection names the database).
-    _, schema = pg_schema
-    run_env.setenv("AIRFLOW_CONN_CDR_REPORTS_DB", pg_uri)
-    run_env.setenv("CDR_SQL_SCHEMA", schema)
-    return pg_engine, schema
-
-
-def run_dag(report_type: str, report_date: date):
-    """Build the DAG from the current environment, as the DAG file does, and run it once."""
-    dag = build_report_dag(report_type, load_settings())
-    dag_run = dag.test(run_conf={"report_date": report_date.isoformat()})
-    return dag, dag_run
-
-
-def task_instances(dag_run) -> dict[tuple[str, int], Any]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        tis = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
-        ).all()
-        return {(ti.task_id, ti.map_index): (ti.state, ti.try_number) for ti in tis}
 
 
 def assert_stored_report(engine, schema, period: ReportPeriod, expected: dict, dag_run) -> dict:
@@ -154,9 +90,11 @@ def test_daily_report_run(request, sink, sources, run_env):
     tis = task_instances(dag_run)
     assert sorted(tis) == sorted(
         [("plan", -1), ("aggregate", -1), ("load", -1), ("check_volume", -1), ("check_late_data", -1)]
-        + [("rebuild_rollups", -1)]
+        + [("rebuild_rollups", -1), ("trigger_rebuilds", -1)]
         + [("extract", i) for i in range(slices)]
     )
+    # No stored week or month to rebuild: the mapped trigger_rebuilds expands to nothing (skipped).
+    assert tis.pop(("trigger_rebuilds", -1)) == ("skipped", 0)
     assert set(tis.values()) == {("success", 1)}
     assert_stored_report(engine, schema, day, expected, dag_run)
 

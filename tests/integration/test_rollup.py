@@ -149,6 +149,7 @@ def test_a_stale_rollup_is_refused_and_built_again(cdr_db, sql_engine):
 
 
 def test_a_corrected_day_makes_its_stored_week_and_month_stale_until_rebuilt(cdr_db, sql_engine):
+    from cdr_reports.integration.rollup_tasks import rebuild_run_id
     from cdr_reports.pipeline.runner import stale_rollups
 
     cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 10, seed=5))
@@ -164,13 +165,42 @@ def test_a_corrected_day_makes_its_stored_week_and_month_stale_until_rebuilt(cdr
         {"Operator": {"Id": "late"}, "DateTime": {"Start": local_midnight_utc(day, TZ)}, "Duration": 4.5}
     )
     run_report(collection, sql_engine, period_containing("daily", day, TZ), settings, "rereport")
-    [(period, reason)] = stale_rollups(sql_engine, [day], settings)
-    assert (period, day.isoformat() in reason) == (WEEK, True)
+    [stale] = stale_rollups(sql_engine, [day], settings)
+    assert (stale.period, day.isoformat() in stale.reason) == (WEEK, True)
+    assert stale.inputs_sha256 not in (None, before.rollup_inputs_sha256)
     assert stale_rollups(sql_engine, [day], replace(settings, rollup="off")) == []
+    # The daily DAG's trigger_rebuilds run id names the period and this state of its days: the same
+    # correction seen again never starts a second run, a newer one starts a new run.
+    assert stale_rollups(sql_engine, [day], settings) == [stale]
+    run_id = rebuild_run_id(stale.period.start_date, stale.inputs_sha256)
+    assert run_id.startswith(f"rebuild__{WEEK.start_date.isoformat()}__") and len(run_id) == 37
+    cdr_db.db.CdrRecords.insert_one(
+        {"Operator": {"Id": "late"}, "DateTime": {"Start": local_midnight_utc(day, TZ)}, "Duration": 1.0}
+    )
+    run_report(collection, sql_engine, period_containing("daily", day, TZ), settings, "rereport-2")
+    [newer] = stale_rollups(sql_engine, [day], settings)
+    assert rebuild_run_id(newer.period.start_date, newer.inputs_sha256) != run_id
 
-    rebuilt = run_report(collection, sql_engine, period, settings, "rebuild")
-    assert rebuilt.source_records == before.source_records + 1
-    assert {r.operator_id: r.total_duration_seconds for r in rebuilt.rows}["late"] == 5  # 4.5 s, halves up
+    rebuilt = run_report(collection, sql_engine, newer.period, settings, "rebuild")
+    assert rebuilt.source_records == before.source_records + 2
+    assert {r.operator_id: r.total_duration_seconds for r in rebuilt.rows}["late"] == 6  # 5.5 s, halves up
     direct = build_report(WEEK, extract_period(collection, WEEK, settings), dag_run_id="direct")
     assert _comparable(rebuilt) == _comparable(direct)
     assert stale_rollups(sql_engine, [day], settings) == []
+
+
+def test_a_week_read_from_the_cdrs_is_stale_only_when_a_day_is_stored_after_it(cdr_db, sql_engine):
+    from cdr_reports.pipeline.runner import stale_rollups
+
+    cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 5, seed=8))
+    settings = cdr_db.settings()
+    collection = cdr_db.db.CdrRecords
+    _store_days(collection, sql_engine, WEEK, settings)
+    extracted = run_report(collection, sql_engine, WEEK, replace(settings, rollup="off"), "week-direct")
+    assert (extracted.method, extracted.rollup_inputs_sha256) == ("extract", None)
+    days = period_days(WEEK)
+    # Its days all qualify now, but none changed since it was read: equal numbers, nothing to rebuild.
+    assert stale_rollups(sql_engine, days, settings) == []
+    run_report(collection, sql_engine, period_containing("daily", days[6], TZ), settings, "re-run")
+    [stale] = stale_rollups(sql_engine, days, settings)
+    assert stale.period == WEEK and days[6].isoformat() in stale.reason

@@ -1,12 +1,21 @@
-"""The daily DAG's `rebuild_rollups` task: corrections of a day reach its stored week and month.
+"""Corrections of a day reach its stored week and month: the daily DAG's last two tasks.
 
-After `load` and the data-quality tasks (a late-data re-report changes earlier days), it looks
-at the weeks and months containing this run's day and the `CDR_LATE_DATA_LOOKBACK_DAYS` days
-before it. Each stored one whose daily reports changed since it was stored (runner.stale_rollups)
-is built again from the stored daily reports with the same idempotent load, then e-mailed as a
-CORRECTED copy when its content changed and it has subscribers. Its return value (XCom) and its
-log name every period rebuilt and why; the rebuilt report's run row names this run. Off with
-`CDR_ROLLUP=off`.
+- `rebuild_rollups` (after `load` and the data-quality checks, since a late-data re-report changes
+  earlier days) looks at the weeks and months containing this run's day and the
+  `CDR_LATE_DATA_LOOKBACK_DAYS` days before it, and lists each stored one that its daily reports
+  no longer match (`runner.stale_rollups`), with the reason. That list is its return value (XCom)
+  and its log.
+- `trigger_rebuilds` (Airflow's `TriggerDagRunOperator`, mapped over that list) starts one run of
+  `cdr_weekly_report` / `cdr_monthly_report` per stale period, with `report_date` in its conf and
+  the reason as the run's note. That run is an ordinary run of the weekly or monthly DAG: the
+  same plan (roll-up from the stored daily reports), idempotent load, checks and CORRECTED e-mail
+  when the content changed, the same retries and failure alerts, listed in that DAG's grid.
+
+Durable without bookkeeping: staleness is read from the report tables, so a try that died is
+simply made again; the run id is derived from the period and the digest of the daily reports it
+will roll up (`rebuild__<period start>__<digest>`), so the same correction never starts two
+runs (`skip_when_already_exists`: that mapped task instance is skipped) and a newer correction
+starts a new one. Off with `CDR_ROLLUP=off`.
 """
 
 from __future__ import annotations
@@ -16,62 +25,84 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
 
+from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.config import Settings
 
 log = logging.getLogger(__name__)
 
 REBUILD_DOC = (
-    "### Rebuild stale weeks and months\n"
-    "Finds the stored weekly and monthly reports containing this run's day (and the late-data lookback "
-    "days) whose daily reports changed since they were stored, and rebuilds each from the stored daily "
-    "reports (the same idempotent load; a CORRECTED e-mail when the content changed). Returns what was "
-    "rebuilt and why."
+    "### Find stale weeks and months\n"
+    "Lists the stored weekly and monthly reports containing this run's day (and the late-data lookback "
+    "days) whose daily reports changed since they were stored, and why. `trigger_rebuilds` starts one "
+    "run of the weekly or monthly DAG per entry."
 )
+TRIGGER_DOC = (
+    "### Rebuild them\n"
+    "One run of `cdr_weekly_report` / `cdr_monthly_report` per stale period found by `rebuild_rollups` "
+    "(conf `report_date`, the reason as the run's note): that run rolls the period up again from the "
+    "stored daily reports and e-mails a CORRECTED copy when its content changed. A correction already "
+    "triggered is skipped."
+)
+RUN_ID_PREFIX = "rebuild__"
 
 
-def rebuild_rollups_task(
-    settings: Settings, loaded: Mapping[str, Any], context: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    from cdr_reports.integration.connections import mongo_collection, sql_engine
+def rebuild_run_id(period_start: date, inputs_sha256: str | None) -> str:
+    """The run id of the rebuild of one period from one state of its daily reports."""
+    return f"{RUN_ID_PREFIX}{period_start.isoformat()}__{(inputs_sha256 or 'none')[:16]}"
+
+
+def rebuild_requests(settings: Settings, loaded: Mapping[str, Any], run_id: str, dag_id: str) -> list[dict[str, Any]]:
+    """Body of `rebuild_rollups`: the TriggerDagRunOperator arguments of each stale week or month."""
+    from cdr_reports.integration.connections import sql_engine
     from cdr_reports.integration.failures import fail_fast
-    from cdr_reports.integration.report_view.delivery import deliver_report
-    from cdr_reports.pipeline.runner import run_report, stale_rollups
+    from cdr_reports.pipeline.runner import stale_rollups
 
     day = date.fromisoformat(str(loaded["period_start"]))
     days = [day - timedelta(days=i) for i in range(settings.late_data_lookback_days + 1)]
-    run_id = str(context["run_id"])
-    rebuilt: list[dict[str, Any]] = []
-    with fail_fast(f"rebuilding the weeks and months of {days[-1]}..{day} via connection {settings.sql_conn_id!r}"):
-        engine = sql_engine(settings)
-        for period, reason in stale_rollups(engine, days, settings):
-            log.warning("rebuilding %s: %s", period.label(), reason)
-            report = run_report(mongo_collection(settings), engine, period, settings, run_id)
-            delivery = deliver_report(settings, period.report_type, period.start_date, run_id, engine=engine)
-            rebuilt.append(
-                {
-                    "report_type": period.report_type,
-                    "period_start": period.start_date.isoformat(),
-                    "reason": reason,
-                    "method": report.method,
-                    "days_extracted": report.days_extracted,
-                    "e-mail": delivery.status,
-                }
-            )
-    log.info("rebuilt %d week(s)/month(s)%s", len(rebuilt), "".join(f"\n  {r}" for r in rebuilt))
-    return rebuilt
+    with fail_fast(
+        f"looking for weeks and months to rebuild ({days[-1]}..{day}) via connection {settings.sql_conn_id!r}"
+    ):
+        stale = stale_rollups(sql_engine(settings), days, settings)
+    requests = []
+    for item in stale:
+        period = item.period
+        note = (
+            f"Rebuild of the {period.label()}: {item.reason}. "
+            f"Requested by {dag_id} run {run_id} (task rebuild_rollups)."
+        )
+        requests.append(
+            {
+                "trigger_dag_id": report_types.of(period.report_type).dag_id,
+                "trigger_run_id": rebuild_run_id(period.start_date, item.inputs_sha256),
+                "conf": {"report_date": period.start_date.isoformat(), "rebuild_reason": item.reason},
+                "note": note,
+            }
+        )
+        log.warning("%s", note)
+    log.info("%d week(s)/month(s) to rebuild", len(requests))
+    return requests
 
 
-def add_rebuild_task(report_type: str, settings: Settings, loaded: Any, after: list[Any]) -> Any:
-    """Add `rebuild_rollups` to the daily DAG (inside its context), after the load and the checks."""
+def add_rebuild_tasks(report_type: str, settings: Settings, loaded: Any, after: list[Any]) -> list[Any]:
+    """Add `rebuild_rollups` >> `trigger_rebuilds` to the daily DAG (inside its context)."""
     if report_type != "daily" or settings.rollup == "off":
-        return None
+        return []
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
     from airflow.sdk import task
 
     @task(task_id="rebuild_rollups", doc_md=REBUILD_DOC)
     def rebuild_rollups(loaded_summary: dict[str, Any], **context: Any) -> list[dict[str, Any]]:
-        return rebuild_rollups_task(settings, loaded_summary, context)
+        return rebuild_requests(settings, loaded_summary, str(context["run_id"]), str(context["dag"].dag_id))
 
-    rebuild = rebuild_rollups(loaded)
+    requests = rebuild_rollups(loaded)
     for upstream in after:
-        upstream >> rebuild
-    return rebuild
+        upstream >> requests
+    trigger = TriggerDagRunOperator.partial(
+        task_id="trigger_rebuilds",
+        doc_md=TRIGGER_DOC,
+        # No logical date: a manual-style run of the period named in its conf (the plan task reads it).
+        logical_date=None,
+        skip_when_already_exists=True,
+        wait_for_completion=False,
+    ).expand_kwargs(requests)
+    return [requests, trigger]

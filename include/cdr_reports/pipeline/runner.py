@@ -7,6 +7,7 @@ demo, the benchmarks, the late-data re-report and the roll-up rebuilds call dire
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -112,13 +113,24 @@ def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Set
     raise AssertionError("unreachable")
 
 
-def stale_rollups(engine: Any, days: list[date], settings: Settings) -> list[tuple[ReportPeriod, str]]:
+@dataclass(frozen=True)
+class StaleRollup:
+    """A stored week or month that its daily reports no longer match, why, and what it would roll up now."""
+
+    period: ReportPeriod
+    reason: str
+    inputs_sha256: str | None  # digest of the qualifying daily reports now (None: none qualifies)
+
+
+def stale_rollups(engine: Any, days: list[date], settings: Settings) -> list[StaleRollup]:
     """The stored weekly and monthly reports containing `days` that their daily reports no longer match.
 
-    A stored week or month records which daily reports it rolled up (`rollup_inputs_sha256`). When
-    the qualifying daily reports of its days differ from those (a day re-reported after late data,
-    re-run, backfilled, or stored for the first time), the stored report is stale. Durable: a
-    rebuild that failed is found again by the next check of any of its days.
+    A rolled-up week or month records which daily reports it read (`rollup_inputs_sha256`): it is
+    stale when the qualifying daily reports of its days differ from those (a day re-reported after
+    late data, re-run, backfilled, stored for the first time, or replaced under other rules). A week
+    or month read from the CDRs (`rollup_inputs_sha256` NULL) is stale when a qualifying daily report
+    of its days was stored after it. Durable: the state is in the report tables, so a check that
+    died is simply made again by the next check of any of its days.
     """
     import sqlalchemy as sa
 
@@ -129,7 +141,7 @@ def stale_rollups(engine: Any, days: list[date], settings: Settings) -> list[tup
         return []
     fingerprint = rollup.rules_fingerprint(settings)
     run = report_tables(settings.sql_schema).run
-    stale: list[tuple[ReportPeriod, str]] = []
+    stale: list[StaleRollup] = []
     periods = {
         period_containing(rt, day, settings.time_zone, settings.week_start)
         for day in days
@@ -145,15 +157,18 @@ def stale_rollups(engine: Any, days: list[date], settings: Settings) -> list[tup
         if stored is None:
             continue  # not stored yet: its own run will roll up what is stored then
         current = rollup.qualifying_days(engine, period, fingerprint, settings.sql_schema)
-        if (inputs_digest(current) if current else None) == stored.rollup_inputs_sha256:
+        digest = inputs_digest(current) if current else None
+        stored_at = stored.generated_at.isoformat()
+        newer = sorted(day for day, version in current.items() if version.split("|")[-1] > stored_at)
+        if stored.rollup_inputs_sha256 is None:
+            if not newer:
+                continue  # read from the CDRs, and no daily report changed since
+        elif digest == stored.rollup_inputs_sha256:
             continue
-        newer = sorted(
-            day for day, version in current.items() if version.split("|")[-1] > stored.generated_at.isoformat()
-        )
         reason = (
-            f"daily report(s) of {', '.join(newer)} stored after it ({stored.generated_at.isoformat()} UTC)"
+            f"daily report(s) of {', '.join(newer)} stored after it ({stored_at} UTC)"
             if newer
             else "the daily reports it rolled up changed (replaced under other rules, or removed)"
         )
-        stale.append((period, reason))
+        stale.append(StaleRollup(period, reason, digest))
     return stale
