@@ -12,11 +12,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from cdr_reports.pipeline import extract, rollup
-from cdr_reports.pipeline.aggregate import Report, build_report
+from cdr_reports.pipeline.aggregate import Report, build_report, inputs_digest
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.extract import SliceCounts
+from cdr_reports.pipeline.load import load_report
 from cdr_reports.pipeline.periods import ReportPeriod, local_midnight_utc, period_containing
 from cdr_reports.pipeline.plan import period_from_dict
+from cdr_reports.pipeline.schema import report_tables
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +98,6 @@ def count_window(get_collection: Any, engine: Any, window: dict[str, Any], setti
 
 def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Settings, dag_run_id: str) -> Report:
     """Plan, count, aggregate and load one period in this process (roll-ups included)."""
-    from cdr_reports.pipeline.load import load_report
-
     fingerprint = rollup.rules_fingerprint(settings)
     for attempt in range(1, BUILD_ATTEMPTS + 1):
         windows = plan_report_windows(engine, period, settings, fingerprint)
@@ -133,9 +133,6 @@ def stale_rollups(engine: Any, days: list[date], settings: Settings) -> list[Sta
     died is simply made again by the next check of any of its days.
     """
     import sqlalchemy as sa
-
-    from cdr_reports.pipeline.aggregate import inputs_digest
-    from cdr_reports.pipeline.load import report_tables
 
     if settings.rollup == "off":
         return []
