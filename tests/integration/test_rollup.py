@@ -204,3 +204,99 @@ def test_a_week_read_from_the_cdrs_is_stale_only_when_a_day_is_stored_after_it(c
     run_report(collection, sql_engine, period_containing("daily", days[6], TZ), settings, "re-run")
     [stale] = stale_rollups(sql_engine, days, settings)
     assert stale.period == WEEK and days[6].isoformat() in stale.reason
+
+
+def test_a_daily_load_waits_for_a_weekly_load_that_checked_its_inputs_then_the_week_is_stale(mongo_db, pg_engine):
+    """The interleaving the share lock exists for (PostgreSQL; SQLite serialises whole writers).
+
+    1. The weekly roll-up has read its days and its load has checked them (share-locking the
+       daily run rows) but not committed; 2. a re-report of one of those days reaches its load,
+       whose DELETE of the run row must wait; 3. the week commits, then the day. The week is
+       then older than its day, and stale_rollups says so (the daily DAG triggers its rebuild);
+       nothing ever stores a week computed from daily numbers older than those stored.
+    """
+    import threading
+
+    from cdr_reports.pipeline import load as load_module
+    from cdr_reports.pipeline.config import Settings
+    from cdr_reports.pipeline.runner import count_window, plan_report_windows, stale_rollups
+
+    mongo_db.CdrRecords.insert_many(_documents(WEEK, 8, seed=13))
+    settings = Settings()
+    collection = mongo_db.CdrRecords
+    _store_days(collection, pg_engine, WEEK, settings)
+    fingerprint = rules_fingerprint(settings)
+    windows = plan_report_windows(pg_engine, WEEK, settings, fingerprint)
+    assert [w["method"] for w in windows] == ["rollup"]
+    week_report = build_report(
+        WEEK, [count_window(lambda: collection, pg_engine, w, settings) for w in windows],
+        dag_run_id="week", rules_fingerprint=fingerprint,
+    )  # fmt: skip
+
+    checked, proceed = threading.Event(), threading.Event()
+    real_check = load_module.check_inputs
+
+    def check_then_wait(conn, report, *args, **kwargs):
+        real_check(conn, report, *args, **kwargs)
+        if report.report_type == "weekly":
+            checked.set()
+            assert proceed.wait(60), "the test never released the weekly load"
+
+    errors: list[BaseException] = []
+
+    def in_thread(target):
+        def run():
+            try:
+                target()
+            except BaseException as exc:  # collected, asserted empty in the test thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    day = period_days(WEEK)[2]
+    load_module.check_inputs = check_then_wait
+    try:
+        weekly = in_thread(lambda: load_report(pg_engine, week_report))
+        assert checked.wait(60), errors
+        collection.insert_one(
+            {"Operator": {"Id": "late"}, "DateTime": {"Start": local_midnight_utc(day, TZ)}, "Duration": 9.5}
+        )
+        daily = in_thread(
+            lambda: run_report(collection, pg_engine, period_containing("daily", day, TZ), settings, "rereport")
+        )
+
+        def daily_waits_on_a_lock() -> bool:
+            with pg_engine.connect() as conn:
+                waiting = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query ILIKE 'DELETE FROM%cdr_report_run%' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            return waiting == 1
+
+        for _ in range(600):
+            if daily_waits_on_a_lock() or not daily.is_alive():
+                break
+            threading.Event().wait(0.1)
+        assert daily.is_alive() and daily_waits_on_a_lock(), errors  # blocked by the week's share lock
+        proceed.set()
+        weekly.join(60)
+        daily.join(60)
+    finally:
+        load_module.check_inputs = real_check
+        proceed.set()
+    assert errors == [] and not weekly.is_alive() and not daily.is_alive()
+
+    stored_week = read_report(pg_engine, "weekly", WEEK.start_date)
+    stored_day = read_report(pg_engine, "daily", day)
+    assert stored_week["run"]["dag_run_id"] == "week" and stored_day["run"]["dag_run_id"] == "rereport"
+    assert "late" not in {row["operator_id"] for row in stored_week["rows"]}  # committed first, from the old day
+    [stale] = stale_rollups(pg_engine, [day], settings)
+    assert stale.period == WEEK and day.isoformat() in stale.reason
+    rebuilt = run_report(collection, pg_engine, WEEK, settings, "rebuild")
+    direct = build_report(WEEK, extract_period(collection, WEEK, settings), dag_run_id="direct")
+    assert _comparable(rebuilt) == _comparable(direct)
+    assert stale_rollups(pg_engine, [day], settings) == []
