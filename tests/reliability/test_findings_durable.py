@@ -26,7 +26,8 @@ import sqlalchemy as sa
 
 from cdr_reports.pipeline.audit import read_audits
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline.quality import REREPORT_PENDING, read_findings
+from cdr_reports.pipeline.quality.rules import REREPORT_PENDING
+from cdr_reports.pipeline.quality.store import read_findings
 from cdr_reports.pipeline.runner import run_report
 from tests.support.findings import calls
 from tests.support.findings import mails as _mails

@@ -10,7 +10,7 @@ import pytest
 from cdr_reports.integration.quality_tasks import late_data_message, volume_message
 from cdr_reports.pipeline.audit import SourceAudit, audit_match
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline.quality import LATE_DATA, WHOLE_PERIOD, Finding, volume_findings
+from cdr_reports.pipeline.quality.rules import LATE_DATA, WHOLE_PERIOD, Finding, volume_findings
 from cdr_reports.pipeline.validity import operator_key, unplaceable_query
 
 DAY = date(2026, 11, 27)

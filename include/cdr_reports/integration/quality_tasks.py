@@ -5,8 +5,8 @@ theirs fails the run (and alerts like any failed task) without touching the stor
 Each sends at most ONE alert per run on the existing channels (alerts.py: e-mail, Slack), listing
 every finding of the run; a run without findings sends nothing.
 
-- `check_volume` (every report type, unless `CDR_VOLUME_CHECK_HISTORY=0`): quality.check_volume.
-- `check_late_data` (daily, unless `CDR_LATE_DATA_LOOKBACK_DAYS=0`): quality.check_late_data.
+- `check_volume` (every report type, unless `CDR_VOLUME_CHECK_HISTORY=0`): quality.checks.check_volume.
+- `check_late_data` (daily, unless `CDR_LATE_DATA_LOOKBACK_DAYS=0`): quality.checks.check_late_data.
   Its alert lists every late-data finding stored by this run, retries included: a try that
   re-reported a day and then failed is not forgotten by the retry (which finds the day equal).
 
@@ -20,12 +20,18 @@ accepted fails the try (transient), so the retry sends it again: at least once, 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from cdr_reports.integration.alerts import AlertChannels, AlertMessage, send
+from cdr_reports.integration.connections import mongo_collection, sql_engine
+from cdr_reports.integration.failures import fail_fast
 from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.quality.rules import LATE_DATA, VOLUME_VERDICTS, Finding
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +57,9 @@ def _dag_id(context: Mapping[str, Any], report_type: str) -> str:
 
 
 def volume_message(
-    dag_id: str, run_id: str, report_type: str, period_start: date, findings: Sequence[Any], settings: Settings
-) -> Any:
+    dag_id: str, run_id: str, report_type: str, period_start: date, findings: Sequence[Finding], settings: Settings
+) -> AlertMessage:
     """One alert listing every volume finding of the run."""
-    from collections import Counter
-
-    from cdr_reports.integration.alerts import AlertMessage
-
     counts = Counter(finding.verdict for finding in findings)
     summary = ", ".join(f"{counts[verdict]} {verdict}" for verdict in ("drop", "vanished", "new") if counts[verdict])
     lines = [
@@ -76,10 +78,8 @@ def volume_message(
     return AlertMessage(subject=subject, text="\n".join(lines))
 
 
-def late_data_message(dag_id: str, run_id: str, findings: Sequence[Any], settings: Settings) -> Any:
+def late_data_message(dag_id: str, run_id: str, findings: Sequence[Finding], settings: Settings) -> AlertMessage:
     """One alert listing every late-data finding of the run."""
-    from cdr_reports.integration.alerts import AlertMessage
-
     action = "re-reported" if settings.late_data_action == "rereport" else "NOT re-reported (alert only)"
     days = ", ".join(finding.period_start.isoformat() for finding in findings)
     lines = [
@@ -98,10 +98,8 @@ class AlertNotDelivered(RuntimeError):
     """No configured channel accepted a findings alert: transient, so Airflow retries the task (and the alert)."""
 
 
-def deliver(settings: Settings, message: Any, context: Mapping[str, Any]) -> list[str]:
+def deliver(settings: Settings, message: AlertMessage, context: Mapping[str, Any]) -> list[str]:
     """Send a findings alert; raise AlertNotDelivered when channels are configured and none accepted it."""
-    from cdr_reports.integration.alerts import AlertChannels, send
-
     channels = AlertChannels.from_settings(settings)
     sent = send(channels, message, context)
     if channels.names and not sent:
@@ -112,22 +110,13 @@ def deliver(settings: Settings, message: Any, context: Mapping[str, Any]) -> lis
     return sent
 
 
-def _finding(row: Mapping[str, Any]) -> Any:
-    from cdr_reports.pipeline.quality import Finding
-
-    return Finding(
-        row["report_type"], row["period_start"], row["operator_id"], row["verdict"], row["expected"],
-        int(row["actual"]), row["detail"],
-    )  # fmt: skip
-
-
 def check_volume_task(
     report_type: str, settings: Settings, loaded: Mapping[str, Any], context: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Body of `check_volume`: judge the report just loaded, store the findings, alert once."""
-    from cdr_reports.integration.connections import sql_engine
-    from cdr_reports.integration.failures import fail_fast
-    from cdr_reports.pipeline.quality import VOLUME_VERDICTS, check_volume, read_findings
+    # Deferred: they import SQLAlchemy, which DAG parsing must not pay for (TID253).
+    from cdr_reports.pipeline.quality.checks import check_volume
+    from cdr_reports.pipeline.quality.store import read_findings
 
     period_start = date.fromisoformat(str(loaded["period_start"]))
     run_id = str(context["run_id"])
@@ -139,7 +128,7 @@ def check_volume_task(
         stored = read_findings(
             engine, report_type, period_start, settings.sql_schema, verdicts=VOLUME_VERDICTS, dag_run_id=run_id
         )
-    findings = [_finding(row) for row in stored]
+    findings = [Finding.from_row(row) for row in stored]
     sent: list[str] = []
     if findings:
         message = volume_message(_dag_id(context, report_type), run_id, report_type, period_start, findings, settings)
@@ -152,12 +141,11 @@ def check_late_data_task(
     report_type: str, settings: Settings, loaded: Mapping[str, Any], context: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Body of `check_late_data`: re-count the previous days, re-report or flag changed ones, alert once."""
+    # Deferred: bson, and SQLAlchemy through the quality modules, which DAG parsing must not pay for (TID253).
     from bson import json_util
 
-    from cdr_reports.integration.connections import mongo_collection, sql_engine
-    from cdr_reports.integration.failures import fail_fast
-    from cdr_reports.pipeline.periods import period_containing
-    from cdr_reports.pipeline.quality import LATE_DATA, check_late_data, read_findings
+    from cdr_reports.pipeline.quality.checks import check_late_data
+    from cdr_reports.pipeline.quality.store import read_findings
 
     period = period_containing(
         report_type, date.fromisoformat(str(loaded["period_start"])), settings.time_zone, settings.week_start
@@ -175,7 +163,7 @@ def check_late_data_task(
         stored = read_findings(
             engine, report_type, schema=settings.sql_schema, verdicts=(LATE_DATA,), dag_run_id=run_id
         )
-    findings = [_finding(row) for row in stored if row["period_start"] in checked]
+    findings = [Finding.from_row(row) for row in stored if row["period_start"] in checked]
     sent: list[str] = []
     if findings:
         message = late_data_message(_dag_id(context, report_type), run_id, findings, settings)
