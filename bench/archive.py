@@ -30,6 +30,12 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".services" / "airflow_home"))
 
 
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        raise SystemExit(f"{name} is not set and .services/env has no value for it: run `make services` first")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--periods", type=int, default=10_000)
@@ -54,7 +60,8 @@ def main() -> int:
     if args.sink == "sqlite":
         engine = sa.create_engine(f"sqlite:///{work / 'reports.db'}")
     else:
-        uri = service_uri("CDR_TEST_PG_URI", env_file).replace("postgresql://", "postgresql+psycopg://", 1)
+        uri = _required(service_uri("CDR_TEST_PG_URI", env_file), "CDR_TEST_PG_URI")
+        uri = uri.replace("postgresql://", "postgresql+psycopg://", 1)
         schema = f"bench_{uuid.uuid4().hex[:8]}"
         admin = sa.create_engine(uri)
         with admin.begin() as conn:
@@ -68,7 +75,7 @@ def main() -> int:
     if args.storage == "file":
         settings = Settings(archive_url=f"file://{work / 'archive'}")
     else:
-        endpoint = service_uri("CDR_TEST_S3_ENDPOINT", env_file)
+        endpoint = _required(service_uri("CDR_TEST_S3_ENDPOINT", env_file), "CDR_TEST_S3_ENDPOINT")
         os.environ["AIRFLOW_CONN_CDR_ARCHIVE_BENCH"] = aws_connection_uri(endpoint)
         settings = Settings(archive_url=f"s3://{new_bucket(endpoint)}/cdr", archive_conn_id="cdr_archive_bench")
     root = archive_root(settings)

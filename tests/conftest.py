@@ -88,12 +88,13 @@ def _refuse_tcp() -> None:
     inet = (socket.AF_INET, socket.AF_INET6)
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
 
-    def connect(self: socket.socket, address: Any) -> None:
+    # `self` is a socket.socket; typed Any because the methods replaced are _socket.socket's (C base class).
+    def connect(self: Any, address: Any) -> None:
         if self.family in inet:
             raise ConnectionRefusedError(errno.ECONNREFUSED, f"CDR_TEST_NO_SERVICES=1: no server at {address!r}")
         real_connect(self, address)
 
-    def connect_ex(self: socket.socket, address: Any) -> int:
+    def connect_ex(self: Any, address: Any) -> int:
         return errno.ECONNREFUSED if self.family in inet else real_connect_ex(self, address)
 
     socket.socket.connect = connect  # type: ignore[method-assign]  # the guard replaces the method on purpose
@@ -127,7 +128,7 @@ def _wire_server_uri(variable: str, what: str) -> str:
     import pymongo
 
     def ping() -> None:
-        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000) as client:
+        with pymongo.MongoClient[dict[str, Any]](uri, serverSelectionTimeoutMS=3000) as client:
             client.admin.command("ping")
 
     ping_or_fail(ping, f"{what} at {uri}")
@@ -137,7 +138,7 @@ def _wire_server_uri(variable: str, what: str) -> str:
 def _client(uri: str):
     import pymongo
 
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    client = pymongo.MongoClient[dict[str, Any]](uri, serverSelectionTimeoutMS=5000, tz_aware=True)
     yield client
     client.close()
 

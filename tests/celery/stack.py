@@ -328,11 +328,13 @@ def open_stack(
     with (
         airflow_stack.fresh_database(metadata_pg_uri or pg_uri, f"cdr_celery_meta_{tag}") as metadata,
         airflow_stack.stack_dirs("cdr-celery-") as (tmp, home, dags, log_dir),
-        pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True) as mongo_client,
+        pymongo.MongoClient[dict[str, Any]](mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True) as mongo_client,
     ):
         for dag_file in sorted((REPO_ROOT / "dags").glob("*.py")):
             (dags / dag_file.name).symlink_to(dag_file)
-        host, port = mongo_client.address
+        address = mongo_client.address  # waits for the server; None only without a primary to talk to
+        assert address is not None, f"no MongoDB-wire server answers at {mongo_uri}"
+        host, port = address
         stack: CeleryStack | None = None
         failed = False
         try:

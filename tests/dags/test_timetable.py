@@ -26,12 +26,12 @@ DUE = {
 TIMETABLE_PATH = "cdr_reports.integration.timetable.CalendarPeriodTimetable"
 
 
-def utc(*args: int) -> pendulum.DateTime:
-    return pendulum.datetime(*args, tz="UTC")
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> pendulum.DateTime:
+    return pendulum.datetime(year, month, day, hour, minute, second, tz="UTC")
 
 
-def local(*args: int) -> pendulum.DateTime:
-    return pendulum.datetime(*args, tz=IST)
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> pendulum.DateTime:
+    return pendulum.datetime(year, month, day, hour, minute, second, tz=IST)
 
 
 def make(report_type: str, **kwargs) -> CalendarPeriodTimetable:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import timedelta
+from typing import Any
 
 from cdr_reports.pipeline.periods import ReportPeriod
 
@@ -15,7 +16,12 @@ def calls(period: ReportPeriod, operator, count: int, tag: str = "") -> list[dic
     docs = []
     for i in range(count):
         start = period.start_utc + step * (i + 1)
-        doc = {"Operator": {"Id": operator}, "DateTime": {"Start": start}, "Duration": 30 + i % 7, "Tag": tag}
+        doc: dict[str, Any] = {
+            "Operator": {"Id": operator},
+            "DateTime": {"Start": start},
+            "Duration": 30 + i % 7,
+            "Tag": tag,
+        }
         if i % 2 == 0:
             doc["DateTime"]["Connect"] = start + timedelta(seconds=4)
         docs.append(doc)

@@ -60,14 +60,14 @@ class FerretServer:
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
         log = open(self.data_dir.parent / "ferretdb.log", "ab")  # noqa: SIM115 - the server process keeps it
-        self.process = subprocess.Popen(
+        self.process = process = subprocess.Popen(
             [str(self.binary), "-listen-addr", f"127.0.0.1:{self.port}", "-sqlite-dir", str(self.data_dir)],
             stdout=log,
             stderr=log,
         )
         log.close()
-        wait_for(lambda: port_open(self.port) or self.process.poll() is not None, 20, "FerretDB listening")
-        assert self.process.poll() is None, f"FerretDB exited with {self.process.returncode}"
+        wait_for(lambda: port_open(self.port) or process.poll() is not None, 20, "FerretDB listening")
+        assert process.poll() is None, f"FerretDB exited with {process.returncode}"
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes mid-conversation, like a crash or an OOM kill."""

@@ -95,7 +95,11 @@ def _special_documents(day: date) -> list[dict[str, Any]]:
     for n, operator_id in enumerate(SPECIAL_IDS):
         for k in range(3):
             at = start + timedelta(minutes=n * 5 + k)
-            doc = {"Operator": {"Id": operator_id}, "DateTime": {"Start": at}, "Duration": 30 + 10 * k + n}
+            doc: dict[str, Any] = {
+                "Operator": {"Id": operator_id},
+                "DateTime": {"Start": at},
+                "Duration": 30 + 10 * k + n,
+            }
             if k < 2:
                 doc["DateTime"]["Connect"] = at + timedelta(seconds=5)
             docs.append(doc)
@@ -144,7 +148,7 @@ def _seed_reports(mongo_uri: str, database: str, reports_db: Path, last_day: dat
         periods["weekly"].append(week.start_date)
         week = week.previous()
     generated_at = datetime.now(ZoneInfo("UTC")).replace(microsecond=0)
-    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000, tz_aware=True)
+    client = pymongo.MongoClient[dict[str, Any]](mongo_uri, serverSelectionTimeoutMS=10_000, tz_aware=True)
     engine = sa.create_engine(f"sqlite:///{reports_db}")
     try:
         collection = client[database]["CdrRecords"]
@@ -294,7 +298,7 @@ def _mongo_database(uri: str, database: str) -> Iterator[None]:
     try:
         yield
     finally:
-        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+        with pymongo.MongoClient[dict[str, Any]](uri, serverSelectionTimeoutMS=5000) as client:
             client.drop_database(database)
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import TypeGuard
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -39,7 +40,7 @@ class RecordingCollection:
         return SimpleNamespace(inserted_ids=list(range(len(docs))))
 
 
-def is_number(value) -> bool:
+def is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
