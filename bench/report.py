@@ -139,7 +139,26 @@ def _target_rows(data: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
         )
         if not met:
             why.append(_why_dag_test(data))
+    rows += _rollup_target_rows(data)
     return rows, why
+
+
+def _rollup_target_rows(data: dict[str, Any]) -> list[list[str]]:
+    """Issue 18: the monthly roll-up's server CPU against the direct extract's, per server."""
+    rollup = data.get("rollup") or {}
+    rows = []
+    for name, e in rollup.get("servers", {}).items():
+        share = e["ratios"]["rollup_over_direct_server_cpu"]["median"]
+        target = rollup["target_server_cpu_share"]
+        rows.append(
+            [
+                f"{name}: monthly report rolled up ÷ `CDR_ROLLUP=off`, server CPU ({rollup['calls_per_day']:,} CDRs/day)",
+                f"≤ {target * 100:.0f}%",
+                f"{share * 100:.1f}% (median of {rollup['runs']} pairs; results {'identical' if e['agree'] else 'DIFFER'})",
+                verdict(share <= target and e["agree"], f"{(share - target) * 100:.1f} points"),
+            ]
+        )
+    return rows
 
 
 def _why_ratio(data: dict[str, Any], size: str, key: str) -> str:
@@ -304,6 +323,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines += _parse_section(data)
     if data.get("load_throughput"):
         lines += _load_section(data)
+    if (data.get("rollup") or {}).get("servers"):
+        lines += _rollup_section(data)
     lines += ["Scale-out arithmetic for production volumes: [scale-out.md](scale-out.md).", ""]
     return "\n".join(lines)
 
@@ -742,4 +763,73 @@ def _load_section(data: dict[str, Any]) -> list[str]:
             f"{fmt_stats(load[name]['rows_per_second'], lambda v: f'{v:,.0f}')} |"
         )
     lines.append("")
+    return lines
+
+
+def _rollup_section(data: dict[str, Any]) -> list[str]:
+    rollup = data["rollup"]
+    days = 30
+    lines = [
+        "## 7. Weekly and monthly reports from the stored daily reports (roll-up)",
+        "",
+        (
+            f"November 2026 ({days} local days, {rollup['calls_per_day']:,} synthetic CDRs a day) seeded identically into "
+            "each server, its daily reports stored in PostgreSQL (computed once, on mongo-java-server, in "
+            f"{rollup['store_dailies_seconds']} s: what 30 daily runs leave behind). Each run is `runner.run_report` "
+            "(plan, count, aggregate, load) in a fresh process; server CPU is the server process's utime+stime from "
+            "/proc (10 ms ticks: 0.00 means under one tick). Pairs are interleaved: `CDR_ROLLUP=off` (today's direct "
+            "extract) then `auto` (rolled up); then the mixed month (the daily report of "
+            f"{rollup['missing_day']} missing: 29 days rolled up, 1 extracted) then that day's own daily report."
+        ),
+        "",
+        "| server | run | method | seconds | server CPU s | documents returned | commands |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for name, e in rollup["servers"].items():
+        for mode, label in (
+            ("direct", "month, `CDR_ROLLUP=off`"),
+            ("rollup", "month, rolled up"),
+            ("mixed", "month, one daily report missing"),
+            ("one_day", "that one day's daily report"),
+        ):
+            method = {
+                "direct": "/".join(e["methods"]["direct"]),
+                "rollup": "/".join(e["methods"]["rollup"]),
+                "mixed": "/".join(e["methods"]["mixed"])
+                + f" ({'/'.join(map(str, e['methods']['mixed_days_extracted']))} day extracted)",
+                "one_day": "extract",
+            }[mode]
+            cmds = _cmds(e["commands"][mode]) if mode in e["commands"] else ""
+            lines.append(
+                f"| {name} | {label} | {method} | {fmt_stats(e['seconds'][mode])} | "
+                f"{fmt_stats(e['server_cpu_seconds'][mode])} | "
+                f"{fmt_stats(e['wire_documents'][mode], lambda v: f'{v:,.0f}')} | {cmds or '—'} |"
+            )
+    lines += [
+        "",
+        (
+            "| server | rolled up ÷ off, server CPU | rolled up ÷ off, wall | mixed ÷ one daily report, server CPU | "
+            "mixed ÷ one daily report, wall | all results identical |"
+        ),
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, e in rollup["servers"].items():
+        r = e["ratios"]
+        lines.append(
+            f"| {name} | {fmt_stats(r['rollup_over_direct_server_cpu'], lambda v: f'{v * 100:.1f}%')} | "
+            f"{fmt_stats(r['rollup_over_direct_wall'])} | {fmt_stats(r['mixed_over_one_day_server_cpu'])} | "
+            f"{fmt_stats(r['mixed_over_one_day_wall'])} | {'yes' if e['agree'] else '**no**'} |"
+        )
+    lines += [
+        "",
+        (
+            "The roll-up sends no query to the MongoDB server (the commands column; `endSessions` is the client "
+            "closing): its server CPU is the server's idle ticks, and its wall time is the PostgreSQL read of 30 days × operators rows plus the load. "
+            "The mixed month costs the server what the missing day's own daily report costs: on these test servers a "
+            "day's query still decodes the whole collection (FerretDB) or scans it in memory (mongo-java-server), so "
+            "it is the cost of one scan; on MongoDB with the `DateTime.Start` index it reads that day's CDRs only "
+            "([scale-out.md](scale-out.md))."
+        ),
+        "",
+    ]
     return lines

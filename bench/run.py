@@ -63,7 +63,7 @@ TARGET_DAG_TEST = 1.5  # dag.test() of the daily report / a no-op DAG of the sam
 # ~16 MB of CDRs per reply, what MongoDB does by default, or the reply outgrows the 48 MB limit.
 MJS_BASELINE_BATCH = 50_000
 SLICE_COUNTS = (1, 4)
-SECTIONS = ("ferretdb", "mjs", "roundtrips", "dagtest", "parse", "load")
+SECTIONS = ("ferretdb", "mjs", "roundtrips", "dagtest", "parse", "load", "rollup")
 
 sys.path.insert(0, str(BENCH))
 import servers  # noqa: E402
@@ -684,6 +684,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--skip-mjs", action="store_true", help="leave out mongo-java-server (sections 2 and its round trips)"
     )
+    p.add_argument(
+        "--rollup-calls-per-day", type=int, help="CDRs per day of the roll-up month (default 10000, --quick 300)"
+    )
+    p.add_argument("--rollup-runs", type=int, help="interleaved pairs of the roll-up section (default 3, --quick 1)")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; for development)")
     p.add_argument("--render-only", action="store_true", help="rewrite <out>/benchmarks.md from <out>/benchmarks.json")
     args = p.parse_args(argv)
@@ -696,6 +700,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.size_runs = parse_sizes(args.sizes or ("2000,6000" if args.quick else "200000:5,1000000:3"), args.runs)
     args.roundtrip_calls = args.roundtrip_calls or (12_000 if args.quick else 25_000)
     args.dagtest_runs = args.dagtest_runs or (1 if args.quick else 15)
+    args.rollup_calls_per_day = args.rollup_calls_per_day or (300 if args.quick else 10_000)
+    args.rollup_runs = args.rollup_runs or (1 if args.quick else 3)
     args.argv = argv if argv is not None else sys.argv[1:]
     return args
 
@@ -710,7 +716,7 @@ def start_servers(
         ferret = servers.start_ferretdb()
         started.append(ferret)
     mjs = None
-    if {"mjs", "roundtrips"} & args.sections and not args.skip_mjs:
+    if {"mjs", "roundtrips", "rollup"} & args.sections and not args.skip_mjs:
         if args.shared_servers:
             mjs = servers.shared("mongo-java-server", service_uri("CDR_TEST_MJS_URI"), "mongo-java-server.pid")
         else:
@@ -759,6 +765,16 @@ def measure_servers(
         if "mjs" in only:
             log("mongo-java-server: pushdown vs fetch-all")
             bench_sizes(mjs, args.size_runs, "pushdown", MJS_BASELINE_BATCH, checkpoint, mjs_data)
+    if "rollup" in only:
+        from rollup import bench_rollup
+
+        log("roll-up: the monthly report from stored daily reports vs CDR_ROLLUP=off")
+        on = {"FerretDB": (ferret, "auto")} | ({"mongo-java-server": (mjs, "pushdown")} if mjs else {})
+        data["rollup"] = {}
+        bench_rollup(
+            on, service_uri("CDR_TEST_PG_URI"), args.rollup_calls_per_day, args.rollup_runs, run_worker, log,
+            checkpoint, data["rollup"],
+        )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

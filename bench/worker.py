@@ -8,6 +8,8 @@ peak RSS (VmHWM, printed as it exits) and its import costs are its own.
   worker.py parse    '{"file": "dags/x.py"}'
   worker.py dagtest  '{"dags_folder":..., "runs": N, "report_date":..., "mongo_uri":..., "database":..., "plain_sink_url":...}'
   worker.py load     '{"url":..., "schema": null|"name", "rows": 10000, "runs": N}'
+  worker.py monthly  '{"uri":..., "database":..., "sink_url":..., "schema":..., "rollup": "auto"|"off", "strategy":...,
+                      "report_type": "monthly"|"daily", "day":..., "tz":..., "server_pid": N}'  (bench/rollup.py)
 
 Only the standard library is imported at module level.
 """
@@ -88,7 +90,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
     period = period_containing("daily", date.fromisoformat(args["day"]), args["tz"])
     settings = Settings(extract_strategy=args.get("strategy", "auto"), extract_slices=args.get("slices", 1))
     wire = WireCounter(bool(args.get("count_bytes")))
-    client = pymongo.MongoClient(args["uri"], tz_aware=True, event_listeners=[wire])
+    client = pymongo.MongoClient[dict[str, Any]](args["uri"], tz_aware=True, event_listeners=[wire])
     collection = client[args["database"]]["CdrRecords"]
     client.admin.command("ping")  # connect before the clock starts
     stages["connected"] = rss_kib()
@@ -109,7 +111,7 @@ def _extract(args: dict[str, Any]) -> dict[str, Any]:
         slices = extract_period(collection, period, settings)
         report = build_report(period, slices, dag_run_id="bench")
         seconds = time.perf_counter() - began
-        strategy = sorted({s.strategy for s in slices})
+        strategy = sorted({s.strategy for s in slices}, key=str)  # str | None: always set after an extract
         summary = {
             "source_records": report.source_records,
             "valid_records": report.valid_records,
@@ -228,15 +230,23 @@ def noop_source(shape: dict[str, dict[str, Any]], slices: int) -> str:
     source = NOOP_HEADER.format(slices=slices)
     done = set(CORE_TASKS)
     extras = [tid for tid in shape if tid not in done]
+    # A mapped extra task (trigger_rebuilds) expands over its one upstream's list: that no-op
+    # returns [] (nothing to rebuild, as in the bench's runs) and the twin expands over it too.
+    expanded_over = {shape[tid]["upstream"][0] for tid in extras if shape[tid]["mapped"]}
     while extras:
         ready = [tid for tid in extras if set(shape[tid]["upstream"]) <= done]
-        if not ready or any(shape[tid]["mapped"] for tid in ready):
+        if not ready or any(shape[tid]["mapped"] and len(shape[tid]["upstream"]) != 1 for tid in ready):
             raise SystemExit(f"cannot mirror the tasks {extras} of cdr_daily_report: {shape}")
         for tid in ready:
             fn = "t_" + "".join(c if c.isalnum() else "_" for c in tid)
-            args = ", ".join(f"nodes[{u!r}]" for u in shape[tid]["upstream"])
-            source += f"\n    @task(task_id={tid!r})\n    def {fn}(*upstream):\n        return None\n\n"
-            source += f"    nodes[{tid!r}] = {fn}({args})\n"
+            if shape[tid]["mapped"]:
+                source += f"\n    @task(task_id={tid!r})\n    def {fn}(item):\n        return None\n\n"
+                source += f"    nodes[{tid!r}] = {fn}.expand(item=nodes[{shape[tid]['upstream'][0]!r}])\n"
+            else:
+                args = ", ".join(f"nodes[{u!r}]" for u in shape[tid]["upstream"])
+                result = "[]" if tid in expanded_over else "None"
+                source += f"\n    @task(task_id={tid!r})\n    def {fn}(*upstream):\n        return {result}\n\n"
+                source += f"    nodes[{tid!r}] = {fn}({args})\n"
             done.add(tid)
             extras.remove(tid)
     return source
@@ -276,7 +286,7 @@ def _dagtest(args: dict[str, Any]) -> dict[str, Any]:
     def timed_plain() -> float:
         # The same report without Airflow (fresh client and engine, as each task makes its own).
         began = time.perf_counter()
-        client = pymongo.MongoClient(args["mongo_uri"], tz_aware=True)
+        client = pymongo.MongoClient[dict[str, Any]](args["mongo_uri"], tz_aware=True)
         engine = sa.create_engine(args["plain_sink_url"])
         try:
             run_report(client[args["database"]][settings.collection], engine, period, settings, dag_run_id="plain")
@@ -303,7 +313,8 @@ def _load(args: dict[str, Any]) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from cdr_reports.pipeline.aggregate import OperatorRow, Report
-    from cdr_reports.pipeline.load import load_report, report_tables
+    from cdr_reports.pipeline.load import load_report
+    from cdr_reports.pipeline.schema import report_tables
 
     kwargs: dict[str, Any] = {}
     if args.get("schema"):
@@ -390,7 +401,15 @@ def vm_hwm_bytes() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
-MODES = {"extract": _extract, "parse": _parse, "dagtest": _dagtest, "load": _load}
+def _monthly(args: dict[str, Any]) -> dict[str, Any]:
+    """One monthly (or daily) report by roll-up or extract: bench/rollup.py."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from rollup import monthly_worker
+
+    return monthly_worker(args)
+
+
+MODES = {"extract": _extract, "parse": _parse, "dagtest": _dagtest, "load": _load, "monthly": _monthly}
 
 if __name__ == "__main__":
     mode, raw = sys.argv[1], sys.argv[2]

@@ -22,6 +22,9 @@ import pytest
 from cdr_reports.pipeline.periods import period_containing
 from tests.support.reference import edge_case_documents, expected_report, random_documents
 
+# Every test here reads FerretDB, mongo-java-server and PostgreSQL (the fixtures mark them too).
+pytestmark = pytest.mark.services
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 from baseline import original_approach  # noqa: E402
@@ -159,7 +162,7 @@ def test_round_trips_are_exactly_one_query_per_slice(quick_run):
 def test_dag_test_ran_the_daily_report_and_its_no_op_twin(quick_run):
     data, _, _ = quick_run
     dag = data["dag_test"]
-    from cdr_reports_dev.demo import DEMO_CALLS_PER_DAY
+    from cdr_reports_dev.demo.seeding import DEMO_CALLS_PER_DAY
 
     assert dag["calls"] == DEMO_CALLS_PER_DAY == dag["seed"]["inserted"]
     assert dag["report_s"]["median"] > 0 and dag["noop_s"]["median"] > 0 and dag["ratio_report_over_noop"]["median"] > 0
@@ -186,19 +189,46 @@ def test_parse_time_and_load_throughput(quick_run):
         assert load[sink]["rows_per_second"]["median"] > 0
 
 
+def test_the_rolled_up_month_reads_no_cdr_and_equals_the_direct_extract(quick_run):
+    data, _, _ = quick_run
+    rollup = data["rollup"]
+    assert set(rollup["servers"]) == {"FerretDB", "mongo-java-server"}
+    assert rollup["seed"]["FerretDB"] == rollup["seed"]["mongo-java-server"]  # the same month on both
+    for name, entry in rollup["servers"].items():
+        assert entry["agree"], name  # direct, rolled-up and mixed months: the same report
+        assert entry["methods"] == {
+            "direct": ["extract"], "rollup": ["rollup"], "mixed": ["mixed"], "mixed_days_extracted": [1],
+        }, name  # fmt: skip
+        # No query reaches the server for a rolled-up month; the direct month reads every CDR.
+        assert not {"find", "aggregate", "getMore", "count"} & set(entry["commands"]["rollup"]), name
+        assert entry["wire_documents"]["rollup"]["max"] == 0
+        assert entry["server_cpu_seconds"]["direct"]["median"] > 0
+        assert entry["wire_documents"]["mixed"] == entry["wire_documents"]["one_day"], name
+
+
 def test_markdown_states_every_target_and_explains_each_miss(quick_run):
     data, markdown, out = quick_run
     machine = data["meta"]["machine"]
     assert machine["nproc"] >= 1 and machine["ram_gib"] > 0 and machine["postgresql"] and "mongo_java_server" in machine
     assert "python bench/run.py --quick" in markdown
-    for heading in ("## Targets", "## Machine and method", "## 1. ", "## 2. ", "## 3. ", "## 4. ", "## 5. ", "## 6. "):
+    for heading in (
+        "## Targets",
+        "## Machine and method",
+        "## 1. ",
+        "## 2. ",
+        "## 3. ",
+        "## 4. ",
+        "## 5. ",
+        "## 6. ",
+        "## 7. ",
+    ):
         assert heading in markdown, heading
     table = [
         line for line in markdown.split("## Targets", 1)[1].split("\n## ", 1)[0].splitlines() if line.startswith("| ")
     ]
     rows = table[1:]  # after the header row
-    # 2 ratios x 2 sizes, client RSS x 2 sizes + flatness, 6 round-trip checks, dag.test.
-    assert len(rows) == 4 + 3 + 6 + 1, rows
+    # 2 ratios x 2 sizes, client RSS x 2 sizes + flatness, 6 round-trip checks, dag.test, roll-up x 2 servers.
+    assert len(rows) == 4 + 3 + 6 + 1 + 2, rows
     verdicts = [row.rsplit("|", 2)[-2].strip() for row in rows]
     assert all(v == "met" or v.startswith("**missed** by ") for v in verdicts), verdicts
     if any(v != "met" for v in verdicts):

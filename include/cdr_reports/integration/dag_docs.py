@@ -60,6 +60,9 @@ Each run's data interval is the reported period; the run is due {due_after(repor
 after the period ends (local time). Tasks: `plan` → `extract` (one per time slice) → `aggregate` → `load`.
 After the load, off the report's path: `check_volume` (volume drops, vanished and new operators) and,
 in the daily DAG, `check_late_data` (re-counts the previous days); findings go to `cdr_quality_check`.
+Then, in the daily DAG with `CDR_ROLLUP=auto`: `rebuild_rollups` lists the stored weeks and months
+whose daily reports changed (and why), and `trigger_rebuilds` starts a run of the weekly or monthly
+DAG for each (its note says why).
 
 **Re-run a period** (late data, fixes): *Clear* its run, or trigger with the `report_date` param
 (any date inside the period), e.g.
