@@ -48,17 +48,14 @@ def plan_report_windows(
     engine: Any, period: ReportPeriod, settings: Settings, fingerprint: str
 ) -> list[dict[str, Any]]:
     """The windows of a run: rolled-up and extracted runs of days, or the direct extract's slices."""
-    qualifying = (
-        rollup.qualifying_days(engine, period, fingerprint, settings.sql_schema)
-        if rolls_up(period.report_type, settings)
-        else {}
-    )
+    rolling_up = rolls_up(period.report_type, settings)
+    qualifying = rollup.qualifying_days(engine, period, fingerprint, settings.sql_schema) if rolling_up else {}
     windows = rollup.plan_windows(period, qualifying, settings.slices_for(period.report_type))
     rolled = sum(len(w["days"]) for w in windows if w["method"] == rollup.ROLLUP)
     log.info(
         "plan %s: %d of %d day(s) rolled up from stored daily reports, %d window(s)%s",
         period.label(), rolled, len(rollup.period_days(period)), len(windows),
-        "" if rolls_up(period.report_type, settings) else " (CDR_ROLLUP=off or a daily report)",
+        "" if rolling_up else " (CDR_ROLLUP=off or a daily report)",
     )  # fmt: skip
     return [{**window, "rules_fingerprint": fingerprint} for window in windows]
 
