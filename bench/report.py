@@ -325,6 +325,10 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines += _load_section(data)
     if (data.get("rollup") or {}).get("servers"):
         lines += _rollup_section(data)
+    if data.get("heavy_day"):
+        from heavy_day import markdown_section  # bench/heavy_day.py
+
+        lines += markdown_section(data["heavy_day"])
     lines += ["Scale-out arithmetic for production volumes: [scale-out.md](scale-out.md).", ""]
     return "\n".join(lines)
 

@@ -63,7 +63,7 @@ TARGET_DAG_TEST = 1.5  # dag.test() of the daily report / a no-op DAG of the sam
 # ~16 MB of CDRs per reply, what MongoDB does by default, or the reply outgrows the 48 MB limit.
 MJS_BASELINE_BATCH = 50_000
 SLICE_COUNTS = (1, 4)
-SECTIONS = ("ferretdb", "mjs", "roundtrips", "dagtest", "parse", "load", "rollup")
+SECTIONS = ("ferretdb", "mjs", "roundtrips", "dagtest", "parse", "load", "rollup", "heavy_day")
 
 sys.path.insert(0, str(BENCH))
 import servers  # noqa: E402
@@ -752,6 +752,19 @@ def measure_servers(
         log("dag.test()")
         calls = args.dagtest_calls or demo_calls_per_day()
         data["dag_test"] = bench_dag_test(ferret, args.dagtest_runs, calls, home / "dagtest", warmup=not args.quick)
+        checkpoint()
+    if "heavy_day" in only:
+        from heavy_day import bench_heavy_day
+
+        log("heavy day: the daily report of 100,000 operators, before and after (XCom, log, peak RSS)")
+        # --quick checks that the scenario works: 2,000 operators, no "before" revision.
+        try:
+            data["heavy_day"] = bench_heavy_day(
+                ferret.uri, **({"operators": 2_000, "before": None} if args.quick else {})
+            )
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # the page says so; other sections kept
+            log(f"heavy day failed: {exc}")
+            data["heavy_day"] = {"error": str(exc).splitlines()[0] if str(exc) else repr(exc)}
         checkpoint()
     if "ferretdb" in only:
         log("FerretDB: ours (auto) vs fetch-all")

@@ -47,4 +47,6 @@ def task_default_args(settings: Settings, report_type: str | None = None) -> dic
         "execution_timeout": timedelta(minutes=settings.execution_timeout_minutes),
         # Runs once a task has failed for good (not on retries): e-mail / Slack, see alerts.py.
         "on_failure_callback": FailureAlert(settings, report_type),
+        # Return values can hold a whole report: the tasks log a bounded summary instead (tasks.py).
+        "show_return_value_in_logs": False,
     }

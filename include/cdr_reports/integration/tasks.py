@@ -7,8 +7,10 @@ Heavy imports (pymongo, SQLAlchemy, provider hooks) happen here, at run time, ne
 
 from __future__ import annotations
 
+import heapq
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +18,23 @@ from cdr_reports.integration.failures import fail_fast
 from cdr_reports.pipeline.config import Settings
 
 log = logging.getLogger(__name__)
+
+# Task logs name a bounded sample of operators, never all of them: a day of 100,000 operators
+# once wrote 27 MB of log per run, its XCom return values printed in full (issue 22). Airflow's
+# own "Returned value was" line is off for every task (task_policy.task_default_args).
+LOG_SAMPLE = 3
+_LOG_ID_CHARS = 40
+
+
+def _sample(calls: Iterable[tuple[str, int]], operators: int) -> str:
+    """The LOG_SAMPLE operators with the most calls, ids cut to a readable length."""
+    top = heapq.nlargest(LOG_SAMPLE, calls, key=lambda item: (item[1], item[0]))
+    shown = ", ".join(f"{key[:_LOG_ID_CHARS]!r}{'...' if len(key) > _LOG_ID_CHARS else ''}: {n}" for key, n in top)
+    return f"top {len(top)} of {operators:,} operators by calls: {shown}" if top else "no operators"
+
+
+def _xcom_bytes(payload: Mapping[str, Any]) -> int:
+    return len(json.dumps(payload, separators=(",", ":"), default=str))
 
 
 def plan(report_type: str, settings: Settings, context: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -68,7 +87,18 @@ def extract(window: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     with fail_fast(f"extracting {window['start']}..{window['end']} via {where}"):
         engine = sql_engine(settings) if window.get("method") == ROLLUP else None
         counts = count_window(lambda: mongo_collection(settings), engine, dict(window), settings)
-    return counts.to_dict()
+    payload = counts.to_dict()
+    log.info(
+        "returning the counts of %s..%s: source=%d valid=%d rejected=%d, %s; XCom %s bytes (per-operator counts packed)",
+        window["start"],
+        window["end"],
+        counts.source_records,
+        counts.valid_records,
+        counts.rejected_records,
+        _sample(counts.total_calls.items(), len(counts.total_calls)),
+        f"{_xcom_bytes(payload):,}",
+    )
+    return payload
 
 
 def aggregate(windows: list[dict[str, Any]], slices: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
@@ -80,11 +110,22 @@ def aggregate(windows: list[dict[str, Any]], slices: list[dict[str, Any]], run_i
     period = period_from_dict(windows[0]["period"])
     report = build_report(
         period,
-        [SliceCounts.from_dict(s) for s in slices],
+        (SliceCounts.from_dict(s) for s in slices),  # decoded one at a time, as build_report merges them
         dag_run_id=run_id,
         rules_fingerprint=windows[0].get("rules_fingerprint"),
     )
-    return report.to_dict()
+    payload = report.to_dict()
+    log.info(
+        "returning the %s report of %s: %s, source=%d valid=%d rejected=%d; XCom %s bytes (rows packed)",
+        report.report_type,
+        report.period_start,
+        _sample(((row.operator_id, row.total_calls) for row in report.rows), report.operators),
+        report.source_records,
+        report.valid_records,
+        report.rejected_records,
+        f"{_xcom_bytes(payload):,}",
+    )
+    return payload
 
 
 def load(report_data: Mapping[str, Any], settings: Settings) -> dict[str, Any]:

@@ -6,10 +6,11 @@ import hashlib
 import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from cdr_reports.pipeline.columns import pack_columns, unpack_columns
 from cdr_reports.pipeline.errors import InvariantError
 from cdr_reports.pipeline.extract import SliceCounts
 from cdr_reports.pipeline.periods import ReportPeriod
@@ -20,7 +21,7 @@ METHODS = ("extract", "rollup", "mixed")
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100,000-operator report holds 100,000 of them
 class OperatorRow:
     operator_id: str
     total_calls: int
@@ -79,7 +80,9 @@ class Report:
             "source_records": self.source_records,
             "valid_records": self.valid_records,
             "rejected_records": self.rejected_records,
-            "rows": [row.__dict__.copy() for row in self.rows],
+            "operators": len(self.rows),
+            # Packed (columns.py): a report of 100,000 operators is one string in XCom, not a tree.
+            "rows": pack_columns({name: [getattr(row, name) for row in self.rows] for name in _ROW_COLUMNS}),
             "generated_at": self.generated_at.isoformat(),
             "dag_run_id": self.dag_run_id,
             "extract_strategy": self.extract_strategy,
@@ -99,7 +102,7 @@ class Report:
             source_records=int(data["source_records"]),
             valid_records=int(data["valid_records"]),
             rejected_records=int(data["rejected_records"]),
-            rows=tuple(OperatorRow(**row) for row in data["rows"]),
+            rows=_rows_from_xcom(data["rows"]),
             generated_at=datetime.fromisoformat(data["generated_at"]),
             dag_run_id=data["dag_run_id"],
             extract_strategy=data.get("extract_strategy"),
@@ -108,6 +111,17 @@ class Report:
             rules_fingerprint=data.get("rules_fingerprint"),
             rollup_inputs=data.get("rollup_inputs") or None,
         )
+
+
+_ROW_COLUMNS = tuple(OperatorRow.__dataclass_fields__)
+
+
+def _rows_from_xcom(rows: Any) -> tuple[OperatorRow, ...]:
+    """The rows of `Report.to_dict`: packed columns, or a list of dicts (releases before, tests)."""
+    if isinstance(rows, Mapping):
+        columns = unpack_columns(rows, _ROW_COLUMNS)
+        return tuple(itertools.starmap(OperatorRow, zip(*(columns[name] for name in _ROW_COLUMNS), strict=True)))
+    return tuple(OperatorRow(**row) for row in rows)
 
 
 def inputs_digest(inputs: Mapping[str, str]) -> str:
@@ -145,13 +159,12 @@ def build_report(
     source = valid + rejected in every slice; answered <= total for every operator; every
     rolled-up day lies in the period, once.
     """
-    parts = list(slices)
-    _check_slices_tile(period, parts)
+    parts: list[SliceCounts] = []
     totals: dict[str, int] = {}
     answered: dict[str, int] = {}
     durations: dict[str, int] = {}
     source = rejected = 0
-    for part in parts:
+    for part in slices:
         part_valid = sum(part.total_calls.values())
         if part.source_records != part_valid + part.rejected_records:
             raise InvariantError(
@@ -167,11 +180,15 @@ def build_report(
         ):
             for key, value in mapping.items():
                 target[key] = target.get(key, 0) + value
+        # Kept for the checks below without its per-operator counts: fed lazily (tasks.aggregate),
+        # only one slice's counts are in memory at a time.
+        parts.append(replace(part, total_calls={}, answered_calls={}, duration_ms={}))
+    _check_slices_tile(period, parts)
 
-    unknown = (set(answered) | set(durations)) - set(totals)
+    unknown = [key for key in itertools.chain(answered, durations) if key not in totals]
     if unknown:
         raise InvariantError(
-            f"{period.label()}: operators with answers or durations but no calls: {sorted(unknown)[:5]}"
+            f"{period.label()}: operators with answers or durations but no calls: {sorted(set(unknown))[:5]}"
         )
 
     rows = []

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cdr_reports.pipeline.columns import pack_columns, unpack_columns
 from cdr_reports.pipeline.errors import PermanentError, classify_mongo_error
 from cdr_reports.pipeline.validity import (
     DURATION_MS_EXPRESSION,
@@ -48,6 +49,8 @@ AUTO = "auto"
 # Documents per getMore of the stream strategy: ~200 kB of projected CDRs on the wire, ~2 MB once
 # decoded into dicts; measured: 10,000 per batch raised a worker's peak RSS by 9 MiB over 2,000.
 STREAM_BATCH_SIZE = 2_000
+# The per-operator mappings of SliceCounts, packed as columns in its XCom form.
+_COUNT_COLUMNS = ("total_calls", "answered_calls", "duration_ms")
 
 
 class ScopedCollection:
@@ -98,29 +101,48 @@ class SliceCounts:
     rollup_inputs: dict[str, str] = field(default_factory=dict)  # ISO day -> "dag_run_id|generated_at"
 
     def to_dict(self) -> dict[str, Any]:
+        """The XCom form: readable scalars, the per-operator counts packed (columns.py).
+
+        One column per mapping, aligned on `operator` (every key of any of the three, so that an
+        inconsistent slice reaches build_report's checks unchanged); None where a mapping lacks it.
+        """
+        operators = list(dict.fromkeys([*self.total_calls, *self.answered_calls, *self.duration_ms]))
         return {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "source_records": self.source_records,
             "rejected_records": self.rejected_records,
-            "total_calls": dict(self.total_calls),
-            "answered_calls": dict(self.answered_calls),
-            "duration_ms": dict(self.duration_ms),
+            "valid_records": self.valid_records,
+            "operators": len(self.total_calls),
             "strategy": self.strategy,
             "rolled_up_days": list(self.rolled_up_days),
             "rollup_inputs": dict(self.rollup_inputs),
+            "counts": pack_columns(
+                {
+                    "operator": operators,
+                    **{name: [getattr(self, name).get(key) for key in operators] for name in _COUNT_COLUMNS},
+                }
+            ),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SliceCounts:
+        if "counts" in data:
+            columns = unpack_columns(data["counts"], ("operator", *_COUNT_COLUMNS))
+            mappings = {
+                name: {str(k): int(v) for k, v in zip(columns["operator"], columns[name], strict=True) if v is not None}
+                for name in _COUNT_COLUMNS
+            }
+        else:  # the dicts of dicts of releases before the packed form (an XCom of a run in flight)
+            mappings = {name: {str(k): int(v) for k, v in data[name].items()} for name in _COUNT_COLUMNS}
         return cls(
             start=datetime.fromisoformat(data["start"]),
             end=datetime.fromisoformat(data["end"]),
             source_records=int(data["source_records"]),
             rejected_records=int(data["rejected_records"]),
-            total_calls={str(k): int(v) for k, v in data["total_calls"].items()},
-            answered_calls={str(k): int(v) for k, v in data["answered_calls"].items()},
-            duration_ms={str(k): int(v) for k, v in data["duration_ms"].items()},
+            total_calls=mappings["total_calls"],
+            answered_calls=mappings["answered_calls"],
+            duration_ms=mappings["duration_ms"],
             strategy=data.get("strategy"),
             rolled_up_days=tuple(data.get("rolled_up_days") or ()),
             rollup_inputs=dict(data.get("rollup_inputs") or {}),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 
@@ -29,13 +30,23 @@ def ensure_tables(engine: sa.engine.Engine, schema: str | None = None) -> None:
     ensure_schema(engine, schema)
 
 
-def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, Any]]:
-    """The statements of one load, in order, with their parameters (compiled by any dialect)."""
-    key = {"report_type": report.report_type, "period_start": report.period_start}
-    generated_at = report.generated_at.astimezone(UTC).replace(tzinfo=None)
-    operator_rows = [
-        {
-            **key,
+# Operator rows are bound a chunk at a time, in the one transaction: the parameter dicts of a
+# 100,000-operator day (and the dialect's processed copies of them) held ~100 MiB at once.
+INSERT_CHUNK_ROWS = 5_000
+
+
+class OperatorRowParams(Sequence[dict[str, Any]]):
+    """The insert parameters of a report's operator rows, each dict built only when asked for."""
+
+    def __init__(self, report: Report, generated_at: Any):
+        self._report = report
+        self._generated_at = generated_at
+
+    def _params(self, row: Any) -> dict[str, Any]:
+        report = self._report
+        return {
+            "report_type": report.report_type,
+            "period_start": report.period_start,
             "operator_id": row.operator_id,
             "period_end": report.period_end,
             "total_calls": row.total_calls,
@@ -44,11 +55,39 @@ def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, 
             "answer_ratio": row.answer_ratio,
             "avg_answered_duration_seconds": row.avg_answered_duration_seconds,
             "total_duration_ms": row.total_duration_ms,
-            "generated_at": generated_at,
+            "generated_at": self._generated_at,
             "dag_run_id": report.dag_run_id,
         }
-        for row in report.rows
-    ]
+
+    def __len__(self) -> int:
+        return len(self._report.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._params(row) for row in self._report.rows[index]]
+        return self._params(self._report.rows[index])
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == other if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list, mutable-alike: unhashable like one
+
+    def chunks(self, size: int = INSERT_CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+        for begin in range(0, len(self), size):
+            yield self[begin : begin + size]
+
+
+def replace_statements(tables: ReportTables, report: Report) -> list[tuple[Any, Any]]:
+    """The statements of one load, in order, with their parameters (compiled by any dialect)."""
+    key = {"report_type": report.report_type, "period_start": report.period_start}
+    generated_at = report.generated_at.astimezone(UTC).replace(tzinfo=None)
+    operator_rows = OperatorRowParams(report, generated_at)
     run_row = {
         **key,
         "period_end": report.period_end,
@@ -129,6 +168,10 @@ def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = N
         nonlocal replaced
         with engine.begin() as conn:
             for statement, params in replace_statements(tables, report):
+                if isinstance(params, OperatorRowParams):
+                    for chunk in params.chunks():
+                        conn.execute(statement, chunk)
+                    continue
                 result = conn.execute(statement, params) if params is not None else conn.execute(statement)
                 if statement.is_delete and statement.table is tables.run:
                     # The period is locked (its run row, where one exists): now check, and lock, the
