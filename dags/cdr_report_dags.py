@@ -3,9 +3,14 @@
 Schedules (CalendarPeriodTimetable, local time in CDR_TIMEZONE, default Europe/Istanbul); each
 run's data interval is exactly the reported period:
 
-    cdr_daily_report    every day at 02:00 (CDR_DAILY_DUE_HOUR)    reports the previous day
-    cdr_weekly_report   Mondays at 03:00 (CDR_WEEKLY_DUE_HOUR)     reports the previous Mon-Sun week
-    cdr_monthly_report  the 1st at 04:00 (CDR_MONTHLY_DUE_HOUR)    reports the previous month
+    cdr_daily_report    every day at 02:00 (CDR_DAILY_DUE_HOUR)
+                        reports the previous local calendar day, [D 00:00, D+1 00:00)
+    cdr_weekly_report   every week on CDR_WEEK_START (default Monday) at 03:00 (CDR_WEEKLY_DUE_HOUR)
+                        reports the previous local week, [Monday 00:00, next Monday 00:00)
+    cdr_monthly_report  every month on the 1st at 04:00 (CDR_MONTHLY_DUE_HOUR)
+                        reports the previous local calendar month, [1st 00:00, next 1st 00:00)
+
+The ids, due hours and settings are those of pipeline/report_types.py (a test compares them).
 
 Tasks: plan → extract (mapped over CDR_EXTRACT_SLICES[_<TYPE>] time slices) → aggregate → load.
 All logic lives in the `cdr_reports` package; settings come from CDR_* environment variables.

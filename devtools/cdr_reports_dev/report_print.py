@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cdr_reports.pipeline.load import read_report, report_tables
+from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import REPORT_TYPES
+from cdr_reports.pipeline.schema import report_tables
 
 # Short headers of the printed table, keyed by the schema's metric columns (schema.METRIC_COLUMNS,
 # checked by tests/unit/test_schema.py) so that a column added to the report cannot be forgotten here.

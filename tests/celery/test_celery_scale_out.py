@@ -30,8 +30,9 @@ def assert_stored_report(
     """The stored report equals the reference, and the period has exactly one run row and one row per operator."""
     import sqlalchemy as sa
 
-    from cdr_reports.pipeline.load import read_report, report_tables
+    from cdr_reports.pipeline.load import read_report
     from cdr_reports.pipeline.periods import period_containing
+    from cdr_reports.pipeline.schema import report_tables
 
     period = period_containing("daily", report_date, TZ)
     expected = expected_report(docs, period.start_utc, period.end_utc)

@@ -58,7 +58,7 @@ def assert_stored_report(engine, schema, period: ReportPeriod, expected: dict, d
 def _count_rows(engine, schema, table: str) -> int:
     import sqlalchemy as sa
 
-    from cdr_reports.pipeline.load import report_tables
+    from cdr_reports.pipeline.schema import report_tables
 
     tables = report_tables(schema)
     with engine.connect() as conn:

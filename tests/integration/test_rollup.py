@@ -14,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 from cdr_reports.pipeline.aggregate import build_report
-from cdr_reports.pipeline.load import load_report, read_report, report_tables
+from cdr_reports.pipeline.load import load_report, read_report
 from cdr_reports.pipeline.periods import local_midnight_utc, period_containing
 from cdr_reports.pipeline.rollup import StaleRollupError, period_days, rules_fingerprint
 from cdr_reports.pipeline.runner import extract_period, run_report
+from cdr_reports.pipeline.schema import report_tables
 from tests.support.reference import expected_report, random_documents
 
 TZ = "Europe/Istanbul"

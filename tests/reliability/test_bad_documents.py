@@ -28,9 +28,10 @@ from sqlalchemy.dialects import mssql
 from cdr_reports.pipeline.aggregate import build_report
 from cdr_reports.pipeline.audit import audit_source
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline.load import read_report, replace_statements, report_tables
+from cdr_reports.pipeline.load import read_report, replace_statements
 from cdr_reports.pipeline.periods import period_containing
 from cdr_reports.pipeline.runner import extract_period, run_report
+from cdr_reports.pipeline.schema import report_tables
 from cdr_reports_dev.synthetic import SyntheticConfig, generate_cdrs
 from tests.support.reference import _storable_id, expected_report
 from tests.support.reports import DAY, assert_stored_equals_reference

@@ -24,8 +24,9 @@ from cdr_reports.integration.maintenance import (
     retention_cutoff,
 )
 from cdr_reports.pipeline.config import load_settings
-from cdr_reports.pipeline.load import load_report, report_tables
+from cdr_reports.pipeline.load import load_report
 from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.schema import report_tables
 from tests.support.processes import run_output, task_states
 from tests.support.reports import make_report
 

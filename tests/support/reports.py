@@ -8,8 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from cdr_reports.pipeline.aggregate import OperatorRow, Report
-from cdr_reports.pipeline.load import read_report, report_tables
+from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.schema import report_tables
 
 TZ = "Europe/Istanbul"
 DAY = period_containing("daily", date(2026, 11, 27), TZ)

@@ -9,7 +9,8 @@ from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
 from cdr_reports.pipeline.aggregate import OperatorRow, Report
-from cdr_reports.pipeline.load import replace_statements, report_tables
+from cdr_reports.pipeline.load import replace_statements
+from cdr_reports.pipeline.schema import report_tables
 
 REPORT = Report(
     report_type="daily",

@@ -12,7 +12,7 @@ from sqlalchemy.schema import CreateTable
 
 from cdr_reports.pipeline import schema
 from cdr_reports.pipeline.aggregate import OperatorRow
-from cdr_reports.pipeline.load import report_tables
+from cdr_reports.pipeline.schema import report_tables
 from cdr_reports_dev import report_print
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +70,36 @@ def test_markdown_cli_prints_both_tables(capsys):
 
 def test_column_lookup():
     assert schema.column("cdr_report_run", "operators").type.__class__ is sa.Integer
+
+
+def test_report_tables_builds_the_metadata_once_per_schema():
+    tables = report_tables("reports")
+    assert report_tables("reports") is tables  # the same objects on every call: built once
+    assert report_tables(None) is report_tables() is report_tables("") is not tables
+    assert set(tables.metadata.tables) == {f"reports.{name}" for name in schema.TABLES}
+    named = (tables.operator, tables.run, tables.quality, tables.audit, tables.delivery)
+    assert [t.name for t in named] == [
+        schema.OPERATOR_TABLE,
+        schema.RUN_TABLE,
+        schema.QUALITY_CHECK_TABLE,
+        schema.SOURCE_AUDIT_TABLE,
+        schema.DELIVERY_TABLE,
+    ]
+    assert {t.schema for t in named} == {"reports"} and report_tables().run.schema is None
+    assert all(t.metadata is tables.metadata for t in named)
+
+
+def test_existing_lists_the_report_tables_a_database_holds(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'reports.db'}")
+    tables = report_tables()
+    try:
+        assert tables.existing(engine) == frozenset()
+        tables.run.create(engine)
+        tables.delivery.create(engine)
+        with engine.connect() as conn:
+            assert tables.existing(conn) == {schema.RUN_TABLE, schema.DELIVERY_TABLE}
+    finally:
+        engine.dispose()
 
 
 def test_delivery_table_name_is_the_schema_one():

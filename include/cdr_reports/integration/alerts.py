@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
 from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.periods import period_containing_instant
+from cdr_reports.pipeline.plan import resolve_period
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +180,6 @@ def _period_text(context: Mapping[str, Any], report_type: str | None, settings: 
     if report_type is None:
         return "n/a"
     try:
-        from cdr_reports.pipeline.plan import resolve_period
-
         dag_run = context.get("dag_run")
         params = context.get("params") or {}
         period = resolve_period(
@@ -250,9 +253,6 @@ def daily_deadline_alert(settings: Settings) -> Any:
     """The Deadline Alert of the daily DAG, or None when CDR_DAILY_DEADLINE_LOCAL_TIME is unset."""
     if settings.daily_deadline_local_time is None:
         return None
-    from airflow.sdk.definitions.callback import AsyncCallback
-    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
-
     return DeadlineAlert(
         # Scheduled runs: the logical date is the reported day's local midnight (the timetable's
         # data interval start), so logical date + 1 day + HH:MM is HH:MM local the day after.
@@ -281,8 +281,6 @@ def deadline_message(
     period = "?"
     start = dag_run.get("data_interval_start")
     if start:
-        from cdr_reports.pipeline.periods import period_containing_instant
-
         try:
             instant = (
                 start if isinstance(start, datetime) else datetime.fromisoformat(str(start).replace("Z", "+00:00"))

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk import ObjectStoragePath
+
 from cdr_reports.pipeline.config import ConfigError, Settings
 
 
 def archive_root(settings: Settings) -> Any:
     """The archive root of `settings` (an ObjectStoragePath); ConfigError when none is configured."""
-    from airflow.sdk import ObjectStoragePath
-
     if not settings.archive_url:
         raise ConfigError("CDR_ARCHIVE_URL is not set: there is no archive")
     try:

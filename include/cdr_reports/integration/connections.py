@@ -5,7 +5,13 @@ Called inside tasks only: the provider hooks are imported lazily so DAG parsing 
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import threading
 from typing import Any
+
+from airflow.sdk import BaseHook
 
 from cdr_reports.pipeline.config import Settings, query_timeout_seconds
 from cdr_reports.pipeline.errors import PermanentError
@@ -36,12 +42,11 @@ def mongo_collection(settings: Settings) -> Any:
 # fires). The watchdog then breaks the connection: the try fails with a transient error and
 # Airflow retries, instead of waiting for the task's execution timeout (docs/reliability.md).
 SQL_STATEMENT_WATCHDOG_SECONDS = 300.0
+log = logging.getLogger(__name__)
 
 
 def sql_engine(settings: Settings) -> Any:
     """A SQLAlchemy engine from the `settings.sql_conn_id` connection's own hook, with the statement watchdog."""
-    from airflow.sdk import BaseHook
-
     connection = BaseHook.get_connection(settings.sql_conn_id)
     hook = connection.get_hook()
     if not hasattr(hook, "get_sqlalchemy_engine"):
@@ -57,8 +62,6 @@ def watch_statements(engine: Any, seconds: float) -> None:
     Network sinks: the socket is shut down under the waiting driver, which raises a connection
     error (SQLAlchemy invalidates the connection; errors.py: transient). SQLite: interrupted.
     """
-    import threading
-
     import sqlalchemy as sa
 
     timers: dict[int, threading.Timer] = {}
@@ -84,11 +87,7 @@ def watch_statements(engine: Any, seconds: float) -> None:
 
 
 def _break_connection(dbapi_connection: Any, statement: str, seconds: float) -> None:
-    import logging
-    import os
-    import socket
-
-    logging.getLogger(__name__).error(
+    log.error(
         "SQL statement still running after %g s, breaking its connection (hung server?): %s",
         seconds,
         statement.split("\n")[0][:200],

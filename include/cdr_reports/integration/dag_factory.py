@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, get_current_context, task
 
 from cdr_reports.integration import tasks
 from cdr_reports.integration.alerts import daily_deadline_alert
@@ -91,8 +91,6 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
 
         @task(task_id="extract", doc_md=docs["extract"], map_index_template="{{ window_label }}")
         def extract(window: dict[str, Any]) -> dict[str, Any]:
-            from airflow.sdk import get_current_context
-
             # Names the mapped task in the UI by its slice instead of a bare index.
             context: dict[str, Any] = get_current_context()  # type: ignore[assignment]  # template variables are free-form
             context["window_label"] = f"{window['start']} .. {window['end']}"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+from cdr_reports.pipeline.errors import PermanentError
+
 
 @contextlib.contextmanager
 def fail_fast(what: str) -> Iterator[None]:
     """Turn permanent errors into AirflowFailException (no retry); let transient ones retry."""
-    from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
-
-    from cdr_reports.pipeline.errors import PermanentError
-
     try:
         yield
     except PermanentError as exc:

@@ -24,8 +24,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import pendulum
+from airflow.sdk import DAG, Param, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from cdr_reports.integration.archive_storage import archive_root
+from cdr_reports.integration.connections import sql_engine
+from cdr_reports.integration.failures import fail_fast
+from cdr_reports.integration.task_policy import task_default_args
+from cdr_reports.integration.timetable import LocalCronTriggerTimetable
 from cdr_reports.pipeline.config import Settings, load_settings
 from cdr_reports.pipeline.errors import PermanentError, classify_sql_error
+from cdr_reports.pipeline.periods import local_date_of
+from cdr_reports.pipeline.report_types import REPORT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +132,7 @@ def archive_then_prune(engine: Any, root: Any, older_than: date, schema: str | N
     Returns the ArchiveSummary when every group was archived; raises ArchiveIncomplete(Permanent)
     naming the failed groups otherwise (what did archive is deleted all the same).
     """
-    from cdr_reports.pipeline.archive import archive_expired
+    from cdr_reports.pipeline.archive import archive_expired  # SQLAlchemy and pyarrow: at run time only
 
     summary = archive_expired(engine, root, older_than, schema=schema, **kwargs)
     if summary.failures:
@@ -137,16 +148,6 @@ def archive_then_prune(engine: Any, root: Any, older_than: date, schema: str | N
 
 def build_maintenance_dag(settings: Settings | None = None) -> Any:
     """The daily DAG `cdr_report_retention` (one task, `prune`)."""
-    import pendulum
-    from airflow.sdk import DAG, task
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from cdr_reports.integration.connections import sql_engine
-    from cdr_reports.integration.failures import fail_fast
-    from cdr_reports.integration.task_policy import task_default_args
-    from cdr_reports.integration.timetable import LocalCronTriggerTimetable
-    from cdr_reports.pipeline.periods import local_date_of
-
     settings = settings or load_settings()
     days = settings.report_retention_days
     policy = f"keep {days} days" if days else "keep forever (CDR_REPORT_RETENTION_DAYS unset)"
@@ -212,8 +213,6 @@ Current policy: **{policy}**; **{archive}**.
                 with fail_fast(what):
                     counts = prune_reports(sql_engine(settings), cutoff, schema=settings.sql_schema)
                 return {"retention_days": days, "archive": None, **counts.to_dict()}
-            from cdr_reports.integration.archive_storage import archive_root
-
             log.info("archiving to %s before deleting (CDR_ARCHIVE_URL)", settings.archive_url)
             with fail_fast(f"archiving to {settings.archive_url} (CDR_ARCHIVE_URL), then {what}"):
                 summary = archive_then_prune(
@@ -230,14 +229,6 @@ RESTORE_DAG_ID = "cdr_report_restore"
 
 def build_restore_dag(settings: Settings | None = None) -> Any:
     """The manually triggered DAG `cdr_report_restore` (one task, `restore`): archived reports loaded back."""
-    import pendulum
-    from airflow.sdk import DAG, Param, task
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from cdr_reports.integration.connections import sql_engine
-    from cdr_reports.integration.failures import fail_fast
-    from cdr_reports.integration.task_policy import task_default_args
-
     settings = settings or load_settings()
     with DAG(
         dag_id=RESTORE_DAG_ID,
@@ -248,7 +239,7 @@ def build_restore_dag(settings: Settings | None = None) -> Any:
         default_args=task_default_args(settings),
         tags=["cdr", "maintenance"],
         params={
-            "report_type": Param("daily", type="string", enum=["daily", "weekly", "monthly"], title="Report type"),
+            "report_type": Param("daily", type="string", enum=list(REPORT_TYPES), title="Report type"),
             "from": Param(type="string", format="date", title="From", description="first period_start (local date)"),
             "to": Param(type="string", format="date", title="To", description="last period_start, inclusive"),
         },
@@ -270,8 +261,7 @@ than the retention are archived and deleted again by the next `cdr_report_retent
             "replaces the period's stored report with it (one transaction per period).",
         )
         def restore_task(**context: Any) -> dict[str, Any]:
-            from cdr_reports.integration.archive_storage import archive_root
-            from cdr_reports.pipeline.archive import restore
+            from cdr_reports.pipeline.archive import restore  # SQLAlchemy and pyarrow: at run time only
 
             params = context["params"]
             report_type = params["report_type"]

@@ -30,9 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from cdr_reports.pipeline.report_types import REPORT_TYPES, REPORTS
 
@@ -96,8 +99,6 @@ def report_access(env: Mapping[str, str] | None = None) -> dict[str, dict[str, s
 
     Returns ``{role: {report_type: "read" | "trigger"}}``; an unset or empty setting is ``{}``.
     """
-    import os
-
     raw = (os.environ if env is None else env).get(REPORT_ACCESS_VARIABLE, "").strip()
     if not raw:
         return {}
@@ -268,8 +269,6 @@ def url_encoded_forms(secret: str) -> list[str]:
     configures the masker (task processes and their supervisors included), and masks each form
     returned as well as the secret itself.
     """
-    from urllib.parse import quote, quote_plus
-
     if not isinstance(secret, str):
         return []
     forms = {
@@ -286,8 +285,6 @@ def url_encoded_forms(secret: str) -> list[str]:
 
 
 def _lower_escapes(text: str) -> str:
-    import re
-
     return re.sub(r"%[0-9A-F]{2}", lambda match: match.group(0).lower(), text)
 
 
@@ -309,6 +306,8 @@ def ensure_roles(
     ``CDR_REPORT_ACCESS`` (from the environment by default). Needs the FAB tables (``airflow db
     migrate`` with the FAB auth manager configured). Returns what changed, per role.
     """
+    # Deferred: importing Airflow's core initialises its settings (config, home folder), and the demo
+    # tooling imports this module (AIRFLOW_HARDENING_ENV) before it has written that config.
     from airflow.utils.session import create_session
 
     access = report_access() if access is None else access
@@ -347,7 +346,7 @@ def ensure_roles(
 
 def role_permissions(session: Any = None) -> dict[str, list[tuple[str, str]]]:
     """The stored permissions of the report roles, sorted; roles that do not exist are absent."""
-    from airflow.utils.session import create_session
+    from airflow.utils.session import create_session  # deferred: see ensure_roles
 
     if session is None:
         with create_session() as own_session:

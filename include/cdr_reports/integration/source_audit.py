@@ -14,6 +14,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import pendulum
+from airflow.sdk import DAG, task
+
+from cdr_reports.integration.alerts import AlertMessage
+from cdr_reports.integration.connections import mongo_collection, sql_engine
+from cdr_reports.integration.failures import fail_fast
+from cdr_reports.integration.quality_tasks import deliver
+from cdr_reports.integration.task_policy import task_default_args
+from cdr_reports.integration.timetable import LocalCronTriggerTimetable
 from cdr_reports.pipeline.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -30,10 +39,8 @@ AUDIT_TASK_DOC = (
 )
 
 
-def audit_message(record: Any, dag_id: str, run_id: str, settings: Settings) -> Any:
+def audit_message(record: Any, dag_id: str, run_id: str, settings: Settings) -> AlertMessage:
     from bson import json_util
-
-    from cdr_reports.integration.alerts import AlertMessage
 
     previous = "none (first audit)" if record.previous_records is None else str(record.previous_records)
     lines = [
@@ -57,10 +64,7 @@ def audit_task(settings: Settings, context: Mapping[str, Any]) -> dict[str, Any]
     """Body of the `audit` task."""
     from bson import json_util
 
-    from cdr_reports.integration.connections import mongo_collection, sql_engine
-    from cdr_reports.integration.failures import fail_fast
-    from cdr_reports.integration.quality_tasks import deliver
-    from cdr_reports.pipeline.audit import audit_source, record_audit
+    from cdr_reports.pipeline.audit import audit_source, record_audit  # imports SQLAlchemy: run time only
 
     run_id = str(context["run_id"])
     where = (
@@ -89,12 +93,6 @@ def audit_task(settings: Settings, context: Mapping[str, Any]) -> dict[str, Any]
 
 def build_source_audit_dag(settings: Settings | None = None) -> Any:
     """The daily DAG `cdr_source_audit` (one task, `audit`)."""
-    import pendulum
-    from airflow.sdk import DAG, task
-
-    from cdr_reports.integration.task_policy import task_default_args
-    from cdr_reports.integration.timetable import LocalCronTriggerTimetable
-
     settings = settings or load_settings()
     with DAG(
         dag_id=DAG_ID,

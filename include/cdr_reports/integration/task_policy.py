@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from cdr_reports.integration.alerts import FailureAlert
 from cdr_reports.pipeline.config import Settings
 
@@ -21,8 +23,6 @@ class RefuseInvalidSettings:
         self.invalid = invalid
 
     def __call__(self, context: Any) -> None:
-        from airflow.sdk.exceptions import AirflowFailException
-
         names = ", ".join(var for var, _ in self.invalid)
         raise AirflowFailException(
             f"refused setting(s) {names}: "

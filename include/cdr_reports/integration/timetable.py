@@ -401,6 +401,8 @@ def install_backfill_guard() -> None:
     global _guard_installed
     if _guard_installed:
         return
+    # Deferred: the report DAG files import this module, and airflow.models (the metadata ORM) is
+    # not loaded by airflow.sdk: parsing must not pay for it (as TID253 asks for SQLAlchemy).
     from airflow.models.backfill import Backfill
     from airflow.models.dagrun import DagRun
     from sqlalchemy import event
@@ -411,7 +413,7 @@ def install_backfill_guard() -> None:
 
 
 def _stored_timetable(connection: Any, dag_id: str) -> Any:
-    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.serialized_dag import SerializedDagModel  # deferred: see install_backfill_guard
     from sqlalchemy.orm import Session
 
     # A short read on the flushing connection (same transaction): the DAG's stored timetable.
@@ -449,7 +451,7 @@ def _refuse_out_of_bounds_report_date(mapper: Any, connection: Any, target: Any)
 
 
 def _refuse_unbounded_backfill(mapper: Any, connection: Any, target: Any) -> None:
-    from airflow.models.backfill import InvalidBackfillDate
+    from airflow.models.backfill import InvalidBackfillDate  # deferred: see install_backfill_guard
 
     timetable = _stored_timetable(connection, target.dag_id)
     if not isinstance(timetable, CalendarPeriodTimetable):

@@ -32,17 +32,24 @@ import hashlib
 import io
 import json
 import logging
+import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
-from cdr_reports.pipeline.errors import PermanentError
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+from cdr_reports.pipeline.errors import PermanentError, classify_sql_error
+from cdr_reports.pipeline.migrations import ensure_schema
 from cdr_reports.pipeline.report_types import REPORT_TYPES
 from cdr_reports.pipeline.schema import (
     OPERATOR_TABLE,
@@ -131,8 +138,6 @@ def _kind(column: Column) -> str:
 
 def arrow_type(column: Column) -> Any:
     """The Parquet (Arrow) type of a schema column."""
-    import pyarrow as pa
-
     kind = _kind(column)
     if kind == "decimal":
         return pa.decimal128(column.type.precision or 38, column.type.scale or 0)
@@ -147,8 +152,6 @@ def arrow_type(column: Column) -> Any:
 
 
 def arrow_schema(columns: Sequence[Column]) -> Any:
-    import pyarrow as pa
-
     return pa.schema([pa.field(col.name, arrow_type(col), nullable=col.nullable) for col in columns])
 
 
@@ -255,9 +258,6 @@ def audit_group(day: date, rows: list[dict[str, Any]]) -> Group:
 
 def encode(group: Group, sha256: str | None = None) -> bytes:
     """The Parquet file of a group (rows sorted by key, content checksum in the metadata)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     columns = group.dataset.columns
     kinds = {col.name: _kind(col) for col in columns}
     keys = [col.name for col in columns if col.key]
@@ -299,9 +299,6 @@ class Archived:
 
 def decode(data: bytes, dataset: Dataset, where: str = "") -> Archived:
     """Read an archive file; ArchiveCorrupt when it is not a complete one of `dataset`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         # ParquetFile, not read_table: no dataset discovery, a fraction of the time per small file.
         table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)  # tiny files: threads cost more
@@ -473,8 +470,6 @@ def _put_many(root: Any, groups: list[Group], summary: ArchiveSummary, workers: 
             return None, exc
 
     if workers > 1 and len(groups) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="archive") as pool:
             outcomes = list(pool.map(attempt, groups))
     else:
@@ -663,9 +658,6 @@ def archive_expired(
     """
     import sqlalchemy as sa
 
-    from cdr_reports.pipeline.errors import classify_sql_error
-    from cdr_reports.pipeline.migrations import ensure_schema
-
     began = time.monotonic()
     summary = ArchiveSummary(older_than)
     try:
@@ -723,9 +715,6 @@ def restore(
     """
     import sqlalchemy as sa
 
-    from cdr_reports.pipeline.errors import classify_sql_error
-    from cdr_reports.pipeline.migrations import ensure_schema
-
     if report_type not in REPORT_TYPES:
         raise PermanentError(f"report type {report_type!r} is not one of {', '.join(REPORT_TYPES)}")
     if last < first:
@@ -776,8 +765,6 @@ def restore(
 
 def open_root(url: str, storage_options: dict[str, str] | None = None) -> Any:
     """The archive root as a universal_pathlib path (credentials: fsspec's and the cloud SDK's usual chain)."""
-    from upath import UPath
-
     return UPath(url, **(storage_options or {}))
 
 
@@ -792,8 +779,6 @@ def _options(pairs: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     parser = argparse.ArgumentParser(
         prog="python -m cdr_reports.pipeline.archive",
         description="Archived CDR reports (Parquet): list them, or restore them into the report database.",

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cdr_reports.pipeline.errors import classify_mongo_error, classify_sql_error
+from cdr_reports.pipeline.migrations import ensure_schema
 from cdr_reports.pipeline.schema import SOURCE_AUDIT_TABLE, column, report_tables
 from cdr_reports.pipeline.validity import unplaceable_query
 
@@ -68,8 +70,6 @@ def _id_text(value: Any) -> str:
 
 def audit_source(collection: Any, global_filter: Mapping[str, Any], sample_size: int = SAMPLE_SIZE) -> SourceAudit:
     """Count the collection's unplaceable CDRs (after the global filter) and sample their `_id`s."""
-    from cdr_reports.pipeline.errors import classify_mongo_error
-
     match = {"$match": audit_match(global_filter)}
     try:
         counted = list(collection.aggregate([match, {"$count": "n"}]))
@@ -110,9 +110,6 @@ def record_audit(
 ) -> AuditRecord:
     """Store the audit (replacing an earlier row of the same run: retries are idempotent)."""
     import sqlalchemy as sa
-
-    from cdr_reports.pipeline.errors import classify_sql_error
-    from cdr_reports.pipeline.migrations import ensure_schema
 
     table = report_tables(schema).audit
     when = (audited_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)

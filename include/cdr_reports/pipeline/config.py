@@ -10,12 +10,13 @@ import json
 import os
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any
 
 from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.errors import PermanentError
+from cdr_reports.pipeline.periods import PeriodError, load_zone
 from cdr_reports.pipeline.report_types import REPORTS
 
 DEFAULT_GLOBAL_FILTER: dict[str, Any] = {"IsDeleted": {"$ne": True}}
@@ -268,8 +269,6 @@ def _text(var: str, raw: str) -> str:
 
 
 def _zone(var: str, raw: str) -> str:
-    from cdr_reports.pipeline.periods import PeriodError, load_zone
-
     try:
         load_zone(raw.strip())
     except PeriodError as exc:
@@ -493,6 +492,4 @@ def query_timeout_seconds(settings: Settings) -> int:
 
 def settings_as_json(settings: Settings) -> str:
     """A log-friendly dump (no secrets live in Settings: connections hold them)."""
-    from dataclasses import asdict
-
     return json.dumps(asdict(settings), default=str, sort_keys=True)

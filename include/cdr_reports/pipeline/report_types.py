@@ -36,9 +36,10 @@ class ReportType:
     dag_id: str
     asset_name: str
     asset_uri: str
-    # Schedule: what a run covers and when it runs (timetable.py, dag_docs.py, the DAG file).
+    # Schedule: what a run covers and when it runs (dag_docs.py; the DAG file's docstring, checked
+    # against these rows by tests/unit/test_report_types.py).
     period: str
-    cadence: str
+    cadence: str  # when a run is due: `cadence` at the due hour, local time
     due_hour_setting: str  # the environment variable of the due hour (local wall clock)
     due_hour_field: str  # its field of config.DueTimes
     default_due_hour: int
@@ -74,7 +75,7 @@ _ROWS = (
         asset_name="cdr_weekly_report_table",
         asset_uri="x-cdr-reports://reports/weekly",
         period="the previous local week, [Monday 00:00, next Monday 00:00)",
-        cadence="every week, on its first day (CDR_WEEK_START, default Monday)",
+        cadence="every week on CDR_WEEK_START (default Monday)",
         due_hour_setting="CDR_WEEKLY_DUE_HOUR",
         due_hour_field="weekly_hour",
         default_due_hour=3,
@@ -90,7 +91,7 @@ _ROWS = (
         asset_name="cdr_monthly_report_table",
         asset_uri="x-cdr-reports://reports/monthly",
         period="the previous local calendar month, [1st 00:00, next 1st 00:00)",
-        cadence="every month, on the 1st",
+        cadence="every month on the 1st",
         due_hour_setting="CDR_MONTHLY_DUE_HOUR",
         due_hour_field="monthly_hour",
         default_due_hour=4,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mssql
+from sqlalchemy.dialects import mssql, postgresql, sqlite
 
 from cdr_reports.pipeline.validity import MAX_OPERATOR_ID_LENGTH
 
@@ -47,16 +47,13 @@ class Column:
     def title(self) -> str:
         return self.label or self.name.replace("_", " ")
 
-    def sa_column(self) -> sa.Column:
+    def sa_column(self) -> sa.Column[Any]:
         return sa.Column(
             self.name, self.type, primary_key=self.key, nullable=self.nullable and not self.key, comment=self.comment
         )
 
     def sql_type(self, dialect: str = "mssql") -> str:
-        from sqlalchemy.dialects import mssql as mssql_dialect
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialects = {"mssql": mssql_dialect.dialect(), "postgresql": postgresql.dialect(), "sqlite": sqlite.dialect()}
+        dialects = {"mssql": mssql.dialect(), "postgresql": postgresql.dialect(), "sqlite": sqlite.dialect()}
         return str(self.type.compile(dialect=dialects[dialect]))
 
 
@@ -292,14 +289,18 @@ class ReportTables:
         return frozenset(name for name in TABLES if inspector.has_table(name, schema=self.run.schema))
 
 
-@functools.lru_cache(maxsize=32)
 def report_tables(schema: str | None = None) -> ReportTables:
-    """The report tables of `schema` (None: the connection's default schema).
+    """The report tables of `schema` (None or "": the connection's default schema).
 
     The one accessor every module reads the tables through. The MetaData is built once per
     schema and shared: SQLAlchemy 2 tables are not bound to an engine, so the same objects serve
     every engine and dialect (each compiles its own SQL from them). Treat them as read-only.
     """
+    return _report_tables(schema or None)
+
+
+@functools.lru_cache(maxsize=32)
+def _report_tables(schema: str | None) -> ReportTables:
     metadata = build_metadata(schema)
     prefix = f"{schema}." if schema else ""
 

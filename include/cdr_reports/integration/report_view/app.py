@@ -23,18 +23,29 @@ import logging
 from datetime import date
 from importlib import resources
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from cdr_reports.integration.connections import sql_engine
 from cdr_reports.integration.report_view import access
+from cdr_reports.integration.report_view.csv_export import csv_filename
+from cdr_reports.integration.report_view.csv_export import report_csv as to_csv
 from cdr_reports.integration.report_view.queries import (
     DEFAULT_LISTED_PERIODS,
     DEFAULT_TREND_PERIODS,
     MAX_LISTED_PERIODS,
     MAX_TREND_PERIODS,
     EngineCache,
+    find_period,
+    list_periods,
+    operator_choices,
+    read_stored_report,
+    read_trend,
 )
+from cdr_reports.integration.report_view.render import CONTENT_SECURITY_POLICY, PageModel, message_page, page_html
+from cdr_reports.pipeline.config import load_settings
 from cdr_reports.pipeline.report_types import REPORT_TYPES, ReportTypeName
 
 log = logging.getLogger(__name__)
@@ -60,8 +71,6 @@ UserDep = Annotated[Any, Depends(access.current_user)]
 
 
 def _security_headers(response: Response) -> Response:
-    from cdr_reports.integration.report_view.render import CONTENT_SECURITY_POLICY
-
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -70,20 +79,17 @@ def _security_headers(response: Response) -> Response:
 
 
 def _settings() -> Any:
-    from cdr_reports.pipeline.config import load_settings
-
     return load_settings()
 
 
 def report_engine(settings: Any) -> Any:
     """The report database's engine (connection ``settings.sql_conn_id``, resolved by Airflow)."""
-    from cdr_reports.integration.connections import sql_engine
-
     return _engines.get(settings.sql_conn_id, lambda: sql_engine(settings))
 
 
 def _airflow_base() -> str:
     """The Airflow UI's root path without the trailing slash ("" when served at the host root)."""
+    # Deferred: the API server's app module loads the plugins, this one included (a cycle at the top).
     from airflow.api_fastapi.app import API_ROOT_PATH
 
     return API_ROOT_PATH.rstrip("/")
@@ -123,8 +129,6 @@ class Reader:
 
 
 def _stored_report(reader: Reader, report_type: str, period: date | None) -> Any:
-    from cdr_reports.integration.report_view.queries import find_period, read_stored_report
-
     start = reader.call(find_period, report_type, period)
     if start is None:
         return None
@@ -147,10 +151,6 @@ def _report_json(report: Any) -> dict[str, Any]:
 
 async def http_error(request: Request, exc: HTTPException) -> Response:
     """JSON for API clients; a small readable page when a browser opens a view URL."""
-    from urllib.parse import quote
-
-    from cdr_reports.integration.report_view.render import message_page
-
     headers = dict(exc.headers or {})
     if _wants_html(request) and exc.status_code in (401, 403, 404, 503):
         prefix = _prefix(request)
@@ -194,9 +194,6 @@ def create_app() -> FastAPI:
         operator: OperatorQuery = None,
         periods: TrendQuery = DEFAULT_TREND_PERIODS,
     ) -> Response:
-        from cdr_reports.integration.report_view.queries import list_periods, operator_choices, read_trend
-        from cdr_reports.integration.report_view.render import PageModel, page_html
-
         readable = access.readable_report_types(user)
         report_type = type or (readable[0] if readable else REPORT_TYPES[0])
         access.require_report_read(request, user, report_type)
@@ -223,9 +220,6 @@ def create_app() -> FastAPI:
 
     @app.get("/report.csv")
     def report_csv(request: Request, user: UserDep, type: TypeQuery, period: PeriodQuery = None) -> Response:
-        from cdr_reports.integration.report_view.csv_export import csv_filename
-        from cdr_reports.integration.report_view.csv_export import report_csv as to_csv
-
         access.require_report_read(request, user, type)
         report = _stored_report(Reader(), type, period)
         if report is None:
@@ -252,8 +246,6 @@ def create_app() -> FastAPI:
         type: TypeQuery,
         limit: Annotated[int, Query(ge=1, le=MAX_LISTED_PERIODS)] = DEFAULT_LISTED_PERIODS,
     ) -> Response:
-        from cdr_reports.integration.report_view.queries import list_periods
-
         access.require_report_read(request, user, type)
         rows = Reader().call(list_periods, type, limit=limit)
         body = [
@@ -272,8 +264,6 @@ def create_app() -> FastAPI:
         operator: OperatorQuery = None,
         until: PeriodQuery = None,
     ) -> Response:
-        from cdr_reports.integration.report_view.queries import read_trend
-
         access.require_report_read(request, user, type)
         trend = Reader().call(read_trend, type, periods, operator or None, until=until)
         body = {

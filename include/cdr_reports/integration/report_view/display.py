@@ -11,6 +11,7 @@ shortened (full value on hover) where space is fixed. The CSV keeps the exact st
 
 from __future__ import annotations
 
+import html
 import unicodedata
 
 # Categories never shown as themselves: format (bidi embeddings/overrides/isolates, LRM/RLM/ALM,
@@ -58,8 +59,6 @@ def attribute_value(value: object) -> str:
     cell's sort key): the browser decodes ``&#x202E;`` to the very character, while the page's
     source holds no raw invisible or direction-changing character.
     """
-    import html
-
     text = html.escape("" if value is None else str(value), quote=True)
     return "".join(
         f"&#x{ord(char):X};"

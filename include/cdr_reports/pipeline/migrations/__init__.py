@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import io
 import logging
 import sys
 import threading
@@ -40,6 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command, op
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from cdr_reports.pipeline.errors import PermanentError, classify_sql_error
 
@@ -60,15 +66,11 @@ _EXISTS_MESSAGES = ("already exists", "there is already an object named", "dupli
 
 def migration_schema() -> str | None:
     """The schema of the report tables, for the revision scripts (passed in by `upgrade`)."""
-    from alembic import op
-
     config = op.get_context().config
     return config.attributes.get("schema") if config is not None else None
 
 
 def _config(connection: sa.Connection | None, schema: str | None) -> Any:
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.attributes["connection"] = connection
@@ -78,23 +80,17 @@ def _config(connection: sa.Connection | None, schema: str | None) -> Any:
 
 def revisions() -> list[str]:
     """Every revision, oldest first."""
-    from alembic.script import ScriptDirectory
-
     script = ScriptDirectory.from_config(_config(None, None))
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(_config(None, None)).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(connection: sa.Connection, schema: str | None = None) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     context = MigrationContext.configure(
         connection, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
     )
@@ -201,8 +197,6 @@ def heal(connection: sa.Connection, schema: str | None = None, *, drop_data: boo
     Leftovers that hold data are dropped only with `drop_data` (the repair command); otherwise
     they stay and the upgrade meeting them fails permanently, naming the repair command.
     """
-    from alembic import command
-
     found = diagnose(connection, schema)
     if found.stamp is not None:
         log.info("report tables of release 0.1 found without a version table: stamping %s", found.stamp)
@@ -256,10 +250,6 @@ MSSQL_SETUP_LOCK = (
 
 def offline_sql(dialect_name: str, revisions_range: str, schema: str | None = None) -> str:
     """The SQL of `revisions_range` (e.g. "0005:0006") as `dialect_name` would receive it, without a database."""
-    import io
-
-    from alembic import command
-
     buffer = io.StringIO()
     config = _config(None, schema)
     config.attributes.update({"dialect_name": dialect_name, "output_buffer": buffer})
@@ -268,8 +258,6 @@ def offline_sql(dialect_name: str, revisions_range: str, schema: str | None = No
 
 
 def _alembic_upgrade(connection: sa.Connection, schema: str | None, target: str) -> None:
-    from alembic import command
-
     command.upgrade(_config(connection, schema), target)
 
 
@@ -308,8 +296,6 @@ def ensure_schema(engine: sa.engine.Engine, schema: str | None = None) -> str:
                 return head
     except Exception as exc:
         raise classify_sql_error(exc, "reading the report schema version") from exc
-    from alembic.util import CommandError
-
     try:
         return upgrade(engine, schema)[1]
     except PermanentError:
