@@ -38,6 +38,7 @@ def test_a_late_cdr_rebuilds_the_stored_week_in_a_scheduled_run_of_the_weekly_da
     from cdr_reports.pipeline.config import Settings
     from cdr_reports.pipeline.load import read_report
     from cdr_reports.pipeline.periods import local_midnight_utc, period_containing
+    from cdr_reports.pipeline.quality.store import read_findings
     from cdr_reports.pipeline.runner import run_report
 
     stack = celery_stack
@@ -90,3 +91,7 @@ def test_a_late_cdr_rebuilds_the_stored_week_in_a_scheduled_run_of_the_weekly_da
             row["total_calls"], row["answered_calls"], row["total_duration_seconds"],
         ), key  # fmt: skip
     assert rows["late-op"]["total_calls"] == 1
+    # Why, for the report view and the e-mail: the week's `rebuilt` finding, written by that run.
+    [finding] = read_findings(sink_engine, "weekly", week.start_date, stack.sink_schema, verdicts=("rebuilt",))
+    assert finding["dag_run_id"] == run["run_id"] and wednesday.isoformat() in finding["detail"]
+    assert finding["actual"] == finding["expected"] + 1

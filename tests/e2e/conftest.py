@@ -55,10 +55,10 @@ def postgres_sink(pg_uri, pg_schema, pg_engine, run_env):
     return pg_engine, schema
 
 
-def run_dag(report_type: str, report_date: date):
-    """Build the DAG from the current environment, as the DAG file does, and run it once."""
+def run_dag(report_type: str, report_date: date, conf: dict[str, Any] | None = None):
+    """Build the DAG from the current environment, as the DAG file does, and run it once (`conf` added)."""
     dag = build_report_dag(report_type, load_settings())
-    dag_run = dag.test(run_conf={"report_date": report_date.isoformat()})
+    dag_run = dag.test(run_conf={"report_date": report_date.isoformat(), **(conf or {})})
     return dag, dag_run
 
 

@@ -19,6 +19,7 @@ from cdr_reports.integration.rollup_tasks import rebuild_requests
 from cdr_reports.pipeline.config import load_settings
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import local_midnight_utc, period_containing
+from cdr_reports.pipeline.quality.store import read_findings
 from cdr_reports.pipeline.runner import extract_period, run_report
 from tests.e2e.conftest import run_dag, task_instances
 from tests.support.reference import expected_report, random_documents
@@ -114,15 +115,24 @@ def test_a_late_cdr_and_a_manual_rerun_trigger_the_rebuild_of_the_stored_week_an
 
     # What the scheduler runs: the weekly and monthly DAGs with the triggered conf.
     for run, report_type in ((week_run, "weekly"), (month_run, "monthly")):
-        dag_run = run_dag(report_type, date.fromisoformat(run["conf"]["report_date"]))[1]
+        dag_run = run_dag(report_type, date.fromisoformat(run["conf"]["report_date"]), run["conf"])[1]
         assert dag_run.state == "success"
     for period, method in ((WEEK, "rollup"), (MONTH, "mixed")):
+        # Why, where the report view and the e-mail show it: the period's `rebuilt` finding.
+        [finding] = read_findings(engine, period.report_type, period.start_date, schema, verdicts=("rebuilt",))
+        assert finding["detail"].startswith(f"rebuilt by run {finding['dag_run_id']} ({method}, ")
+        assert "daily report(s) of 2026-11-18, 2026-11-19 stored after it" in finding["detail"]
+        assert finding["actual"] == finding["expected"] + 1  # the late CDR
         stored = _stored_totals(engine, schema, period)
         want = expected_report(docs, period.start_utc, period.end_utc)
         assert (stored["method"], stored["source"]) == (method, want["source"])
         assert stored["rows"]["late-op"] == (1, 2500)
         direct = _direct(collection, period, settings)
         assert stored["rows"] == {r.operator_id: (r.total_calls, r.total_duration_ms) for r in direct.rows}
+
+    # A run of the week that is not a rebuild (a manual re-run) removes the finding: it described the old report.
+    assert run_dag("weekly", WEEK.start_date)[1].state == "success"
+    assert read_findings(engine, "weekly", WEEK.start_date, schema, verdicts=("rebuilt",)) == []
 
     # A manual re-run of Saturday 21st after a CDR arrived for it: a new correction, a new rebuild run.
     docs += sources([{**late, "DateTime": {"Start": local_midnight_utc(date(2026, 11, 21), TZ)}, "Duration": 1.0}])

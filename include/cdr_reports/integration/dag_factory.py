@@ -103,7 +103,9 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
         # Each stored report is an event of the type's Asset (period and counts in its extra).
         @task(task_id="load", doc_md=docs["load"], outlets=[report_asset(report_type)])
         def load(report_data: dict[str, Any], **context: Any) -> dict[str, Any]:
-            loaded = tasks.load(report_data, settings)
+            # A run started by the daily DAG's trigger_rebuilds says why in its conf (rollup_tasks.py).
+            reason = (getattr(context.get("dag_run"), "conf", None) or {}).get("rebuild_reason")
+            loaded = tasks.load(report_data, settings, rebuild_reason=reason)
             context["outlet_events"][report_asset(report_type)].extra = event_extra({**report_data, **loaded})
             return loaded
 

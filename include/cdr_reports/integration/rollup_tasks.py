@@ -83,6 +83,53 @@ def rebuild_requests(settings: Settings, loaded: Mapping[str, Any], run_id: str,
     return requests
 
 
+def stored_before_rebuild(engine: Any, report: Any, settings: Settings) -> dict[str, Any] | None:
+    """The run row a rebuild replaces (None: none stored, or no report table yet)."""
+    import sqlalchemy as sa
+
+    from cdr_reports.pipeline.quality.store import stored_run
+    from cdr_reports.pipeline.schema import RUN_TABLE  # SQLAlchemy and its dialects: not at DAG parse time
+
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(RUN_TABLE, schema=settings.sql_schema):
+            return None
+    return stored_run(engine, report.report_type, report.period_start, settings.sql_schema)
+
+
+def record_rebuild(
+    engine: Any, report: Any, previous: Mapping[str, Any] | None, reason: str | None, settings: Settings
+) -> None:
+    """After a weekly/monthly load: its `rebuilt` finding says why this run rebuilt it (none if it did not).
+
+    The report view and the e-mail list findings, so a CORRECTED copy says why it was corrected.
+    Written after the load (both idempotent: a killed try is retried whole); any later run of the
+    period that is not a rebuild removes it, so it never describes an older report.
+    """
+    from datetime import UTC, datetime
+
+    from cdr_reports.pipeline.quality.rules import REBUILT, WHOLE_PERIOD, Finding
+    from cdr_reports.pipeline.quality.store import replace_findings
+
+    findings = []
+    if reason:
+        before = f"{previous['source_records']} source CDRs before" if previous else "not stored before"
+        detail = (
+            f"rebuilt by run {report.dag_run_id} ({report.method}, {report.days_extracted} day(s) read from MongoDB): "
+            f"{reason}; {before}, {report.source_records} now"
+        )
+        expected = float(previous["source_records"]) if previous else None
+        findings.append(
+            Finding(
+                report.report_type, report.period_start, WHOLE_PERIOD, REBUILT, expected, report.source_records, detail
+            )
+        )
+        log.warning("%s %s: %s", report.report_type, report.period_start, detail)
+    replace_findings(
+        engine, report.report_type, report.period_start, (REBUILT,), findings, report.dag_run_id, datetime.now(UTC),
+        settings.sql_schema,
+    )  # fmt: skip
+
+
 def add_rebuild_tasks(report_type: str, settings: Settings, loaded: Any, after: list[Any]) -> list[Any]:
     """Add `rebuild_rollups` >> `trigger_rebuilds` to the daily DAG (inside its context)."""
     if report_type != "daily" or settings.rollup == "off":

@@ -128,11 +128,13 @@ def aggregate(windows: list[dict[str, Any]], slices: list[dict[str, Any]], run_i
     return payload
 
 
-def load(report_data: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+def load(report_data: Mapping[str, Any], settings: Settings, rebuild_reason: str | None = None) -> dict[str, Any]:
     """Replace the period's stored report in one transaction; returns a summary for XCom.
 
     A roll-up whose daily reports were replaced after `extract` read them (a late-data re-report,
     a re-run) is not stored stale: it is built again here, in this task, from what is stored now.
+    A weekly or monthly report also gets its `rebuilt` finding (rollup_tasks.record_rebuild): why
+    this run rebuilt it, or none when this run is not a rebuild.
     """
     from cdr_reports.integration.connections import mongo_collection, sql_engine
     from cdr_reports.pipeline.aggregate import Report
@@ -145,6 +147,11 @@ def load(report_data: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     where = f"via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"
     with fail_fast(f"loading the {report.report_type} report of {report.period_start} {where}"):
         engine = sql_engine(settings)
+        previous = None
+        if rebuild_reason and report.report_type != "daily":
+            from cdr_reports.integration.rollup_tasks import stored_before_rebuild
+
+            previous = stored_before_rebuild(engine, report, settings)
         try:
             result = load_report(engine, report, schema=settings.sql_schema)
         except StaleRollupError as exc:
@@ -152,6 +159,10 @@ def load(report_data: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
             period = period_containing(report.report_type, report.period_start, report.time_zone, settings.week_start)
             report = run_report(mongo_collection(settings), engine, period, settings, report.dag_run_id)
             result = None  # stored by the rebuild
+        if report.report_type != "daily":
+            from cdr_reports.integration.rollup_tasks import record_rebuild
+
+            record_rebuild(engine, report, previous, rebuild_reason, settings)
     return {
         "report_type": report.report_type,
         "period_start": report.period_start.isoformat(),

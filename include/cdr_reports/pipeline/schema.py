@@ -167,7 +167,8 @@ QUALITY_CHECK_COLUMNS: tuple[Column, ...] = (
         "verdict",
         sa.String(16),
         "`drop` (below `CDR_VOLUME_DROP_THRESHOLD` × expected), `vanished` (no calls, some expected), "
-        "`new` (no calls in any of the previous reports) or `late_data` (the source count changed after the report)",
+        "`new` (no calls in any of the previous reports), `late_data` (the source count changed after the report) "
+        "or `rebuilt` (a weekly/monthly report rebuilt because its daily reports changed: why, by which run)",
         key=True,
         label="verdict",
     ),
@@ -175,14 +176,16 @@ QUALITY_CHECK_COLUMNS: tuple[Column, ...] = (
         "expected",
         sa.Float(53),
         "median `total_calls` of the operator's previous `CDR_VOLUME_CHECK_HISTORY` reports (absent = 0); "
-        "for `late_data` the stored `source_records`; NULL for `new`",
+        "for `late_data` the stored `source_records`; for `rebuilt` the `source_records` it replaced; NULL for `new` "
+        "and a first `rebuilt`",
         nullable=True,
         label="expected",
     ),
     Column(
         "actual",
         sa.BigInteger(),
-        "`total_calls` in this report (0 when vanished); for `late_data` the source count found now",
+        "`total_calls` in this report (0 when vanished); for `late_data` the source count found now; for `rebuilt` "
+        "the rebuilt report's `source_records`",
         label="actual",
     ),
     Column("detail", sa.Unicode(400), "the finding in words, and what was done about it", label="detail"),

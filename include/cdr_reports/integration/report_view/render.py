@@ -179,6 +179,7 @@ VERDICT_TEXT = {
     "vanished": "vanished",
     "new": "new operator",
     "late_data": "late data",
+    "rebuilt": "rebuilt",
 }
 
 

@@ -9,6 +9,8 @@ from datetime import date
 from typing import Any
 
 DROP, VANISHED, NEW, LATE_DATA = "drop", "vanished", "new", "late_data"
+# A weekly or monthly report stored by a rebuild run (the daily DAG's trigger_rebuilds): why, by which run.
+REBUILT = "rebuilt"
 VOLUME_VERDICTS = (DROP, VANISHED, NEW)
 # operator_id of a finding about the whole period: never a valid id (validity.operator_key).
 WHOLE_PERIOD = ""
