@@ -65,10 +65,20 @@ SERVICE_FIXTURES = frozenset(
         "browser",
         "real_mongo",
         "mssql_engine",
+        "restricted",  # tests/security/test_least_privilege.py: a PostgreSQL role with the report grants
     }
 )
 # Fixtures parametrized over a file (no server) and a server: the parameter that needs the server.
-_SERVER_PARAMS = {"sql_engine": "postgres", "fresh_sink": "postgres", "storage": "s3"}
+_SERVER_PARAMS = {"sql_engine": "postgres", "fresh_sink": "postgres", "sink": "postgres", "storage": "s3"}
+# Tests parametrized with the name of the fixture to fetch (request.getfixturevalue(server)).
+_SERVER_FIXTURE_NAMES = SERVICE_FIXTURES | {
+    "mongo_client",
+    "mongo_db",
+    "mjs_client",
+    "mjs_db",
+    "pg_schema",
+    "pg_engine",
+}
 
 # .ci/run's service-free run of the unit selection (see the module docstring).
 NO_SERVICES = os.environ.get("CDR_TEST_NO_SERVICES") == "1"
@@ -109,8 +119,10 @@ if NO_SERVICES:
 def needs_service(fixturenames: Iterable[str], params: dict[str, object]) -> bool:
     """Whether a test with these fixtures (closure) and parameters needs a server."""
     names = set(fixturenames)
-    return bool(names & SERVICE_FIXTURES) or any(
-        name in names and params.get(name) == server for name, server in _SERVER_PARAMS.items()
+    return (
+        bool(names & SERVICE_FIXTURES)
+        or any(name in names and params.get(name) == server for name, server in _SERVER_PARAMS.items())
+        or any(isinstance(value, str) and value in _SERVER_FIXTURE_NAMES for value in params.values())
     )
 
 

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 
 from cdr_reports.integration.archive_storage import archive_root
@@ -85,6 +86,7 @@ def test_archive_required_refuses_to_delete_without_an_archive(dag_env, tmp_path
     assert snapshot(engine) == before
 
 
+@pytest.mark.services  # make services' S3 server (moto), reached through s3_endpoint()
 def test_the_dag_archives_to_s3_through_the_amazon_connection_then_deletes(dag_env, tmp_path):
     endpoint = s3_endpoint()
     bucket = new_bucket(endpoint)

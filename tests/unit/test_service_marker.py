@@ -35,6 +35,11 @@ REPO = Path(__file__).resolve().parents[2]
         (["sql_engine"], {"sql_engine": "postgres"}, True),
         (["storage"], {"storage": "file"}, False),
         (["storage"], {"storage": "s3"}, True),
+        (["sink"], {"sink": "sqlite"}, False),
+        (["sink"], {"sink": "postgres"}, True),
+        (["request"], {"server": "mjs_db"}, True),  # parametrized with the fixture to fetch
+        (["request"], {"uri_fixture": "mongo_uri", "strategy": "stream"}, True),
+        (["request"], {"dialect": "postgresql", "strategy": "stream"}, False),
     ],
 )
 def test_tests_using_a_server_fixture_are_services(fixtures, params, expected):
