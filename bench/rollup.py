@@ -50,7 +50,7 @@ def seed_month(uri: str, database: str, calls_per_day: int) -> dict[str, Any]:
     config = SyntheticConfig(
         seed=SEED, start=month.start_utc, end=month.end_utc, calls=calls_per_day * days, time_zone=TZ
     )
-    with pymongo.MongoClient(uri, tz_aware=True) as client:
+    with pymongo.MongoClient[dict[str, Any]](uri, tz_aware=True) as client:
         collection = client[database]["CdrRecords"]
         result = seed_collection(collection, config)
         ensure_indexes(collection)
@@ -70,7 +70,7 @@ def store_dailies(uri: str, database: str, sink_url: str, schema: str, skip: tup
     engine = sa.create_engine(sink_url)
     began = time.perf_counter()
     try:
-        with pymongo.MongoClient(uri, tz_aware=True) as client:
+        with pymongo.MongoClient[dict[str, Any]](uri, tz_aware=True) as client:
             collection = client[database]["CdrRecords"]
             day = month.start_date
             while day < month.end_date:
@@ -166,7 +166,7 @@ def bench_rollup(
         import pymongo
 
         for server, _strategy in servers_by_name.values():
-            with pymongo.MongoClient(server.uri) as client:
+            with pymongo.MongoClient[dict[str, Any]](server.uri) as client:
                 client.drop_database(database)
         with admin.begin() as conn:
             for schema in (full, gap):

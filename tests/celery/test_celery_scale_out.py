@@ -124,6 +124,7 @@ def kill_a_worker_mid_slice(stack: CeleryStack, run_id: str) -> dict[str, Any]:
     for _attempt in range(5):
         target = stack.wait_until("an extract slice running its queries", slice_mid_query, RUN_TIMEOUT, interval=0.3)
         victim = worker_of(target["hostname"])
+        assert victim is not None, f"a running slice names no test worker: {target['hostname']!r}"
         # Freeze the victim before reading what it runs: a slice that finished between the choice
         # and the kill would otherwise count as lost. The pause lets requests already sent land.
         stack.freeze_worker(victim)
@@ -252,6 +253,7 @@ def test_worker_killed_then_metadata_db_crash_the_slice_is_retried_within_twice_
     queued_after = (retried["queued_dttm"] - killed["killed_at"]).total_seconds()
     started_after = (retried["start_date"] - killed["killed_at"]).total_seconds()
     run = stack.dag_run(run_id)
+    assert run is not None, f"no dag_run row for {run_id}"
     print(
         f"metadata DB down {back - crashed:.1f} s, from {crashed - killed['killed_mono']:.1f} s after the kill; "
         f"lost slice retry queued {queued_after:.1f} s and started {started_after:.1f} s after the kill "
