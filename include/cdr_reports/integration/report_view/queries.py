@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -71,11 +71,13 @@ class StoredReport:
 
     @property
     def report_type(self) -> str:
-        return self.run["report_type"]
+        value: str = self.run["report_type"]
+        return value
 
     @property
     def period_start(self) -> date:
-        return self.run["period_start"]
+        value: date = self.run["period_start"]
+        return value
 
     def totals(self) -> dict[str, Any]:
         """Sums of the summed columns and the ratios recomputed from them (README definitions)."""
@@ -301,7 +303,7 @@ class EngineCache:
         self._lock = threading.Lock()
         self._engines: dict[str, tuple[sa.engine.Engine, float]] = {}
 
-    def get(self, conn_id: str, factory: Any) -> sa.engine.Engine:
+    def get(self, conn_id: str, factory: Callable[[], sa.engine.Engine]) -> sa.engine.Engine:
         now = time.monotonic()
         with self._lock:
             cached = self._engines.get(conn_id)
