@@ -389,9 +389,9 @@ def bench_round_trips(server: servers.Server, strategies: list[str], calls: int)
 
 
 def demo_calls_per_day() -> int:
-    from cdr_reports_dev import demo
+    from cdr_reports_dev.demo.seeding import DEMO_CALLS_PER_DAY
 
-    return int(demo.DEMO_CALLS_PER_DAY)
+    return DEMO_CALLS_PER_DAY
 
 
 def task_seconds(conn: Any, dag_id: str, skip_first: bool) -> dict[str, float]:

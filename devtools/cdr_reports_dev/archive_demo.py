@@ -16,16 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cdr_reports_dev.demo import (
-    _airflow,
-    _log,
-    _mongo_database,
-    _paths,
-    airflow_env,
-    demo_mongo_uri,
-    ensure_metadata_db,
-    make_private,
-)
+from cdr_reports_dev.demo.airflow_config import airflow_env
+from cdr_reports_dev.demo.metadata_db import ensure_metadata_db
+from cdr_reports_dev.demo.processes import airflow
+from cdr_reports_dev.demo.state import demo_mongo_uri, demo_paths, log, make_private, mongo_database
 
 RETENTION_DAYS = "7"
 
@@ -55,12 +49,12 @@ def _rows(db: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def main() -> int:
-    paths = _paths()
+    paths = demo_paths()
     make_private(paths)
     if not paths.reports_db.exists():
         raise SystemExit(f"no demo reports in {paths.reports_db}: run `make demo` first")
     archive_url = os.environ.get("CDR_ARCHIVE_URL") or f"file://{paths.state / 'demo_archive'}"
-    env = airflow_env(paths, demo_mongo_uri(paths.repo), _mongo_database())
+    env = airflow_env(paths, demo_mongo_uri(paths.repo), mongo_database())
     env.update(
         {
             "CDR_REPORT_RETENTION_DAYS": os.environ.get("CDR_REPORT_RETENTION_DAYS") or RETENTION_DAYS,
@@ -70,21 +64,21 @@ def main() -> int:
     ensure_metadata_db(paths, env)
     before = _rows(paths.reports_db)
     periods = {(r["report_type"], r["period_start"]) for r in before.get("cdr_report_run", [])}
-    _log(f"{len(periods)} stored reports: " + ", ".join(f"{t} {d}" for t, d in sorted(periods)))
-    _log(
+    log(f"{len(periods)} stored reports: " + ", ".join(f"{t} {d}" for t, d in sorted(periods)))
+    log(
         f"running cdr_report_retention with CDR_REPORT_RETENTION_DAYS={env['CDR_REPORT_RETENTION_DAYS']} "
         f"and CDR_ARCHIVE_URL={archive_url}"
     )
     log_file = paths.airflow_home / "logs" / "dags-test-cdr_report_retention.log"
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
-    result = _airflow(env, "dags", "test", "cdr_report_retention", now, log_file=log_file)
+    result = airflow(env, "dags", "test", "cdr_report_retention", now, log_file=log_file)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
         raise SystemExit(f"airflow dags test cdr_report_retention failed (full output: {log_file})")
     after = _rows(paths.reports_db)
     kept = {(r["report_type"], r["period_start"]) for r in after["cdr_report_run"]}
     archived = sorted(periods - kept)
-    _log(f"archived and deleted: {', '.join(f'{t} {d}' for t, d in archived) or 'nothing'}; kept: {len(kept)}")
+    log(f"archived and deleted: {', '.join(f'{t} {d}' for t, d in archived) or 'nothing'}; kept: {len(kept)}")
     if archive_url.startswith("file://"):
         folder = Path(archive_url.removeprefix("file://"))
         for file in sorted(folder.rglob("*.parquet")):
@@ -107,7 +101,7 @@ def main() -> int:
             "--archive-url",
             archive_url,
         ]
-        _log("$ " + " ".join(command[1:]))
+        log("$ " + " ".join(command[1:]))
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         print(done.stdout, end="")
         if done.returncode != 0:
@@ -115,7 +109,7 @@ def main() -> int:
             raise SystemExit(f"restoring the {report_type} reports failed")
     restored = _rows(paths.reports_db)
     same = restored == before
-    _log(f"restored reports identical to the deleted ones: {'yes' if same else 'NO'}")
+    log(f"restored reports identical to the deleted ones: {'yes' if same else 'NO'}")
     return 0 if same else 1
 
 

@@ -2,7 +2,8 @@
 
 The end-to-end test parses this text back, so keep it regular: one header line per report,
 a column line, one line per operator (operator id first, then five numeric columns, no
-thousands separators), a TOTAL line and a `run:` line with the run row's counts.
+thousands separators), a TOTAL line and a `run:` line with the run row's counts and how it was built (method: extract,
+rollup or mixed, and the days extracted from MongoDB).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ COLUMNS = tuple(HEADERS.values())
 
 def _avg(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _days(run: Mapping[str, Any]) -> str:
+    """Days read from MongoDB (`-`: a report stored before the roll-up release records none)."""
+    days = run.get("days_extracted")
+    return "-" if days is None else str(days)
 
 
 def format_report(stored: Mapping[str, Any]) -> str:
@@ -73,7 +80,8 @@ def format_report(stored: Mapping[str, Any]) -> str:
     lines += [line(COLUMNS), rule, *(line(cells) for cells in body), rule, line(total)]
     lines.append(
         f"run: source={run['source_records']} valid={run['valid_records']} rejected={run['rejected_records']} "
-        f"operators={run['operators']} dag_run_id={run['dag_run_id']} generated_at={run['generated_at']:%Y-%m-%d %H:%M:%S} UTC"
+        f"operators={run['operators']} method={run.get('method') or '-'} days_extracted={_days(run)} "
+        f"dag_run_id={run['dag_run_id']} generated_at={run['generated_at']:%Y-%m-%d %H:%M:%S} UTC"
     )
     return "\n".join(lines)
 

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -208,6 +208,50 @@ def test_demo_prints_the_reference_report_and_reruns_idempotently(demo, mongo_cl
     assert "airflow db migrate" not in result.stdout
 
 
+def test_demo_rolls_the_weekly_and_monthly_reports_up_from_its_daily_reports(demo, mongo_client):
+    """`make demo` stores the daily reports of the last complete week and month before their DAGs
+    run, so both are rolled up (no CDR read for any day), print so, and equal a direct count."""
+    # 62 days: the last complete month lies wholly inside the seeded CDRs whatever today's date.
+    env = dict(demo["env"], DEMO_DAYS="62", DEMO_CALLS_PER_DAY="100", DEMO_REPORTS="daily,weekly,monthly")
+    result = run_module("run", env=env, timeout=900)
+    assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    tables = parse_tables(result.stdout)
+    assert sorted(report_type for report_type, _ in tables) == ["daily", "monthly", "weekly"], result.stdout
+    docs = list(mongo_client[demo["database"]]["CdrRecords"].find({}, {"_id": 0}))
+    assert len(docs) == 6200
+    rolled_up_days = set()
+    for (report_type, start), table in tables.items():
+        period = period_containing(report_type, start, TZ)
+        assert table["end"] == period.end_date
+        assert_table_matches_reference(table, expected_report(docs, period.start_utc, period.end_utc))
+        if report_type == "daily":
+            assert (table["run"]["method"], table["run"]["days_extracted"]) == ("extract", "1")
+        else:
+            # Every day of the week and of the month came from a stored daily report.
+            assert (table["run"]["method"], table["run"]["days_extracted"]) == ("rollup", "0"), report_type
+            assert table["total"]["calls"] > 0
+            rolled_up_days |= {
+                period.start_date + timedelta(days=i) for i in range((period.end_date - period.start_date).days)
+            }
+    daily = next(start for report_type, start in tables if report_type == "daily")
+    with sqlite3.connect(demo["state"] / "demo_reports.db") as conn:
+        stored = dict(
+            conn.execute("SELECT period_start, dag_run_id FROM cdr_report_run WHERE report_type = 'daily'").fetchall()
+        )
+        provenance = conn.execute(
+            "SELECT report_type, method, days_extracted FROM cdr_report_run WHERE report_type != 'daily' "
+            "ORDER BY report_type"
+        ).fetchall()
+    assert provenance == [("monthly", "rollup", 0), ("weekly", "rollup", 0)]
+    # The daily reports the roll-ups read: computed by the pipeline in the demo's process, except the
+    # daily DAG's own day (its run id is the DAG run's).
+    for day in rolled_up_days - {daily}:
+        assert stored[day.isoformat()] == f"demo_pipeline__{day.isoformat()}", day
+    assert not stored[daily.isoformat()].startswith("demo_pipeline__")
+    first, last = min(rolled_up_days - {daily}), max(rolled_up_days - {daily})
+    assert f"stored the daily reports of {first} .. {last} ({len(rolled_up_days - {daily})} days)" in result.stdout
+
+
 def _processes_using(marker: str) -> list[int]:
     """Pids whose environment mentions `marker` (the test's private Airflow home)."""
     found = []
@@ -335,8 +379,9 @@ def test_make_airflow_cli_reaches_the_demo_and_its_state_is_private(demo):
     assert {"Admin", "ReportViewer", "ReportOperator"} <= names  # the FAB auth manager's tables, migrated
     # The admin as `make airflow` creates it: the password reaches Airflow on stdin only.
     code = (
-        "import cdr_reports_dev.demo as d; p = d._paths(); d.make_private(p); env = d.demo_cli_env(p); "
-        "d.ensure_metadata_db(p, env); print(d.ensure_admin(p, env))"
+        "from cdr_reports_dev.demo import airflow_config as c, metadata_db as m, state as s; "
+        "p = s.demo_paths(); s.make_private(p); env = c.demo_cli_env(p); "
+        "m.ensure_metadata_db(p, env); print(m.ensure_admin(p, env))"
     )
     admin = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert admin.returncode == 0, admin.stdout[-3000:] + admin.stderr[-3000:]

@@ -111,7 +111,7 @@ def test_schema_markdown_command_prints_the_readme_tables():
 
 def test_every_local_setting_is_in_the_readme():
     """Each variable the local servers and the demo read is documented (with its default)."""
-    sources = [REPO / "scripts" / "services.sh", REPO / "devtools" / "cdr_reports_dev" / "demo.py"]
+    sources = [REPO / "scripts" / "services.sh", *sorted((REPO / "devtools" / "cdr_reports_dev" / "demo").glob("*.py"))]
     names = set()
     for source in sources:
         names |= set(re.findall(r"\b((?:CDR|DEMO)_[A-Z][A-Z0-9_]+)\b", source.read_text()))

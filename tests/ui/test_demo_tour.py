@@ -75,9 +75,8 @@ def test_demo_runs_have_readable_logs_and_show_in_the_view(demo_state):
 
     # `make airflow`'s API server over the same state (environment built by the demo module itself).
     code = (
-        "import json, os; from pathlib import Path; import cdr_reports_dev.demo as d; "
-        "paths = d._paths(); env = d.airflow_env(paths, d.demo_mongo_uri(paths.repo), d._mongo_database()); "
-        "env.update(d._demo_secrets(paths)); print(d.ensure_admin(paths, env)); "
+        "import json; from cdr_reports_dev.demo import airflow_config as c, metadata_db as m, state as s; "
+        "paths = s.demo_paths(); env = c.demo_cli_env(paths); print(m.ensure_admin(paths, env)); "
         "print('ENV=' + json.dumps({k: v for k, v in env.items() if k.startswith(('AIRFLOW', 'CDR_'))}))"
     )
     made = subprocess.run(
