@@ -35,7 +35,7 @@ WTF_CSRF_TIME_LIMIT = None
 # AIRFLOW__FAB__ENABLE_PROXY_FIX=True makes Airflow trust X-Forwarded-For. This limiter only
 # covers FAB's sign-in view; the JSON token endpoints (/auth/token, /auth/token/cli, FAB's
 # /auth/api/v1/security/login) get the same budget of failures from the plugin's
-# HttpPolicyMiddleware (include/cdr_reports/integration/http_policy.py).
+# HttpPolicyMiddleware (include/cdr_reports/integration/http_policy/).
 AUTH_RATE_LIMITED = True
 AUTH_RATE_LIMIT = "10 per minute"
 

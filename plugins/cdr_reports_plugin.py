@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from cdr_reports.integration.http_policy import HttpPolicyMiddleware
+from cdr_reports.integration.http_policy.middleware import HttpPolicyMiddleware
 from cdr_reports.integration.report_view.app import plugin_registration
 from cdr_reports.integration.timetable import CalendarPeriodTimetable, LocalCronTriggerTimetable
 

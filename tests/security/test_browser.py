@@ -152,7 +152,7 @@ def _violations(page) -> list[str]:
 def test_the_ui_and_the_report_view_work_under_the_content_security_policy(page, airflow_stack, artifacts_dir):
     """Logged in as Admin: the React UI, the DAG pages, the report view (framed by the UI) and FAB's
     pages render with no CSP violation; the control at the end proves violations are caught."""
-    from cdr_reports.integration.http_policy import UI_CONTENT_SECURITY_POLICY
+    from cdr_reports.integration.http_policy.headers import UI_CONTENT_SECURITY_POLICY
 
     page.add_init_script(CSP_WATCH)
     console = []

@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cdr_reports.integration.http_policy import (
+from cdr_reports.integration.http_policy.headers import (
     FAB_CONTENT_SECURITY_POLICY,
     SECURITY_HEADERS,
     UI_CONTENT_SECURITY_POLICY,
-    FailureWindow,
-    backfill_refusal,
 )
+from cdr_reports.integration.http_policy.run_bounds import backfill_refusal
+from cdr_reports.integration.http_policy.token_brake import FailureWindow
 from cdr_reports.integration.security import AIRFLOW_HARDENING_ENV
 from cdr_reports.pipeline.config import load_settings
 from tests.support.airflow_stack import AIRFLOW
