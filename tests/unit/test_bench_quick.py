@@ -243,3 +243,17 @@ def test_markdown_states_every_target_and_explains_each_miss(quick_run):
     )
     assert rendered.returncode == 0, rendered.stderr[-2000:]
     assert (out / "benchmarks.md").read_text() == markdown
+
+
+def test_heavy_day_section_measures_a_correct_run(quick_run):
+    """bench/heavy_day.py inside the suite: the stored report is exact, XCom is packed, the log bounded."""
+    data, markdown, _ = quick_run
+    heavy = data["heavy_day"]
+    after = heavy["runs"]["after"]
+    assert after["stored"] == heavy["expected"] and heavy["expected"]["operators"] == heavy["operators"] == 2_000
+    assert after["xcom_bytes"]["aggregate"] < 12 * heavy["operators"]
+    assert after["xcom_bytes"]["extract"] < 12 * heavy["operators"] * heavy["slices"]
+    assert after["log_bytes"]["total"] < 256 * 1024 and after["peak_rss_bytes"] > 0
+    assert {"extract[0]", "aggregate", "load"} <= set(after["tasks"])
+    assert "before" not in heavy["runs"]  # --quick measures the current code only
+    assert "## Heavy day: 2,000 operators in one day" in markdown

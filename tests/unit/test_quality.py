@@ -99,3 +99,16 @@ def test_audit_samples_fit_their_column_with_whole_ids_only():
     text = SourceAudit(5, long_ids).samples_json()
     assert len(text) <= 2000 and json.loads(text) == ["x" * 600] * 3
     assert SourceAudit(0, ()).samples_json() == "[]"
+
+
+def test_the_xcom_of_a_day_of_100000_new_operators_is_bounded():
+    """check_volume's return value: counts and a sample, never one entry per operator (issue 22.5)."""
+    from cdr_reports.integration.quality_tasks import FINDINGS_IN_XCOM, findings_xcom
+
+    current = {f"OP-{i:06d}": 3 for i in range(100_000)}
+    found = volume_findings("daily", DAY, current, [{"OLD": 100}], threshold=0.5, min_expected=20)
+    xcom = findings_xcom(found)
+    assert xcom["findings_total"] == len(found) == 100_001
+    assert xcom["findings_by_verdict"] == {"new": 100_000, "vanished": 1}
+    assert [f["operator_id"] for f in xcom["findings"]] == [f.operator_id for f in found[:FINDINGS_IN_XCOM]]
+    assert len(json.dumps(xcom)) < 10_000

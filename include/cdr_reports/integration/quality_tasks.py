@@ -134,7 +134,21 @@ def check_volume_task(
         message = volume_message(_dag_id(context, report_type), run_id, report_type, period_start, findings, settings)
         log.warning("volume findings, alerting: %s", message.subject)
         sent = deliver(settings, message, context)
-    return {"findings": [finding.to_dict() for finding in findings], "alerted_via": sent}
+    return {**findings_xcom(findings), "alerted_via": sent}
+
+
+# A heavy day can hold a finding per operator (a day of 100,000 new operators): the task's XCom
+# carries the counts and the first FINDINGS_IN_XCOM findings; all of them are in cdr_quality_check.
+FINDINGS_IN_XCOM = 20
+
+
+def findings_xcom(findings: Sequence[Finding]) -> dict[str, Any]:
+    """The XCom form of a check's findings: their number by verdict, and a bounded sample."""
+    return {
+        "findings_total": len(findings),
+        "findings_by_verdict": dict(Counter(finding.verdict for finding in findings)),
+        "findings": [finding.to_dict() for finding in findings[:FINDINGS_IN_XCOM]],
+    }
 
 
 def check_late_data_task(

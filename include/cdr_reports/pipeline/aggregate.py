@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from operator import attrgetter
 from typing import Any
 
 from cdr_reports.pipeline.columns import pack_columns, unpack_columns
@@ -82,7 +83,7 @@ class Report:
             "rejected_records": self.rejected_records,
             "operators": len(self.rows),
             # Packed (columns.py): a report of 100,000 operators is one string in XCom, not a tree.
-            "rows": pack_columns({name: [getattr(row, name) for row in self.rows] for name in _ROW_COLUMNS}),
+            "rows": pack_columns({name: map(attrgetter(name), self.rows) for name in _ROW_COLUMNS}),
             "generated_at": self.generated_at.isoformat(),
             "dag_run_id": self.dag_run_id,
             "extract_strategy": self.extract_strategy,
@@ -173,16 +174,11 @@ def build_report(
             )
         source += part.source_records
         rejected += part.rejected_records
-        for mapping, target in (
-            (part.total_calls, totals),
-            (part.answered_calls, answered),
-            (part.duration_ms, durations),
-        ):
-            for key, value in mapping.items():
-                target[key] = target.get(key, 0) + value
-        # Kept for the checks below without its per-operator counts: fed lazily (tasks.aggregate),
-        # only one slice's counts are in memory at a time.
+        _add_counts(part, totals, answered, durations)
+        # Kept for the checks below without its per-operator counts, which are freed before the
+        # next slice is decoded: fed lazily (tasks.aggregate), one slice's counts in memory at a time.
         parts.append(replace(part, total_calls={}, answered_calls={}, duration_ms={}))
+        del part
     _check_slices_tile(period, parts)
 
     unknown = [key for key in itertools.chain(answered, durations) if key not in totals]
@@ -236,6 +232,16 @@ def build_report(
         days_extracted,
     )
     return report
+
+
+def _add_counts(part: SliceCounts, totals: dict[str, int], answered: dict[str, int], durations: dict[str, int]) -> None:
+    for mapping, target in (
+        (part.total_calls, totals),
+        (part.answered_calls, answered),
+        (part.duration_ms, durations),
+    ):
+        for key, value in mapping.items():
+            target[key] = target.get(key, 0) + value
 
 
 def _rolled_up_days(period: ReportPeriod, parts: Sequence[SliceCounts]) -> set[str]:

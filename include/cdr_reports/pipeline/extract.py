@@ -106,7 +106,11 @@ class SliceCounts:
         One column per mapping, aligned on `operator` (every key of any of the three, so that an
         inconsistent slice reaches build_report's checks unchanged); None where a mapping lacks it.
         """
-        operators = list(dict.fromkeys([*self.total_calls, *self.answered_calls, *self.duration_ms]))
+        totals = self.total_calls
+        consistent = all(key in totals for key in self.answered_calls) and all(
+            key in totals for key in self.duration_ms
+        )
+        operators = list(totals if consistent else dict.fromkeys([*totals, *self.answered_calls, *self.duration_ms]))
         return {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -120,7 +124,7 @@ class SliceCounts:
             "counts": pack_columns(
                 {
                     "operator": operators,
-                    **{name: [getattr(self, name).get(key) for key in operators] for name in _COUNT_COLUMNS},
+                    **{name: map(getattr(self, name).get, operators) for name in _COUNT_COLUMNS},
                 }
             ),
         }
