@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_VERSION := 26.3
 
-.PHONY: install services services-stop test test-unit lint format lock env demo demo-archive airflow airflow-cli bench bench-quick clean
+.PHONY: install services services-stop test test-unit lint format lock env demo demo-archive airflow airflow-cli bench bench-quick module-map clean
 
 install: $(VENV)/.installed
 
@@ -73,6 +73,11 @@ airflow: install
 airflow-cli: install
 	bash scripts/services.sh start postgres
 	$(PY) -m cdr_reports_dev.demo cli $(ARGS)
+
+# The README's module map (Layout): every module, its job (docstring) and lines; checked by
+# tests/unit/test_module_map.py.
+module-map: install
+	$(PY) -m cdr_reports_dev.module_map --write
 
 lock: install
 	{ echo "# Full lock of the development/CI environment (runtime + test), from pip freeze."; \

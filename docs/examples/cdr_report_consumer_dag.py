@@ -10,7 +10,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, task
 
-from cdr_reports.integration.report_view.assets import report_asset
+from cdr_reports.integration.report_assets import report_asset
 
 DAILY_REPORT = report_asset("daily")  # Asset(name="cdr_daily_report_table", uri="x-cdr-reports://reports/daily")
 

@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def run_module(*args: str, env: dict[str, str], timeout: float) -> subprocess.Co
 def parse_tables(text: str) -> dict[tuple[str, date], dict]:
     """The printed tables, parsed independently of report_print: (type, period start) -> values."""
     reports: dict[tuple[str, date], dict] = {}
-    current = None
+    current: dict[str, Any] | None = None
     for line in text.splitlines():
         words = line.split()
         if line.startswith("== ") and len(words) > 5 and words[2] == "report":

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from cdr_reports.integration.report_view.assets import EVENT_EXTRA_KEYS, report_asset
+from cdr_reports.integration.report_assets import EVENT_EXTRA_KEYS, report_asset
 from tests.ui.conftest import CONSUMER_DAG_ID
 
 REPORT_TYPES = ("daily", "weekly", "monthly")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cdr_reports.integration.report_view.delivery import DELIVERY_TABLE
+from cdr_reports.pipeline.schema import DELIVERY_TABLE
 from tests.support.processes import FAST_RETRIES, SmtpSink, build_dag, smtp_connection_uri, task_states
 from tests.support.reports import DAY
 from tests.support.services import free_port

@@ -102,8 +102,8 @@ def test_existing_lists_the_report_tables_a_database_holds(tmp_path):
         engine.dispose()
 
 
-def test_delivery_table_name_is_the_schema_one():
-    from cdr_reports.integration.report_view import delivery
+def test_delivery_table_is_the_schema_one():
+    from cdr_reports.integration import report_delivery
 
-    assert delivery.DELIVERY_TABLE == schema.DELIVERY_TABLE
-    assert delivery.delivery_table("s").c.recipients.type.length == delivery.MAX_RECIPIENTS_TEXT
+    assert report_delivery.delivery_table("s").name == schema.DELIVERY_TABLE
+    assert report_delivery.delivery_table("s").c.recipients.type.length == report_delivery.MAX_RECIPIENTS_TEXT

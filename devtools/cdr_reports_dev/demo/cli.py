@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from cdr_reports.integration.connections import sql_engine
 from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.config import load_settings
 from cdr_reports_dev.demo import processes, reports
@@ -146,8 +147,6 @@ def cmd_cli(args: argparse.Namespace) -> int:
 
 def cmd_print(args: argparse.Namespace) -> int:
     if args.conn_id:
-        from cdr_reports.integration.connections import sql_engine  # Airflow hooks: only for --conn-id
-
         engine = sql_engine(replace(load_settings(), sql_conn_id=args.conn_id))
     else:
         engine = sa.create_engine(args.sql_url or f"sqlite:///{demo_paths().reports_db}")

@@ -17,10 +17,10 @@ from airflow.sdk import DAG, Param, get_current_context, task
 from cdr_reports.integration import tasks
 from cdr_reports.integration.alerts import daily_deadline_alert
 from cdr_reports.integration.dag_docs import dag_doc, due_after, task_docs
+from cdr_reports.integration.email_task import add_email_task
 from cdr_reports.integration.quality_tasks import add_quality_tasks
-from cdr_reports.integration.report_view.assets import event_extra, report_asset
-from cdr_reports.integration.report_view.delivery import add_email_task
-from cdr_reports.integration.rollup_tasks import add_rebuild_task
+from cdr_reports.integration.report_assets import event_extra, report_asset
+from cdr_reports.integration.rollup_tasks import add_rebuild_tasks
 from cdr_reports.integration.security import report_dag_access_control
 from cdr_reports.integration.task_policy import task_default_args
 from cdr_reports.integration.timetable import CalendarPeriodTimetable
@@ -116,10 +116,10 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
         loaded = load(report)
         # Volume-drop and (daily) late-data checks after the load, off the report's path (quality_tasks.py).
         checks = add_quality_tasks(report_type, settings, loaded)
-        # Daily: weeks and months already stored are rebuilt when their days changed (rollup_tasks.py).
-        add_rebuild_task(report_type, settings, loaded, after=checks)
+        # Daily: stored weeks and months whose days changed are rebuilt by runs of their DAGs (rollup_tasks.py).
+        add_rebuild_tasks(report_type, settings, loaded, after=checks)
         # E-mail delivery only when CDR_REPORT_EMAILS_<TYPE> names recipients, after the checks
-        # so that it carries their findings (report_view/delivery.py).
+        # so that it carries their findings (email_task.py).
         add_email_task(report_type, settings, loaded, after=checks)
     return dag
 

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from airflow.sdk import task
+
 from cdr_reports.integration.alerts import AlertChannels, AlertMessage, send
 from cdr_reports.integration.connections import mongo_collection, sql_engine
 from cdr_reports.integration.failures import fail_fast
@@ -192,8 +194,6 @@ def check_late_data_task(
 
 def add_quality_tasks(report_type: str, settings: Settings, loaded: Any) -> list[Any]:
     """Add the data-quality tasks after the load (inside the DAG context); the settings may turn each off."""
-    from airflow.sdk import task
-
     added: list[Any] = []
     if settings.volume_check_history > 0:
 

@@ -30,7 +30,7 @@ DEFAULT_MAX_CALL_DURATION_SECONDS = 31 * 24 * 3600
 # empty report for a time the source never held).
 DEFAULT_EARLIEST_REPORT_DATE = date(2026, 1, 1)
 
-# Data-quality alarms (quality.py; the README reasons the defaults). A week of daily reports is
+# Data-quality alarms (quality/; the README reasons the defaults). A week of daily reports is
 # the history (one of each weekday, so the median is robust to a weekend or a holiday); an
 # operator is flagged below half of its median; operators expecting fewer calls than
 # DEFAULT_VOLUME_MIN_EXPECTED_CALLS are too small to judge (Poisson noise).
@@ -113,7 +113,7 @@ class Settings:
     report_emails_daily: tuple[str, ...] = ()
     report_emails_weekly: tuple[str, ...] = ()
     report_emails_monthly: tuple[str, ...] = ()
-    # Data quality (quality.py): volume-drop alarm after each load, late-data recount of past days.
+    # Data quality (quality/): volume-drop alarm after each load, late-data recount of past days.
     volume_check_history: int = DEFAULT_VOLUME_CHECK_HISTORY  # 0: no volume check
     volume_drop_threshold: float = DEFAULT_VOLUME_DROP_THRESHOLD
     volume_min_expected_calls: int = DEFAULT_VOLUME_MIN_EXPECTED_CALLS

@@ -152,7 +152,7 @@ RUN_COLUMNS: tuple[Column, ...] = (
     ),
 )
 
-# Data-quality findings (quality.py): volume drops, vanished and new operators, late data. Only
+# Data-quality findings (quality/): volume drops, vanished and new operators, late data. Only
 # findings are stored; a period's rows of one check are replaced whenever that check runs again.
 QUALITY_CHECK_COLUMNS: tuple[Column, ...] = (
     *_PERIOD_KEY,
@@ -218,7 +218,7 @@ SOURCE_AUDIT_COLUMNS: tuple[Column, ...] = (
     ),
 )
 
-# E-mail delivery (integration/report_view/delivery.py): per period, the content hash last sent,
+# E-mail delivery (integration/report_delivery.py): per period, the content hash last sent,
 # so an unchanged re-run sends nothing and a changed one sends a corrected copy.
 DELIVERY_COLUMNS: tuple[Column, ...] = (
     *_PERIOD_KEY,

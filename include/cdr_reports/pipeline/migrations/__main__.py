@@ -1,3 +1,5 @@
+"""`python -m cdr_reports.pipeline.migrations upgrade|current|check|repair`: the migrations command line."""
+
 import sys
 
 from cdr_reports.pipeline.migrations import main

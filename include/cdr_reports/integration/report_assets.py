@@ -4,7 +4,8 @@ A downstream DAG schedules on a report with ``schedule=[report_asset("daily")]``
 ``Asset(name=..., uri=...)`` spelled out) and reads the period and counts from the triggering
 event (``triggering_asset_events``); see docs/report-view.md.
 
-Only ``airflow.sdk`` is imported: the DAG factory uses this module while the DAG file is parsed.
+The names and URIs are the report-type table's (pipeline/report_types.py). Only ``airflow.sdk``
+is imported: the DAG factory uses this module while the DAG file is parsed.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from typing import Any
 
 from airflow.sdk import Asset
 
+from cdr_reports.pipeline import report_types
+
 ASSET_GROUP = "cdr_reports"
-# A custom scheme: Airflow leaves "x-" URIs unnormalised, and no connection (host, database) is
-# known while parsing, so the URI names the logical report, not a physical table.
-ASSET_URI_TEMPLATE = "x-cdr-reports://reports/{report_type}"
-ASSET_NAME_TEMPLATE = "cdr_{report_type}_report_table"
 
 # Keys of the asset event extra (JSON values), in this order.
 EVENT_EXTRA_KEYS = (
@@ -38,9 +37,12 @@ EVENT_EXTRA_KEYS = (
 
 def report_asset(report_type: str) -> Asset:
     """The Asset updated each time a report of `report_type` is stored (one per type)."""
+    row = report_types.of(report_type)
+    # The URI has a custom scheme (report_types.py): Airflow leaves "x-" URIs unnormalised, and no
+    # connection (host, database) is known while parsing, so it names the logical report.
     return Asset(
-        name=ASSET_NAME_TEMPLATE.format(report_type=report_type),
-        uri=ASSET_URI_TEMPLATE.format(report_type=report_type),
+        name=row.asset_name,
+        uri=row.asset_uri,
         group=ASSET_GROUP,
         extra={"tables": ["cdr_operator_report", "cdr_report_run"], "report_type": report_type},
     )

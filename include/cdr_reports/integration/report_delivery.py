@@ -1,4 +1,4 @@
-"""Report delivery by e-mail: after a successful load, the stored report goes to its subscribers.
+"""Report delivery by e-mail: the stored report goes to its subscribers, once per distinct content.
 
 Per report type, ``CDR_REPORT_EMAILS_DAILY`` / ``_WEEKLY`` / ``_MONTHLY`` name the recipients
 (unset: no delivery, and the DAG has no ``email_report`` task). The e-mail is what is *stored*
@@ -13,6 +13,10 @@ content did not change sends nothing (the task is *skipped*, saying so); one who
 changed sends a copy marked CORRECTED. If the SMTP server refuses, nothing is recorded and the
 task's retry sends again; a crash between the accepted send and the record can repeat one
 e-mail (at-least-once), never lose one.
+
+Run-time only (the `email_report` task of email_task.py and the daily DAG's `rebuild_rollups`
+call it), so SQLAlchemy and the view's query and rendering modules are imported at the top. The
+e-mail itself is composed by the view's rendering (report_view/email.py).
 """
 
 from __future__ import annotations
@@ -21,11 +25,23 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
+from airflow.providers.common.compat.sdk import conf
+from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+from cdr_reports.integration.connections import sql_engine
+from cdr_reports.integration.report_view.email import compose_email
+from cdr_reports.integration.report_view.queries import StoredReport, read_stored_report
+from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.errors import PermanentError
+from cdr_reports.pipeline.migrations import ensure_schema
+from cdr_reports.pipeline.schema import report_tables
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +53,11 @@ NOT_CONTENT = frozenset(
      "rollup_inputs_sha256"}
 )  # fmt: skip
 MAX_RECIPIENTS_TEXT = 2000  # the width of cdr_report_delivery.recipients (schema.py)
-DELIVERY_TABLE = "cdr_report_delivery"  # schema.DELIVERY_TABLE (checked by tests/unit/test_schema.py)
 
 
-def recipients(settings: Any, report_type: str) -> tuple[str, ...]:
-    """The subscribers of `report_type` reports (empty: delivery is off)."""
-    return tuple(getattr(settings, f"report_emails_{report_type}", ()) or ())
-
-
-def delivery_table(schema: str | None = None) -> Any:
-    """The delivery log (declared in schema.py, created by the migrations with the report tables)."""
-    from cdr_reports.pipeline.schema import build_metadata
-
-    prefix = f"{schema}." if schema else ""
-    return build_metadata(schema).tables[prefix + DELIVERY_TABLE]
+def delivery_table(schema: str | None = None) -> sa.Table:
+    """The delivery log `DELIVERY_TABLE` (declared in schema.py, created by the migrations with the report tables)."""
+    return report_tables(schema).delivery
 
 
 def _plain(value: Any) -> Any:
@@ -61,7 +68,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def content_hash(report: Any) -> str:
+def content_hash(report: StoredReport) -> str:
     """SHA-256 of what the report says: the run row and operator rows without generated_at/dag_run_id."""
     run = {k: _plain(v) for k, v in sorted(report.run.items()) if k not in NOT_CONTENT}
     rows = sorted(
@@ -92,9 +99,7 @@ class DeliveryResult:
         }
 
 
-def _previous(engine: Any, table: Any, report_type: str, period_start: date) -> dict[str, Any] | None:
-    import sqlalchemy as sa
-
+def _previous(engine: sa.engine.Engine, table: sa.Table, report_type: str, period_start: date) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = (
             conn.execute(
@@ -106,9 +111,7 @@ def _previous(engine: Any, table: Any, report_type: str, period_start: date) -> 
     return dict(row) if row is not None else None
 
 
-def _record(engine: Any, table: Any, row: Mapping[str, Any]) -> None:
-    import sqlalchemy as sa
-
+def _record(engine: sa.engine.Engine, table: sa.Table, row: Mapping[str, Any]) -> None:
     with engine.begin() as conn:
         conn.execute(
             sa.delete(table).where(
@@ -122,9 +125,6 @@ def send_email(
     smtp_conn_id: str, to: tuple[str, ...], subject: str, html_content: str, attachment_name: str, attachment: str
 ) -> None:
     """One e-mail with an attachment through the SMTP provider (sender: the connection's `from_email`)."""
-    from airflow.providers.common.compat.sdk import conf
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
     from_email = conf.get("email", "from_email", fallback=None) or None
     with tempfile.TemporaryDirectory(prefix="cdr-report-mail-") as folder:
         path = Path(folder) / attachment_name
@@ -135,42 +135,25 @@ def send_email(
             )
 
 
-def run_url(report_type: str, dag_run_id: str) -> str | None:
-    """Absolute link to the run in the Airflow UI, when ``[api] base_url`` is configured."""
-    from airflow.providers.common.compat.sdk import conf
-
-    from cdr_reports.integration.report_view.queries import dag_id_for
-    from cdr_reports.integration.report_view.render import airflow_run_path
-
-    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        return None
-    return airflow_run_path(base, dag_id_for(report_type), dag_run_id)
-
-
 def deliver_report(
-    settings: Any, report_type: str, period_start: date, dag_run_id: str, *, engine: Any = None
+    settings: Settings,
+    report_type: str,
+    period_start: date,
+    dag_run_id: str,
+    *,
+    engine: sa.engine.Engine | None = None,
 ) -> DeliveryResult:
     """E-mail the stored report of (report_type, period_start) unless this content was already sent."""
-    from cdr_reports.integration.report_view.csv_export import csv_filename, report_csv
-    from cdr_reports.integration.report_view.queries import read_stored_report
-    from cdr_reports.integration.report_view.render import email_html, email_subject
-    from cdr_reports.pipeline.errors import PermanentError
-
-    to = recipients(settings, report_type)
+    to = settings.emails_for(report_type)
     if not to:
         return DeliveryResult("off", report_type, period_start.isoformat())
     if engine is None:
-        from cdr_reports.integration.connections import sql_engine
-
         engine = sql_engine(settings)
     report = read_stored_report(engine, report_type, period_start, schema=settings.sql_schema)
     if report is None:
         raise PermanentError(f"no stored {report_type} report for {period_start.isoformat()} to e-mail")
     digest = content_hash(report)
     table = delivery_table(settings.sql_schema)
-    from cdr_reports.pipeline.migrations import ensure_schema
-
     ensure_schema(engine, settings.sql_schema)  # the load ran the migrations already: normally no DDL
     previous = _previous(engine, table, report_type, period_start)
     previous_sent = previous["sent_at"].isoformat() if previous else None
@@ -181,16 +164,13 @@ def deliver_report(
         )  # fmt: skip
         return DeliveryResult("unchanged", report_type, period_start.isoformat(), digest, to, previous_sent)
     corrected = previous is not None
-    send_email(
-        settings.smtp_conn_id,
-        to,
-        email_subject(report, corrected=corrected),
-        email_html(
-            report, corrected=corrected, previous=previous, run_url=run_url(report_type, str(report.run["dag_run_id"]))
-        ),
-        csv_filename(report),
-        report_csv(report),
+    email = compose_email(
+        report,
+        corrected=corrected,
+        previous=previous,
+        airflow_base_url=conf.get("api", "base_url", fallback="") or "",
     )
+    send_email(settings.smtp_conn_id, to, email.subject, email.html, email.attachment_name, email.attachment)
     _record(
         engine,
         table,
@@ -207,56 +187,3 @@ def deliver_report(
     status = "corrected" if corrected else "sent"
     log.info("%s report %s e-mailed (%s) to %s", report_type, period_start, status, ", ".join(to))
     return DeliveryResult(status, report_type, period_start.isoformat(), digest, to, previous_sent)
-
-
-def email_report_task(report_type: str, settings: Any, loaded: Mapping[str, Any] | None, run_id: str) -> dict[str, Any]:
-    """Body of the DAG's ``email_report`` task (after ``load``): skipped when the content was already sent."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from cdr_reports.integration.failures import fail_fast
-
-    if not loaded:
-        raise AirflowSkipException("this run stored no report (load did not succeed): nothing to e-mail")
-    period_start = date.fromisoformat(str(loaded["period_start"]))
-    where = f"e-mailing the {report_type} report of {period_start} via connection {settings.smtp_conn_id!r} (CDR_SMTP_CONN_ID)"
-    with fail_fast(where):
-        result = deliver_report(settings, report_type, period_start, run_id)
-    if result.status == "unchanged":
-        raise AirflowSkipException(
-            f"the stored {report_type} report of {period_start} is unchanged since the copy sent "
-            f"{result.previous_sent_at} UTC: no e-mail"
-        )
-    return result.as_dict()
-
-
-def add_email_task(report_type: str, settings: Any, loaded: Any, after: Sequence[Any] = ()) -> Any:
-    """Add ``email_report`` (inside the DAG context) when recipients are configured.
-
-    It runs after ``load`` (`loaded`, its XComArg) and after the data-quality tasks (`after`),
-    whatever their outcome (``all_done``), so that the e-mail carries this run's findings and a
-    failed check does not hold the report back; it skips itself when the load stored nothing.
-    """
-    if not recipients(settings, report_type):
-        return None
-    from airflow.sdk import task
-
-    @task(task_id="email_report", doc_md=EMAIL_TASK_DOC, trigger_rule="all_done")
-    def email_report(**context: Any) -> dict[str, Any]:
-        # Pulled, not passed as an argument: with all_done the load may have failed (no XCom).
-        loaded_summary = context["ti"].xcom_pull(task_ids="load")
-        return email_report_task(report_type, settings, loaded_summary, context["run_id"])
-
-    email = email_report()
-    loaded >> email
-    for upstream in after:
-        upstream >> email
-    return email
-
-
-EMAIL_TASK_DOC = (
-    "### E-mail the stored report\n"
-    "After `load` and the data-quality tasks, sends the report just stored (HTML table, reconciliation "
-    "line, checks, data-quality findings, CSV attachment) to "
-    "`CDR_REPORT_EMAILS_<TYPE>` through the SMTP connection `CDR_SMTP_CONN_ID`. A re-run whose stored "
-    "content is unchanged sends nothing (skipped); a changed one sends a copy marked CORRECTED."
-)
