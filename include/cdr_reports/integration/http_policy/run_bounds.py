@@ -58,6 +58,7 @@ class RunBounds:
 
 def stored_timetable(dag_id: str) -> Any:
     """The timetable of the latest serialized version of ``dag_id`` (None: no such DAG)."""
+    # Deferred, as below: the api-server's modules; the plugin importing this runs in every Airflow process.
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
 
