@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -52,7 +53,7 @@ def _stored_periods(engine) -> dict[str, set[tuple[str, date]]]:
 
 
 def _load_periods(
-    engine, days: list[date], weeks: list[date] = (), months: list[date] = ()
+    engine, days: Sequence[date], weeks: Sequence[date] = (), months: Sequence[date] = ()
 ) -> dict[tuple[str, date], int]:
     """Store a report per period; returns {(type, period_start): operator rows}."""
     stored = {}

@@ -9,6 +9,7 @@ import os
 import re
 import sqlite3
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -49,7 +50,7 @@ def _calls(operator_id, count: int, answered: int, minute: int = 0) -> list[dict
     docs = []
     for k in range(count):
         at = start + timedelta(seconds=30 * k)
-        doc = {"Operator": {"Id": operator_id}, "DateTime": {"Start": at}, "Duration": 20 + k}
+        doc: dict[str, Any] = {"Operator": {"Id": operator_id}, "DateTime": {"Start": at}, "Duration": 20 + k}
         if k < answered:
             doc["DateTime"]["Connect"] = at + timedelta(seconds=3)
         docs.append(doc)
@@ -70,8 +71,9 @@ def states_before_email(run) -> set[str]:
 
     with create_session() as session:
         tis = {ti.task_id: ti for ti in session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id)}
-    email = tis["email_report"]
-    return {tid for tid, ti in tis.items() if tid.startswith("check_") and ti.end_date <= email.start_date}
+    started = tis["email_report"].start_date
+    assert started is not None, "email_report never started"
+    return {tid for tid, ti in tis.items() if tid.startswith("check_") and ti.end_date and ti.end_date <= started}
 
 
 def _text(html: str) -> str:
