@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -176,7 +176,7 @@ def seed(uri: str, database: str, calls: int) -> dict[str, Any]:
 
     period = period_containing("daily", DAY, TZ)
     config = SyntheticConfig(seed=7, start=period.start_utc, end=period.end_utc, calls=calls, time_zone=TZ)
-    with pymongo.MongoClient(uri, tz_aware=True) as client:
+    with pymongo.MongoClient[dict[str, Any]](uri, tz_aware=True) as client:
         collection = client[database]["CdrRecords"]
         result = seed_collection(collection, config)
         ensure_indexes(collection)  # as in production (FerretDB's SQLite backend cannot use it)
@@ -193,7 +193,7 @@ def seed(uri: str, database: str, calls: int) -> dict[str, Any]:
 def drop(uri: str, database: str) -> None:
     import pymongo
 
-    with pymongo.MongoClient(uri) as client:
+    with pymongo.MongoClient[dict[str, Any]](uri) as client:
         client.drop_database(database)
 
 
@@ -405,9 +405,10 @@ def task_seconds(conn: Any, dag_id: str, skip_first: bool) -> dict[str, float]:
         ),
         {"d": dag_id},
     ).all()
-    by_run: dict[int, Counter[str]] = {}
+    # seconds per task of each run; a task missing from a run reads as 0.0
+    by_run: dict[int, defaultdict[str, float]] = {}
     for run, task, seconds in rows:
-        by_run.setdefault(run, Counter())[task] += seconds or 0.0
+        by_run.setdefault(run, defaultdict(float))[task] += seconds or 0.0
     runs = sorted(by_run)[1 if skip_first else 0 :]
     tasks = sorted({task for run in runs for task in by_run[run]})
     return {task: statistics.median(by_run[run][task] for run in runs) for task in tasks}
@@ -464,7 +465,7 @@ def bench_dag_test(server: servers.Server, runs: int, calls: int, home: Path, wa
     # The shape check: task instances (mapped ones counted one per index) of one run of each DAG.
     meta = sa.create_engine(f"sqlite:///{home / 'airflow.db'}")
     with meta.connect() as conn:
-        shape = {
+        shape: dict[str, dict[str, int]] = {
             dag_id: dict(
                 conn.execute(
                     sa.text(
@@ -562,7 +563,7 @@ def bench_load(pg_uri: str, runs: int, home: Path) -> dict[str, Any]:
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
-        targets = {
+        targets: dict[str, dict[str, Any]] = {
             "postgresql": {"url": pg_url, "schema": schema},
             "sqlite": {"url": f"sqlite:///{home / 'load_bench.db'}", "schema": None},
         }
@@ -608,7 +609,7 @@ def machine(ferret: servers.Server, mjs: servers.Server | None, pg_uri: str) -> 
     mem_kib = next(
         int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
     )
-    with pymongo.MongoClient(ferret.uri) as client:
+    with pymongo.MongoClient[dict[str, Any]](ferret.uri) as client:
         build = client.admin.command("buildInfo")
     engine = sa.create_engine(pg_uri.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.connect() as conn:
@@ -628,7 +629,7 @@ def machine(ferret: servers.Server, mjs: servers.Server | None, pg_uri: str) -> 
         "sqlalchemy": md.version("sqlalchemy"),
     }
     if mjs is not None:
-        with pymongo.MongoClient(mjs.uri) as client:
+        with pymongo.MongoClient[dict[str, Any]](mjs.uri) as client:
             mjs_build = client.admin.command("buildInfo")
         out["mongo_java_server"] = (
             f"{_script_value('MJS_VERSION')} (reports MongoDB {mjs_build.get('version')}); {mjs.detail}; {java[0] if java else 'java ?'}"
@@ -797,8 +798,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     if args.render_only:
-        data = json.loads((args.out / "benchmarks.json").read_text())
-        (args.out / "benchmarks.md").write_text(render_markdown(data))
+        rendered = json.loads((args.out / "benchmarks.json").read_text())
+        (args.out / "benchmarks.md").write_text(render_markdown(rendered))
         return 0
     pg_uri = service_uri("CDR_TEST_PG_URI")
     args.out.mkdir(parents=True, exist_ok=True)

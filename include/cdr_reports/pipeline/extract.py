@@ -76,7 +76,10 @@ class ScopedCollection:
         return list(self._collection.aggregate([{"$match": self.match()}, *(dict(s) for s in stages)]))
 
     def find(self, projection: Mapping[str, Any], batch_size: int) -> Iterable[Mapping[str, Any]]:
-        return self._collection.find(self.match(), projection=dict(projection), batch_size=batch_size)
+        cursor: Iterable[Mapping[str, Any]] = self._collection.find(
+            self.match(), projection=dict(projection), batch_size=batch_size
+        )  # a pymongo Cursor: iterates the matched documents
+        return cursor
 
 
 @dataclass
@@ -317,7 +320,7 @@ def ensure_indexes(collection: Any) -> str:
     try:
         for name, spec in collection.index_information().items():
             if list(spec.get("key", []))[:1] == [(START_FIELD, 1)]:
-                return name  # an index led by DateTime.Start serves the range queries already
+                return str(name)  # an index led by DateTime.Start serves the range queries already
         return str(collection.create_index([(START_FIELD, 1)], name=START_INDEX_NAME))
     except Exception as exc:
         raise classify_mongo_error(exc, f"creating index {START_INDEX_NAME}") from exc
