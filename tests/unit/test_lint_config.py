@@ -86,3 +86,38 @@ def test_pre_commit_accepts_the_configuration():
     assert result.returncode == 0, result.stdout + result.stderr
     config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
     assert config["minimum_pre_commit_version"] == _pin(REPO / "requirements-test.txt", "pre-commit")
+
+
+def _mypy_options():  # -> mypy.options.Options, as `make lint`'s mypy reads pyproject.toml
+    import io
+
+    from mypy.config_parser import parse_config_file
+    from mypy.options import Options
+
+    options = Options()
+    errors = io.StringIO()
+    parse_config_file(options, lambda: None, str(REPO / "pyproject.toml"), io.StringIO(), errors)
+    assert errors.getvalue() == ""
+    return options
+
+
+def test_the_package_and_the_plugin_are_checked_with_every_strict_flag():
+    from mypy.find_sources import create_source_list
+    from mypy.main import define_options
+
+    options = _mypy_options()
+    _, _, strict_flags = define_options()  # what `mypy --strict` turns on, flag by flag
+    assert len(strict_flags) >= 12
+    assert {"include", "plugins", "tests", "bench"} <= set(options.files or [])
+    # The module names mypy gives the files the override targets (explicit package bases).
+    modules = {s.module for s in create_source_list(["include", "plugins"], options)}
+    assert "plugins.cdr_reports_plugin" in modules and "cdr_reports.pipeline.load" in modules
+    assert all(m.startswith(("cdr_reports.", "plugins.")) or m == "cdr_reports" for m in modules)
+    for module in sorted(modules):
+        per_module = options.clone_for_module(module)
+        for flag, value in strict_flags:
+            assert getattr(per_module, flag) is value, (module, flag)
+    # Tests and benchmarks: mypy's defaults, not strict.
+    for module in ("tests.conftest", "bench.run"):
+        per_module = options.clone_for_module(module)
+        assert per_module.check_untyped_defs is False and per_module.disallow_untyped_defs is False, module
