@@ -21,12 +21,13 @@ starts a new one. Off with `CDR_ROLLUP=off`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import date, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.config import Settings
+from cdr_reports.pipeline.report_types import ROLLUP_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -83,56 +84,58 @@ def rebuild_requests(settings: Settings, loaded: Mapping[str, Any], run_id: str,
     return requests
 
 
-def stored_before_rebuild(engine: Any, report: Any, settings: Settings) -> dict[str, Any] | None:
-    """The run row a rebuild replaces (None: none stored, or no report table yet)."""
+def rebuilt_finding(engine: Any, report: Any, reason: str | None, settings: Settings) -> Callable[[Any, Any], None]:
+    """For a weekly/monthly load: writes, in the load's transaction, its `rebuilt` finding (or none).
+
+    With `reason` (a run started by trigger_rebuilds) the finding says why, by which run, how the
+    report was computed and its source CDRs before and after; the report view and the e-mail list
+    findings, so a CORRECTED copy says why it was corrected. Without, the period's `rebuilt`
+    finding is removed: it described an older report. One transaction with the report, so a kill
+    never leaves one without the other; "before" is read now, from the report this load replaces
+    (on a retry after this run already committed: from this run's own finding).
+    """
     import sqlalchemy as sa
 
-    from cdr_reports.pipeline.quality.store import stored_run
+    from cdr_reports.pipeline.quality.rules import REBUILT, WHOLE_PERIOD, Finding
+    from cdr_reports.pipeline.quality.store import read_findings, replace_findings_in, stored_run
     from cdr_reports.pipeline.schema import RUN_TABLE  # SQLAlchemy and its dialects: not at DAG parse time
 
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(RUN_TABLE, schema=settings.sql_schema):
-            return None
-    return stored_run(engine, report.report_type, report.period_start, settings.sql_schema)
-
-
-def record_rebuild(
-    engine: Any, report: Any, previous: Mapping[str, Any] | None, reason: str | None, settings: Settings
-) -> None:
-    """After a weekly/monthly load: its `rebuilt` finding says why this run rebuilt it (none if it did not).
-
-    The report view and the e-mail list findings, so a CORRECTED copy says why it was corrected.
-    Written after the load (both idempotent: a killed try is retried whole); any later run of the
-    period that is not a rebuild removes it, so it never describes an older report.
-    """
-    from datetime import UTC, datetime
-
-    from cdr_reports.pipeline.quality.rules import REBUILT, WHOLE_PERIOD, Finding
-    from cdr_reports.pipeline.quality.store import replace_findings
-
-    findings = []
+    before: float | None = None
     if reason:
-        before = f"{previous['source_records']} source CDRs before" if previous else "not stored before"
-        detail = (
-            f"rebuilt by run {report.dag_run_id} ({report.method}, {report.days_extracted} day(s) read from MongoDB): "
-            f"{reason}; {before}, {report.source_records} now"
-        )
-        expected = float(previous["source_records"]) if previous else None
-        findings.append(
-            Finding(
-                report.report_type, report.period_start, WHOLE_PERIOD, REBUILT, expected, report.source_records, detail
+        with engine.connect() as conn:
+            exists = sa.inspect(conn).has_table(RUN_TABLE, schema=settings.sql_schema)
+        stored = stored_run(engine, report.report_type, report.period_start, settings.sql_schema) if exists else None
+        if stored is not None and stored["dag_run_id"] == report.dag_run_id:
+            own = read_findings(
+                engine, report.report_type, report.period_start, settings.sql_schema,
+                verdicts=(REBUILT,), dag_run_id=report.dag_run_id,
+            )  # fmt: skip
+            before = own[0]["expected"] if own else None
+        elif stored is not None:
+            before = float(stored["source_records"])
+
+    def write(conn: Any, loaded: Any) -> None:
+        findings = []
+        if reason:
+            was = f"{before:.0f} source CDRs before" if before is not None else "not stored before"
+            detail = (
+                f"rebuilt by run {loaded.dag_run_id} ({loaded.method}, {loaded.days_extracted} day(s) read from "
+                f"MongoDB): {reason}; {was}, {loaded.source_records} now"
             )
-        )
-        log.warning("%s %s: %s", report.report_type, report.period_start, detail)
-    replace_findings(
-        engine, report.report_type, report.period_start, (REBUILT,), findings, report.dag_run_id, datetime.now(UTC),
-        settings.sql_schema,
-    )  # fmt: skip
+            period = (loaded.report_type, loaded.period_start)
+            findings.append(Finding(*period, WHOLE_PERIOD, REBUILT, before, loaded.source_records, detail))
+            log.warning("%s %s: %s", loaded.report_type, loaded.period_start, detail)
+        replace_findings_in(
+            conn, loaded.report_type, loaded.period_start, (REBUILT,), findings, loaded.dag_run_id,
+            datetime.now(UTC), settings.sql_schema,
+        )  # fmt: skip
+
+    return write
 
 
 def add_rebuild_tasks(report_type: str, settings: Settings, loaded: Any, after: list[Any]) -> list[Any]:
     """Add `rebuild_rollups` >> `trigger_rebuilds` to the daily DAG (inside its context)."""
-    if report_type != "daily" or settings.rollup == "off":
+    if report_type != ROLLUP_SOURCE or settings.rollup == "off":
         return []
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
     from airflow.sdk import task

@@ -133,8 +133,8 @@ def load(report_data: Mapping[str, Any], settings: Settings, rebuild_reason: str
 
     A roll-up whose daily reports were replaced after `extract` read them (a late-data re-report,
     a re-run) is not stored stale: it is built again here, in this task, from what is stored now.
-    A weekly or monthly report also gets its `rebuilt` finding (rollup_tasks.record_rebuild): why
-    this run rebuilt it, or none when this run is not a rebuild.
+    A weekly or monthly report's `rebuilt` finding commits in the same transaction
+    (rollup_tasks.rebuilt_finding): why this run rebuilt it, or none when this run is not a rebuild.
     """
     from cdr_reports.integration.connections import mongo_collection, sql_engine
     from cdr_reports.pipeline.aggregate import Report
@@ -147,22 +147,18 @@ def load(report_data: Mapping[str, Any], settings: Settings, rebuild_reason: str
     where = f"via connection {settings.sql_conn_id!r} (CDR_SQL_CONN_ID)"
     with fail_fast(f"loading the {report.report_type} report of {report.period_start} {where}"):
         engine = sql_engine(settings)
-        previous = None
-        if rebuild_reason and report.report_type != "daily":
-            from cdr_reports.integration.rollup_tasks import stored_before_rebuild
+        also = None
+        if report.report_type != "daily":
+            from cdr_reports.integration.rollup_tasks import rebuilt_finding
 
-            previous = stored_before_rebuild(engine, report, settings)
+            also = rebuilt_finding(engine, report, rebuild_reason, settings)
         try:
-            result = load_report(engine, report, schema=settings.sql_schema)
+            result = load_report(engine, report, schema=settings.sql_schema, also=also)
         except StaleRollupError as exc:
             log.warning("%s", exc)
             period = period_containing(report.report_type, report.period_start, report.time_zone, settings.week_start)
-            report = run_report(mongo_collection(settings), engine, period, settings, report.dag_run_id)
+            report = run_report(mongo_collection(settings), engine, period, settings, report.dag_run_id, also=also)
             result = None  # stored by the rebuild
-        if report.report_type != "daily":
-            from cdr_reports.integration.rollup_tasks import record_rebuild
-
-            record_rebuild(engine, report, previous, rebuild_reason, settings)
     return {
         "report_type": report.report_type,
         "period_start": report.period_start.isoformat(),

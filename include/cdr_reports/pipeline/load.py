@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, overload
@@ -156,8 +156,18 @@ def _is_conflict(exc: sa.exc.DBAPIError) -> bool:
     return "already exists" in text or "there is already an object named" in text
 
 
-def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = None) -> LoadResult:
-    """Replace the stored report of (report_type, period_start) in one transaction."""
+def load_report(
+    engine: sa.engine.Engine,
+    report: Report,
+    schema: str | None = None,
+    *,
+    also: Callable[[sa.engine.Connection, Report], None] | None = None,
+) -> LoadResult:
+    """Replace the stored report of (report_type, period_start) in one transaction.
+
+    `also(conn, report)` runs last in that transaction: what must commit with the report, or not
+    at all (a rebuilt week's finding, integration/rollup_tasks.py).
+    """
     tables = report_tables(schema)
     what = f"loading {report.report_type} report {report.period_start.isoformat()}"
     began = time.monotonic()
@@ -179,6 +189,8 @@ def load_report(engine: sa.engine.Engine, report: Report, schema: str | None = N
                     check_inputs(conn, report, report.time_zone, schema)
                 if statement.is_delete and statement.table is tables.operator:
                     replaced = result.rowcount
+            if also is not None:
+                also(conn, report)
 
     _replayed_once_on_conflict(lambda: ensure_schema(engine, schema), f"{what} (creating or upgrading tables)")
     _replayed_once_on_conflict(replace, what)

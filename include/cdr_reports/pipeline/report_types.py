@@ -18,6 +18,8 @@ from typing import Literal, get_args
 __all__ = [
     "REPORTS",
     "REPORT_TYPES",
+    "ROLLED_UP_TYPES",
+    "ROLLUP_SOURCE",
     "ReportType",
     "ReportTypeName",
     "of",
@@ -107,6 +109,10 @@ _ROWS = (
 # of the RBAC roles' DAG list and of `make demo`.
 REPORTS: MappingProxyType[str, ReportType] = MappingProxyType({row.name: row for row in _ROWS})
 REPORT_TYPES: tuple[ReportTypeName, ...] = tuple(row.name for row in _ROWS)
+
+# Weekly and monthly reports are rolled up from the stored daily reports (pipeline/rollup.py).
+ROLLUP_SOURCE: ReportTypeName = "daily"
+ROLLED_UP_TYPES: tuple[ReportTypeName, ...] = tuple(name for name in REPORT_TYPES if name != ROLLUP_SOURCE)
 
 if get_args(ReportTypeName) != REPORT_TYPES:  # the Literal and the rows must name the same types
     raise RuntimeError(f"report_types: rows {REPORT_TYPES} differ from ReportTypeName {get_args(ReportTypeName)}")

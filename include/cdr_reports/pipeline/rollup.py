@@ -32,6 +32,7 @@ from cdr_reports.pipeline.extract import SliceCounts
 from cdr_reports.pipeline.periods import ReportPeriod, local_midnight_utc
 from cdr_reports.pipeline.plan import period_to_dict
 from cdr_reports.pipeline.plan import plan_windows as direct_windows
+from cdr_reports.pipeline.report_types import ROLLUP_SOURCE
 from cdr_reports.pipeline.validity import RULES_VERSION
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 ROLLUP, EXTRACT = "rollup", "extract"
 # A day whose stored rows change under a read is read again this often before it is extracted.
 READ_ATTEMPTS = 3
+# The reports a roll-up reads (report_types.py says which types are built from them).
+SOURCE_TYPE = ROLLUP_SOURCE
 
 
 class StaleRollupError(RuntimeError):
@@ -88,7 +91,7 @@ def _daily_versions(conn: Any, run: Any, first: date, last: date, fingerprint: s
     import sqlalchemy as sa
 
     query = sa.select(run.c.period_start, run.c.dag_run_id, run.c.generated_at).where(
-        run.c.report_type == "daily",
+        run.c.report_type == SOURCE_TYPE,
         run.c.period_start >= first,
         run.c.period_start <= last,
         run.c.rules_fingerprint == fingerprint,
@@ -178,7 +181,7 @@ def _read_once(
     run, operator = _tables(schema)
     first, last = days[0], days[-1]
     in_days = sa.and_(
-        operator.c.report_type == "daily", operator.c.period_start >= first, operator.c.period_start <= last
+        operator.c.report_type == SOURCE_TYPE, operator.c.period_start >= first, operator.c.period_start <= last
     )
     with engine.connect() as conn:
         before = _daily_versions(conn, run, first, last, fingerprint, lock=False)
@@ -194,7 +197,7 @@ def _read_once(
                     run.c.operators,
                     run.c.source_records,
                     run.c.rejected_records,
-                ).where(run.c.report_type == "daily", run.c.period_start >= first, run.c.period_start <= last)
+                ).where(run.c.report_type == SOURCE_TYPE, run.c.period_start >= first, run.c.period_start <= last)
             )
         }
         per_day = conn.execute(

@@ -18,6 +18,7 @@ from cdr_reports.pipeline.extract import SliceCounts
 from cdr_reports.pipeline.load import load_report
 from cdr_reports.pipeline.periods import ReportPeriod, local_midnight_utc, period_containing
 from cdr_reports.pipeline.plan import period_from_dict
+from cdr_reports.pipeline.report_types import ROLLED_UP_TYPES
 from cdr_reports.pipeline.schema import report_tables
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def extract_period(collection: Any, period: ReportPeriod, settings: Settings) ->
 
 def rolls_up(report_type: str, settings: Settings) -> bool:
     """Whether reports of this type are built from the stored daily reports (CDR_ROLLUP)."""
-    return report_type != "daily" and settings.rollup == "auto"
+    return report_type in ROLLED_UP_TYPES and settings.rollup == "auto"
 
 
 def plan_report_windows(
@@ -93,15 +94,17 @@ def count_window(get_collection: Any, engine: Any, window: dict[str, Any], setti
     return merged
 
 
-def run_report(collection: Any, engine: Any, period: ReportPeriod, settings: Settings, dag_run_id: str) -> Report:
-    """Plan, count, aggregate and load one period in this process (roll-ups included)."""
+def run_report(
+    collection: Any, engine: Any, period: ReportPeriod, settings: Settings, dag_run_id: str, also: Any = None
+) -> Report:
+    """Plan, count, aggregate and load one period in this process (roll-ups included); `also`: load_report's."""
     fingerprint = rollup.rules_fingerprint(settings)
     for attempt in range(1, BUILD_ATTEMPTS + 1):
         windows = plan_report_windows(engine, period, settings, fingerprint)
         parts = [count_window(lambda: collection, engine, window, settings) for window in windows]
         report = build_report(period, parts, dag_run_id=dag_run_id, rules_fingerprint=fingerprint)
         try:
-            load_report(engine, report, schema=settings.sql_schema)
+            load_report(engine, report, schema=settings.sql_schema, also=also)
             return report
         except rollup.StaleRollupError as exc:
             if attempt == BUILD_ATTEMPTS:
@@ -137,9 +140,7 @@ def stale_rollups(engine: Any, days: list[date], settings: Settings) -> list[Sta
     run = report_tables(settings.sql_schema).run
     stale: list[StaleRollup] = []
     periods = {
-        period_containing(rt, day, settings.time_zone, settings.week_start)
-        for day in days
-        for rt in ("weekly", "monthly")
+        period_containing(rt, day, settings.time_zone, settings.week_start) for day in days for rt in ROLLED_UP_TYPES
     }
     for period in sorted(periods, key=lambda p: (p.report_type, p.start_date)):
         with engine.connect() as conn:

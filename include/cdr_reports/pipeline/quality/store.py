@@ -81,7 +81,49 @@ def replace_findings(
     schema: str | None = None,
 ) -> None:
     """In one transaction: delete the period's rows of `verdicts`, insert `findings` (idempotent)."""
+    _finding_rows(report_type, period_start, verdicts, findings, dag_run_id, checked_at)  # ValueError before any I/O
+    what = f"storing the {'/'.join(verdicts)} checks of the {report_type} report {period_start.isoformat()}"
+    try:
+        ensure_schema(engine, schema)
+        with engine.begin() as conn:
+            replace_findings_in(conn, report_type, period_start, verdicts, findings, dag_run_id, checked_at, schema)
+    except Exception as exc:
+        raise classify_sql_error(exc, what) from exc
+
+
+def replace_findings_in(
+    conn: sa.engine.Connection,
+    report_type: str,
+    period_start: date,
+    verdicts: Sequence[str],
+    findings: Sequence[Finding],
+    dag_run_id: str,
+    checked_at: datetime,
+    schema: str | None = None,
+) -> None:
+    """replace_findings inside the caller's transaction (e.g. a load's: the report and its finding commit together)."""
     checks = report_tables(schema).quality
+    rows = _finding_rows(report_type, period_start, verdicts, findings, dag_run_id, checked_at)
+    conn.execute(
+        sa.delete(checks).where(
+            checks.c.report_type == report_type,
+            checks.c.period_start == period_start,
+            checks.c.verdict.in_(list(verdicts)),
+        )
+    )
+    if rows:
+        conn.execute(sa.insert(checks), rows)
+
+
+def _finding_rows(
+    report_type: str,
+    period_start: date,
+    verdicts: Sequence[str],
+    findings: Sequence[Finding],
+    dag_run_id: str,
+    checked_at: datetime,
+) -> list[dict[str, Any]]:
+    """The rows of `findings`; ValueError for one that is not of this period and these verdicts."""
     stamp = checked_at.astimezone(UTC).replace(tzinfo=None)
     rows = []
     for finding in findings:
@@ -98,21 +140,7 @@ def replace_findings(
                 "checked_at": stamp,
             }
         )
-    what = f"storing the {'/'.join(verdicts)} checks of the {report_type} report {period_start.isoformat()}"
-    try:
-        ensure_schema(engine, schema)
-        with engine.begin() as conn:
-            conn.execute(
-                sa.delete(checks).where(
-                    checks.c.report_type == report_type,
-                    checks.c.period_start == period_start,
-                    checks.c.verdict.in_(list(verdicts)),
-                )
-            )
-            if rows:
-                conn.execute(sa.insert(checks), rows)
-    except Exception as exc:
-        raise classify_sql_error(exc, what) from exc
+    return rows
 
 
 def read_findings(
