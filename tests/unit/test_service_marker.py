@@ -86,3 +86,14 @@ def test_the_service_free_run_fails_an_unmarked_test_that_reaches_a_server(tmp_p
     assert "1 failed, 1 passed, 1 deselected" in offline.stdout, offline.stdout[-3000:]
     assert "FAILED" in offline.stdout and "test_unmarked_but_reaches_a_server" in offline.stdout
     assert "CDR_TEST_NO_SERVICES=1: no server at ('127.0.0.1', " in offline.stdout
+
+
+def test_ci_runs_the_unit_selection_without_servers_before_the_whole_suite():
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\ntest-unit:", 1)[1].split("\n\n", 1)[0]
+    assert '-m "not services" tests/unit tests/dags' in recipe
+    steps = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    assert steps.index("CDR_TEST_NO_SERVICES=1 make test-unit") < steps.index("make test")
+    # `make test` deselects nothing: under CI=true every service test runs (or fails).
+    test_recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert test_recipe.strip().endswith("$(PY) -m pytest")
