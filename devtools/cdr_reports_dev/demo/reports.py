@@ -9,6 +9,8 @@ of the DAGs' environment: the same rules fingerprint), from one read of their CD
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -116,19 +118,44 @@ def store_daily_reports(
     fingerprint = rules_fingerprint(settings)
     engine = sa.create_engine(f"sqlite:///{paths.reports_db}")
     try:
-        for day, period in periods.items():
-            counts = extract_slice(
-                _PreReadDay(buckets[day]), period.start_utc, period.end_utc, settings.global_filter,
-                settings.max_call_duration_seconds, "stream",
-            )  # fmt: skip
-            run_id = PIPELINE_RUN_ID.format(day=day.isoformat())
-            load_report(engine, build_report(period, [counts], dag_run_id=run_id, rules_fingerprint=fingerprint))
+        with _quiet("cdr_reports", "alembic"):  # ~7 INFO lines per day would bury the demo's own output
+            _count_and_store(engine, periods, buckets, settings, fingerprint)
     finally:
         engine.dispose()
     log(
         f"stored the daily reports of {days[0]} .. {days[-1]} ({len(days)} days) with the pipeline in "
         f"{time.monotonic() - began:.1f} s: the weekly and monthly DAGs roll them up"
     )
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """These loggers at WARNING for the block (their INFO lines are the DAG runs' logs, not the demo's)."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _count_and_store(
+    engine: sa.engine.Engine,
+    periods: Mapping[date, Any],
+    buckets: Mapping[date, list[Mapping[str, Any]]],
+    settings: Any,
+    fingerprint: str,
+) -> None:
+    """Each day counted by `extract.extract_slice` from its pre-read documents, built and loaded."""
+    for day, period in periods.items():
+        counts = extract_slice(
+            _PreReadDay(buckets[day]), period.start_utc, period.end_utc, settings.global_filter,
+            settings.max_call_duration_seconds, "stream",
+        )  # fmt: skip
+        run_id = PIPELINE_RUN_ID.format(day=day.isoformat())
+        load_report(engine, build_report(period, [counts], dag_run_id=run_id, rules_fingerprint=fingerprint))
 
 
 def print_reports(paths: DemoPaths, periods: Mapping[str, date]) -> str:
