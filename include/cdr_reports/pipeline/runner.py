@@ -15,11 +15,9 @@ from cdr_reports.pipeline import extract, rollup
 from cdr_reports.pipeline.aggregate import Report, build_report, inputs_digest
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.extract import SliceCounts
-from cdr_reports.pipeline.load import load_report
 from cdr_reports.pipeline.periods import ReportPeriod, local_midnight_utc, period_containing
 from cdr_reports.pipeline.plan import period_from_dict
 from cdr_reports.pipeline.report_types import ROLLED_UP_TYPES
-from cdr_reports.pipeline.schema import report_tables
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +97,10 @@ def run_report(
 ) -> Report:
     """Plan, count, aggregate and load one period in this process (roll-ups included); `also`: load_report's."""
     fingerprint = rollup.rules_fingerprint(settings)
+    # load imports SQLAlchemy: deferred (TID253), because the extract tasks import this module too
+    # and a worker that only counts CDRs stays small (docs/benchmarks.md, client peak RSS).
+    from cdr_reports.pipeline.load import load_report
+
     for attempt in range(1, BUILD_ATTEMPTS + 1):
         windows = plan_report_windows(engine, period, settings, fingerprint)
         parts = [count_window(lambda: collection, engine, window, settings) for window in windows]
@@ -133,6 +135,8 @@ def stale_rollups(engine: Any, days: list[date], settings: Settings) -> list[Sta
     died is simply made again by the next check of any of its days.
     """
     import sqlalchemy as sa
+
+    from cdr_reports.pipeline.schema import report_tables  # SQLAlchemy: deferred, see run_report
 
     if settings.rollup == "off":
         return []
