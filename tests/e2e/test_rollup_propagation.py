@@ -10,19 +10,25 @@ what the scheduler would run (tests/celery runs a triggered rebuild through the 
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
 from datetime import date, timedelta
 
 import pytest
 
 from cdr_reports.integration.rollup_tasks import rebuild_requests
+from cdr_reports.pipeline.aggregate import build_report
 from cdr_reports.pipeline.config import load_settings
 from cdr_reports.pipeline.load import read_report
 from cdr_reports.pipeline.periods import local_midnight_utc, period_containing
 from cdr_reports.pipeline.quality.store import read_findings
-from cdr_reports.pipeline.runner import extract_period, run_report
+from cdr_reports.pipeline.rollup import rules_fingerprint
+from cdr_reports.pipeline.runner import count_window, extract_period, plan_report_windows, run_report
 from tests.e2e.conftest import run_dag, task_instances
+from tests.support.processes import smtp_connection_uri
 from tests.support.reference import expected_report, random_documents
+from tests.support.services import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
@@ -69,12 +75,9 @@ def test_a_late_cdr_and_a_manual_rerun_trigger_the_rebuild_of_the_stored_week_an
     )
     run_env.setenv("CDR_LATE_DATA_LOOKBACK_DAYS", "2")
     docs = sources(random_documents(random.Random(18), 700, MONTH.start_utc, MONTH.end_utc))
-    settings = load_settings()
-    collection = _collection()
+    settings, collection = load_settings(), _collection()
     # The week's daily reports, then the week (rolled up) and the month (mixed) through their DAGs.
-    for offset in range(7):
-        day = WEEK.start_date + timedelta(days=offset)
-        run_report(collection, engine, period_containing("daily", day, TZ), settings, f"seed-daily-{day}")
+    _store_daily_reports(collection, engine, settings, WEEK)
     _, weekly = run_dag("weekly", WEEK.start_date)
     _, monthly = run_dag("monthly", MONTH.start_date)
     assert (weekly.state, monthly.state) == ("success", "success")
@@ -120,7 +123,7 @@ def test_a_late_cdr_and_a_manual_rerun_trigger_the_rebuild_of_the_stored_week_an
     for period, method in ((WEEK, "rollup"), (MONTH, "mixed")):
         # Why, where the report view and the e-mail show it: the period's `rebuilt` finding.
         [finding] = read_findings(engine, period.report_type, period.start_date, schema, verdicts=("rebuilt",))
-        assert finding["detail"].startswith(f"rebuilt by run {finding['dag_run_id']} ({method}, ")
+        assert finding["detail"].startswith(f"by run {finding['dag_run_id']} ({method}, ")
         assert "daily report(s) of 2026-11-18, 2026-11-19 stored after it" in finding["detail"]
         assert finding["actual"] == finding["expected"] + 1  # the late CDR
         stored = _stored_totals(engine, schema, period)
@@ -144,6 +147,159 @@ def test_a_late_cdr_and_a_manual_rerun_trigger_the_rebuild_of_the_stored_week_an
     assert len(_triggered_runs("cdr_monthly_report")) == 2
 
 
+def test_a_rebuilt_week_is_mailed_corrected_and_a_failed_rebuild_alerts_and_keeps_the_week(
+    sources, sqlite_sink, run_env, smtp_server
+):
+    """The rebuild run is the weekly DAG: its e-mail is the CORRECTED copy with the `rebuilt` finding,
+    and when it fails the alert says which rebuild failed while the stored week stays as it was."""
+    engine, schema = sqlite_sink
+    readers, on_call = "finance@example.org", "ops@example.org"
+    run_env.setenv("CDR_REPORT_EMAILS_WEEKLY", readers)
+    run_env.setenv("CDR_ALERT_EMAILS", on_call)
+    run_env.setenv("CDR_RETRIES", "0")  # the failure below alerts on its only try
+    run_env.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection_uri(smtp_server))
+    docs = sources(random_documents(random.Random(22), 300, WEEK.start_utc, WEEK.end_utc))
+    settings, collection = load_settings(), _collection()
+    _store_daily_reports(collection, engine, settings, WEEK)
+    first = run_dag("weekly", WEEK.start_date)[1]
+    assert first.state == "success" and _stored_totals(engine, schema, WEEK)["method"] == "rollup"
+    [mail] = smtp_server.received()
+    assert (
+        mail["to"] == [readers] and mail["message"]["Subject"] == "[cdr-reports] weekly 2026-11-16..2026-11-22 report"
+    )
+
+    # Late data re-reports Wednesday; the weekly run that trigger_rebuilds would start, with its conf.
+    wednesday = date(2026, 11, 18)
+    late = {"Operator": {"Id": "late-op"}, "DateTime": {"Start": local_midnight_utc(wednesday, TZ)}, "Duration": 2.5}
+    docs += sources([late])
+    run_report(collection, engine, period_containing("daily", wednesday, TZ), settings, "late-data-of-wednesday")
+    [request] = rebuild_requests(settings, {"period_start": wednesday.isoformat()}, "a-daily-run", "cdr_daily_report")
+    assert request["trigger_dag_id"] == "cdr_weekly_report"
+    rebuilt = run_dag("weekly", WEEK.start_date, request["conf"])[1]
+    assert rebuilt.state == "success"
+    mails = smtp_server.received()
+    assert len(mails) == 2 and mails[1]["to"] == [readers]
+    corrected = mails[1]["message"]
+    assert corrected["Subject"] == "[cdr-reports] CORRECTED weekly 2026-11-16..2026-11-22 report"
+    text = _text(corrected.get_body(preferencelist=("html",)).get_content())
+    assert "CORRECTED: this report replaces the copy sent" in text and first.run_id in text
+    assert f"rebuilt by run {rebuilt.run_id} (rollup, 0 day(s) read from MongoDB)" in text
+    assert request["conf"]["rebuild_reason"] in text
+    assert "method rollup (0 days extracted)" in text  # provenance in the reconciliation line
+    want = expected_report(docs, WEEK.start_utc, WEEK.end_utc)
+    assert _stored_totals(engine, schema, WEEK)["source"] == want["source"]
+    # The report view of the week shows the same: the method and why it was rebuilt.
+    page = _view_page(engine, "weekly", WEEK.start_date)
+    assert re.search(r'data-field="method">.*?<strong>rollup \(0 days extracted\)</strong>', page)
+    assert f'<li data-verdict="rebuilt"><strong>rebuilt</strong> by run {rebuilt.run_id} (rollup, ' in page
+    # ...and the weekly Asset event of the rebuild carries the provenance too.
+    extra = _asset_event_extra(rebuilt)
+    assert (extra["method"], extra["days_extracted"], extra["source_records"]) == ("rollup", 0, want["source"])
+
+    # Thursday is re-reported too, and Sunday's daily report was stored under another global filter:
+    # the next rebuild must read Sunday's CDRs, and MongoDB is down.
+    thursday, sunday = date(2026, 11, 19), date(2026, 11, 22)
+    docs += sources([{**late, "DateTime": {"Start": local_midnight_utc(thursday, TZ)}}])
+    run_report(collection, engine, period_containing("daily", thursday, TZ), settings, "late-data-of-thursday")
+    other_rules = dataclasses.replace(settings, global_filter={"Operator.Id": {"$ne": "nobody"}})
+    run_report(collection, engine, period_containing("daily", sunday, TZ), other_rules, "sunday-other-filter")
+    week_before = _stored_totals(engine, schema, WEEK)
+    finding_before = read_findings(engine, "weekly", WEEK.start_date, schema, verdicts=("rebuilt",))
+    [request] = rebuild_requests(settings, {"period_start": sunday.isoformat()}, "a-daily-run", "cdr_daily_report")
+    run_env.setenv("AIRFLOW_CONN_CDR_MONGO", f"mongo://127.0.0.1:{free_port()}/cdr")
+    run_env.setenv("CDR_MONGO_TIMEOUT_MS", "500")
+    failed = run_dag("weekly", WEEK.start_date, request["conf"])[1]
+    assert failed.state == "failed"
+    tis = task_instances(failed)
+    assert tis[("extract", 1)] == ("failed", 1) and tis[("load", -1)][0] == "upstream_failed", tis
+    assert tis[("watcher", -1)] == ("failed", 1)  # what marks the run failed (email_report is all_done)
+    # One alert, naming the rebuild and its reason; no report e-mail for a week that was not stored.
+    [alert] = smtp_server.received()[2:]
+    assert alert["to"] == [on_call]
+    subject = alert["message"]["Subject"]
+    assert subject.startswith("[cdr-reports] FAILED rebuild cdr_weekly_report.extract (weekly 2026-11-16..2026-11-22)")
+    body = _text(alert["message"].get_body(preferencelist=("html", "plain")).get_content())
+    assert f"Rebuild: {request['conf']['rebuild_reason']}; the stored report keeps its previous numbers" in body
+    assert "2026-11-19" in request["conf"]["rebuild_reason"] and "ServerSelectionTimeoutError" in body
+    # The week and its finding are exactly what the last successful rebuild stored.
+    assert _stored_totals(engine, schema, WEEK) == week_before
+    assert read_findings(engine, "weekly", WEEK.start_date, schema, verdicts=("rebuilt",)) == finding_before
+
+
+def test_a_load_whose_daily_reports_changed_since_extract_stores_the_week_built_again(sources, sqlite_sink, run_env):
+    """The load task (integration/tasks.py) of a roll-up that went stale between extract and load:
+    StaleRollupError inside the load's transaction, then the week built again in the same task."""
+    from cdr_reports.integration import tasks
+
+    engine, schema = sqlite_sink
+    docs = sources(random_documents(random.Random(7), 200, WEEK.start_utc, WEEK.end_utc))
+    settings, collection = load_settings(), _collection()
+    _store_daily_reports(collection, engine, settings, WEEK)
+    # What `aggregate` handed to `load`: the week rolled up from the days as they were.
+    fingerprint = rules_fingerprint(settings)
+    windows = plan_report_windows(engine, WEEK, settings, fingerprint)
+    parts = [count_window(lambda: collection, engine, window, settings) for window in windows]
+    handed_over = build_report(WEEK, parts, dag_run_id="scheduled__week", rules_fingerprint=fingerprint)
+    assert handed_over.method == "rollup"
+    # Meanwhile a late CDR re-reports Friday.
+    friday = date(2026, 11, 20)
+    late = {"Operator": {"Id": "late-op"}, "DateTime": {"Start": local_midnight_utc(friday, TZ)}, "Duration": 1.5}
+    docs += sources([late])
+    run_report(collection, engine, period_containing("daily", friday, TZ), settings, "late-data-of-friday")
+
+    loaded = tasks.load(handed_over.to_dict(), settings)
+    want = expected_report(docs, WEEK.start_utc, WEEK.end_utc)
+    assert (loaded["method"], loaded["source_records"], loaded["replaced_rows"]) == ("rollup", want["source"], None)
+    stored = _stored_totals(engine, schema, WEEK)
+    assert (stored["run"], stored["method"], stored["source"]) == ("scheduled__week", "rollup", want["source"])
+    assert stored["rows"]["late-op"] == (1, 1500)
+    direct = _direct(collection, WEEK, settings)
+    assert stored["rows"] == {r.operator_id: (r.total_calls, r.total_duration_ms) for r in direct.rows}
+
+
+def _view_page(engine, report_type: str, period_start: date) -> str:
+    from cdr_reports.integration.report_view import queries, render
+
+    report = queries.read_stored_report(engine, report_type, period_start)
+    assert report is not None
+    model = render.PageModel(
+        prefix="/cdr-reports",
+        airflow_base="",
+        report_types=[report_type],
+        report_type=report_type,
+        periods=queries.list_periods(engine, report_type),
+        report=report,
+    )
+    return render.page_html(model)
+
+
+def _asset_event_extra(dag_run) -> dict:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(AssetEvent).where(
+            AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id
+        )
+        [event] = session.scalars(query).all()
+        return dict(event.extra)
+
+
+def _store_daily_reports(collection, engine, settings, period) -> None:
+    """What the daily runs of the period's days leave behind: their stored reports."""
+    day = period.start_date
+    while day < period.end_date:
+        run_report(collection, engine, period_containing("daily", day, TZ), settings, f"seed-daily-{day}")
+        day += timedelta(days=1)
+
+
+def _text(html: str) -> str:
+    import html as html_module
+
+    return re.sub(r"\s+", " ", html_module.unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
 def _collection():
     import os
 
@@ -155,6 +311,4 @@ def _collection():
 
 
 def _direct(collection, period, settings):
-    from cdr_reports.pipeline.aggregate import build_report
-
     return build_report(period, extract_period(collection, period, settings), dag_run_id="direct")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -9,8 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from cdr_reports.pipeline import migrations
+from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.load import load_report, read_report
 from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.rollup import qualifying_days, rules_fingerprint
 from cdr_reports.pipeline.schema import build_metadata
 from tests.support.reports import TZ, make_report
 
@@ -63,7 +66,8 @@ def _differences(engine: sa.engine.Engine) -> list:
 def test_a_release_01_deployment_is_upgraded_by_the_next_load(sql_engine):
     _release_01_tables(sql_engine)
     report = make_report("release-0.2", range(2), 5, period=period_containing("daily", date(2026, 10, 2), TZ))
-    load_report(sql_engine, report)
+    fingerprint = rules_fingerprint(Settings())
+    load_report(sql_engine, replace(report, rules_fingerprint=fingerprint, method="extract", days_extracted=1))
     with sql_engine.connect() as conn:
         assert migrations.current_revision(conn) == migrations.head_revision()
     old = read_report(sql_engine, "daily", date(2026, 10, 1))
@@ -75,6 +79,11 @@ def test_a_release_01_deployment_is_upgraded_by_the_next_load(sql_engine):
     new = read_report(sql_engine, "daily", date(2026, 10, 2))
     assert [(r["operator_id"], r["total_calls"]) for r in new["rows"]] == [("op-000", 5), ("op-001", 6)]
     assert _differences(sql_engine) == []
+    # The old day keeps no fingerprint and no exact durations, so a roll-up never uses it: its week
+    # or month extracts it from the CDRs (with or without a fingerprint asked for).
+    assert (old["run"]["rules_fingerprint"], old["run"]["method"], old["rows"][0]["total_duration_ms"]) == (None,) * 3
+    week = period_containing("weekly", date(2026, 10, 1), TZ)
+    assert list(qualifying_days(sql_engine, week, fingerprint)) == ["2026-10-02"]  # the new day only
 
 
 def test_upgrade_from_empty_gives_exactly_the_declared_schema(sql_engine):

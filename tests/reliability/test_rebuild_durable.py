@@ -137,7 +137,7 @@ def _check(st, killed_at: str) -> None:
     [finding] = read_findings(st.engine, "weekly", WEEK.start_date, verdicts=("rebuilt",))
     assert (finding["dag_run_id"], finding["expected"], finding["actual"]) == (RUN_ID, 63.0, 64), killed_at
     assert finding["detail"] == (
-        f"rebuilt by run {RUN_ID} (rollup, 0 day(s) read from MongoDB): {REASON}; 63 source CDRs before, 64 now"
+        f"by run {RUN_ID} (rollup, 0 day(s) read from MongoDB): {REASON}; 63 source CDRs before, 64 now"
     ), killed_at
 
 

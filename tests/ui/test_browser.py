@@ -99,6 +99,8 @@ def test_viewer_sees_the_latest_report_sorts_it_and_downloads_the_csv(
     for label in ("source", "valid", "rejected", "operators"):
         assert label in recon
     assert f"{run['source_records']:,}" in recon
+    # Provenance: a daily report is read from the CDRs of its one day.
+    assert page.locator('#reconciliation [data-field="method"] strong').inner_text() == "extract (1 day extracted)"
     # The ids that need escaping show as text, in cells; nothing ran (no dialog, no error).
     assert table.locator("tbody td", has_text=XSS_SCRIPT).count() == 1
     assert table.locator("tbody td", has_text=XSS_ATTR).count() == 1

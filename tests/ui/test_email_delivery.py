@@ -107,11 +107,13 @@ def test_one_email_per_distinct_report_and_a_corrected_copy_after_a_change(repor
     sink = report_env({"CDR_REPORT_EMAILS_DAILY": ", ".join(RECIPIENTS)}, smtp_connection_uri(smtp_server, SENDER))
     mongo_db.CdrRecords.insert_many(_day_documents())
     dag = build_dag("daily")
-    assert [t.task_id for t in dag.tasks][-1] == "email_report"
+    # Last, after the e-mail: the watcher that fails the run when any task failed (email_task.py).
+    assert [t.task_id for t in dag.tasks][-2:] == ["email_report", "watcher"]
 
     first = dag.test(run_conf=CONF)
     assert str(first.state) == "success", task_states(first)
     assert task_states(first)["email_report"] == ("success", 1)
+    assert task_states(first)["watcher"][0] == "skipped"  # no task failed
     [mail] = smtp_server.received()
     assert sorted(mail["to"]) == sorted(RECIPIENTS) and mail["from"] == SENDER
     message = mail["message"]
@@ -170,6 +172,7 @@ def test_a_refused_send_records_nothing_and_the_next_run_sends(report_env, mongo
     failed = build_dag("daily").test(run_conf=CONF)
     states = task_states(failed)
     assert states["load"] == ("success", 1) and states["email_report"][0] == "failed", states
+    assert str(failed.state) == "failed" and states["watcher"] == ("failed", 1)  # the run says so
     run, _, sent = _stored(sink)
     assert run["valid_records"] == 17 and sent == []  # the report is stored; nothing counts as sent
 
@@ -187,4 +190,10 @@ def test_delivery_is_off_by_default_and_per_report_type(report_type):
 
     assert "email_report" not in build_report_dag(report_type, load_settings({})).task_ids
     only_weekly = load_settings({"CDR_REPORT_EMAILS_WEEKLY": "ops@example.org"})
-    assert ("email_report" in build_report_dag(report_type, only_weekly).task_ids) == (report_type == "weekly")
+    dag = build_report_dag(report_type, only_weekly)
+    assert ("email_report" in dag.task_ids) == ("watcher" in dag.task_ids) == (report_type == "weekly")
+    if report_type == "weekly":
+        # The watcher follows every task, so any failure fails the run (email_report is all_done).
+        watcher = dag.get_task("watcher")
+        assert watcher.upstream_task_ids == set(dag.task_ids) - {"watcher"}
+        assert (watcher.trigger_rule, watcher.retries, watcher.on_failure_callback) == ("one_failed", 0, [])

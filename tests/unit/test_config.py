@@ -21,6 +21,8 @@ def test_defaults_match_the_original_system():
     assert s.global_filter == {"IsDeleted": {"$ne": True}} == DEFAULT_GLOBAL_FILTER
     assert (s.mongo_conn_id, s.sql_conn_id, s.collection) == ("cdr_mongo", "cdr_reports_db", "CdrRecords")
     assert s.extract_slices == 1
+    # New, not in the original system: weekly and monthly reports roll the stored daily reports up.
+    assert s.rollup == "auto"
 
 
 def test_every_variable_overrides_its_setting():

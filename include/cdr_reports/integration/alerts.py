@@ -194,8 +194,14 @@ def _period_text(context: Mapping[str, Any], report_type: str | None, settings: 
     return f"{period.label()} ({period.start_date} .. {period.end_date} exclusive, {period.tz_name})"
 
 
+def _rebuild_reason(context: Mapping[str, Any]) -> str | None:
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    reason = conf.get("rebuild_reason") if isinstance(conf, Mapping) else None
+    return str(reason) if reason else None
+
+
 def failure_message(context: Mapping[str, Any], report_type: str | None, settings: Settings) -> AlertMessage:
-    """Subject and text of a task-failure alert: DAG, run, task, period, try number and error."""
+    """Subject and text of a task-failure alert: DAG, run, task, period, rebuild reason, try number and error."""
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
     task_id = getattr(ti, "task_id", "?")
@@ -215,10 +221,16 @@ def failure_message(context: Mapping[str, Any], report_type: str | None, setting
         f"Try: {tries}",
         f"Error: {error}",
     ]
+    # A run started by the daily DAG's trigger_rebuilds (rollup_tasks.py) says what it was rebuilding:
+    # the stored week or month keeps its previous numbers (a load is one transaction) until a run succeeds.
+    rebuild_reason = _rebuild_reason(context)
+    if rebuild_reason:
+        lines.insert(4, f"Rebuild: {rebuild_reason}; the stored report keeps its previous numbers until a run succeeds")
     log_url = getattr(ti, "log_url", None)
     if log_url:
         lines.append(f"Log: {log_url}")
-    subject = f"[cdr-reports] FAILED {dag_id}.{task_id} ({period.split(' (')[0]}), try {try_number}"
+    what = "FAILED rebuild" if rebuild_reason else "FAILED"
+    subject = f"[cdr-reports] {what} {dag_id}.{task_id} ({period.split(' (')[0]}), try {try_number}"
     return AlertMessage(subject=subject, text="\n".join(lines))
 
 

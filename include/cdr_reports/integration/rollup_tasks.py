@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from cdr_reports.integration.failures import fail_fast
 from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.report_types import ROLLUP_SOURCE
@@ -55,7 +56,6 @@ def rebuild_run_id(period_start: date, inputs_sha256: str | None) -> str:
 def rebuild_requests(settings: Settings, loaded: Mapping[str, Any], run_id: str, dag_id: str) -> list[dict[str, Any]]:
     """Body of `rebuild_rollups`: the TriggerDagRunOperator arguments of each stale week or month."""
     from cdr_reports.integration.connections import sql_engine
-    from cdr_reports.integration.failures import fail_fast
     from cdr_reports.pipeline.runner import stale_rollups
 
     day = date.fromisoformat(str(loaded["period_start"]))
@@ -119,12 +119,12 @@ def rebuilt_finding(engine: Any, report: Any, reason: str | None, settings: Sett
         if reason:
             was = f"{before:.0f} source CDRs before" if before is not None else "not stored before"
             detail = (
-                f"rebuilt by run {loaded.dag_run_id} ({loaded.method}, {loaded.days_extracted} day(s) read from "
+                f"by run {loaded.dag_run_id} ({loaded.method}, {loaded.days_extracted} day(s) read from "
                 f"MongoDB): {reason}; {was}, {loaded.source_records} now"
             )
             period = (loaded.report_type, loaded.period_start)
             findings.append(Finding(*period, WHOLE_PERIOD, REBUILT, before, loaded.source_records, detail))
-            log.warning("%s %s: %s", loaded.report_type, loaded.period_start, detail)
+            log.warning("%s %s rebuilt %s", loaded.report_type, loaded.period_start, detail)
         replace_findings_in(
             conn, loaded.report_type, loaded.period_start, (REBUILT,), findings, loaded.dag_run_id,
             datetime.now(UTC), settings.sql_schema,

@@ -2,7 +2,9 @@
 
 `dag_factory` wraps each in a thin `@task`; the bodies take plain values (the settings, the
 XCom payloads, the fields of the run they need), so they read like the pipeline they drive.
-Heavy imports (pymongo, SQLAlchemy, provider hooks) happen here, at run time, never at parse.
+Heavy imports (pymongo, SQLAlchemy, provider hooks) happen here, at run time, never at parse;
+so do the pipeline modules (runner, extract, aggregate...), which the DAG processor need not load
+to parse the DAG files (tests/dags/test_top_level_imports.py keeps them out).
 """
 
 from __future__ import annotations
