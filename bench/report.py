@@ -770,6 +770,14 @@ def _load_section(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _documents_read(commands: dict[str, Any], collection_size: int) -> str:
+    """What the server read: nothing without a query; with one, these test servers scan the whole
+    collection (FerretDB decodes every document of it, mongo-java-server's memory backend iterates it),
+    so the collection's size. Neither server reports examined documents, so this is derived, not counted."""
+    queried = {"find", "aggregate", "count"} & set(commands)
+    return f"{collection_size:,} (a scan)" if queried else "0 (no query)"
+
+
 def _rollup_section(data: dict[str, Any]) -> list[str]:
     rollup = data["rollup"]
     days = 30
@@ -786,8 +794,8 @@ def _rollup_section(data: dict[str, Any]) -> list[str]:
             f"{rollup['missing_day']} missing: 29 days rolled up, 1 extracted) then that day's own daily report."
         ),
         "",
-        "| server | run | method | seconds | server CPU s | documents returned | commands |",
-        "|---|---|---|---:|---:|---:|---|",
+        "| server | run | method | seconds | server CPU s | documents returned | documents read by the server | commands |",
+        "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for name, e in rollup["servers"].items():
         for mode, label in (
@@ -807,7 +815,8 @@ def _rollup_section(data: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {name} | {label} | {method} | {fmt_stats(e['seconds'][mode])} | "
                 f"{fmt_stats(e['server_cpu_seconds'][mode])} | "
-                f"{fmt_stats(e['wire_documents'][mode], lambda v: f'{v:,.0f}')} | {cmds or '—'} |"
+                f"{fmt_stats(e['wire_documents'][mode], lambda v: f'{v:,.0f}')} | "
+                f"{_documents_read(e['commands'].get(mode, {}), rollup['seed'][name]['inserted'])} | {cmds or '—'} |"
             )
     lines += [
         "",
@@ -827,6 +836,10 @@ def _rollup_section(data: dict[str, Any]) -> list[str]:
     lines += [
         "",
         (
+            "Documents read by the server: these servers report no examined-document count, so the column is "
+            "derived from the commands: a run that sends no query reads nothing, and a query makes these test "
+            "servers scan the whole collection of "
+            f"{rollup['seed'][next(iter(rollup['servers']))]['inserted']:,} documents. "
             "The roll-up sends no query to the MongoDB server (the commands column; `endSessions` is the client "
             "closing): its server CPU is the server's idle ticks, and its wall time is the PostgreSQL read of 30 days × operators rows plus the load. "
             "The mixed month costs the server what the missing day's own daily report costs: on these test servers a "
