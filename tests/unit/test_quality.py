@@ -10,7 +10,14 @@ import pytest
 from cdr_reports.integration.quality_tasks import late_data_message, volume_message
 from cdr_reports.pipeline.audit import SourceAudit, audit_match
 from cdr_reports.pipeline.config import Settings
-from cdr_reports.pipeline.quality.rules import LATE_DATA, WHOLE_PERIOD, Finding, volume_findings
+from cdr_reports.pipeline.quality.rules import (
+    FINDINGS_LISTED,
+    LATE_DATA,
+    WHOLE_PERIOD,
+    Finding,
+    finding_lines,
+    volume_findings,
+)
 from cdr_reports.pipeline.validity import operator_key, unplaceable_query
 
 DAY = date(2026, 11, 27)
@@ -103,12 +110,26 @@ def test_audit_samples_fit_their_column_with_whole_ids_only():
 
 def test_the_xcom_of_a_day_of_100000_new_operators_is_bounded():
     """check_volume's return value: counts and a sample, never one entry per operator (issue 22.5)."""
-    from cdr_reports.integration.quality_tasks import FINDINGS_IN_XCOM, findings_xcom
+    from cdr_reports.integration.quality_tasks import findings_xcom
 
     current = {f"OP-{i:06d}": 3 for i in range(100_000)}
     found = volume_findings("daily", DAY, current, [{"OLD": 100}], threshold=0.5, min_expected=20)
     xcom = findings_xcom(found)
     assert xcom["findings_total"] == len(found) == 100_001
     assert xcom["findings_by_verdict"] == {"new": 100_000, "vanished": 1}
-    assert [f["operator_id"] for f in xcom["findings"]] == [f.operator_id for f in found[:FINDINGS_IN_XCOM]]
+    assert [f["operator_id"] for f in xcom["findings"]] == [f.operator_id for f in found[:FINDINGS_LISTED]]
     assert len(json.dumps(xcom)) < 10_000
+
+
+def test_the_alert_of_a_day_of_100000_new_operators_counts_them_and_lists_a_few():
+    current = {f"OP-{i:06d}": 3 for i in range(100_000)}
+    found = volume_findings("daily", DAY, current, [{"OLD": 100}], threshold=0.5, min_expected=20)
+    message = volume_message("cdr_daily_report", "run-1", "daily", DAY, found, Settings())
+    assert message.subject == "[cdr-reports] VOLUME cdr_daily_report (daily 2026-11-27): 1 vanished, 100,000 new"
+    listed = [line[2:] for line in message.text.splitlines() if line.startswith("- ")]
+    assert listed[:-1] == [f.line() for f in found[:FINDINGS_LISTED]]
+    assert listed[-1] == "... and 99,981 more: all 100,001 are in cdr_quality_check"
+    assert "Findings (100,001, stored in cdr_quality_check):" in message.text
+    assert len(message.text) < 5_000
+    # Up to the limit, every finding is listed and nothing is said about more.
+    assert finding_lines(found[:FINDINGS_LISTED]) == [f.line() for f in found[:FINDINGS_LISTED]]

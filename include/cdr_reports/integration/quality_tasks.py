@@ -2,8 +2,9 @@
 
 Both are off the report's hot path: the report is stored before they start, and a failure of
 theirs fails the run (and alerts like any failed task) without touching the stored report.
-Each sends at most ONE alert per run on the existing channels (alerts.py: e-mail, Slack), listing
-every finding of the run; a run without findings sends nothing.
+Each sends at most ONE alert per run on the existing channels (alerts.py: e-mail, Slack), counting
+every finding of the run and listing the first FINDINGS_LISTED (quality/rules.py); a run without
+findings sends nothing.
 
 - `check_volume` (every report type, unless `CDR_VOLUME_CHECK_HISTORY=0`): quality.checks.check_volume.
 - `check_late_data` (daily, unless `CDR_LATE_DATA_LOOKBACK_DAYS=0`): quality.checks.check_late_data.
@@ -33,7 +34,7 @@ from cdr_reports.integration.failures import fail_fast
 from cdr_reports.pipeline import report_types
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.periods import period_containing
-from cdr_reports.pipeline.quality.rules import LATE_DATA, VOLUME_VERDICTS, Finding
+from cdr_reports.pipeline.quality.rules import FINDINGS_LISTED, LATE_DATA, VOLUME_VERDICTS, Finding, finding_lines
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,9 @@ def _dag_id(context: Mapping[str, Any], report_type: str) -> str:
 def volume_message(
     dag_id: str, run_id: str, report_type: str, period_start: date, findings: Sequence[Finding], settings: Settings
 ) -> AlertMessage:
-    """One alert listing every volume finding of the run."""
+    """One alert with every volume finding of the run: counted by verdict, the first ones listed."""
     counts = Counter(finding.verdict for finding in findings)
-    summary = ", ".join(f"{counts[verdict]} {verdict}" for verdict in ("drop", "vanished", "new") if counts[verdict])
+    summary = ", ".join(f"{counts[verdict]:,} {verdict}" for verdict in ("drop", "vanished", "new") if counts[verdict])
     lines = [
         f"DAG: {dag_id}",
         f"Run: {run_id}",
@@ -73,15 +74,15 @@ def volume_message(
             f"reports (threshold {settings.volume_drop_threshold:g}, operators expecting < "
             f"{settings.volume_min_expected_calls} calls not judged)"
         ),
-        f"Findings ({len(findings)}, stored in cdr_quality_check):",
-        *(f"- {finding.line()}" for finding in findings),
+        f"Findings ({len(findings):,}, stored in cdr_quality_check):",
+        *(f"- {line}" for line in finding_lines(findings)),
     ]
     subject = f"[cdr-reports] VOLUME {dag_id} ({report_type} {period_start.isoformat()}): {summary}"
     return AlertMessage(subject=subject, text="\n".join(lines))
 
 
 def late_data_message(dag_id: str, run_id: str, findings: Sequence[Finding], settings: Settings) -> AlertMessage:
-    """One alert listing every late-data finding of the run."""
+    """One alert with every late-data finding of the run (one per re-counted day: a short list)."""
     action = "re-reported" if settings.late_data_action == "rereport" else "NOT re-reported (alert only)"
     days = ", ".join(finding.period_start.isoformat() for finding in findings)
     lines = [
@@ -89,8 +90,8 @@ def late_data_message(dag_id: str, run_id: str, findings: Sequence[Finding], set
         f"Run: {run_id}",
         f"Re-counted: the previous {settings.late_data_lookback_days} day(s) (CDR_LATE_DATA_LOOKBACK_DAYS)",
         f"Action: {action} (CDR_LATE_DATA_ACTION={settings.late_data_action})",
-        f"Findings ({len(findings)}, stored in cdr_quality_check):",
-        *(f"- {finding.line()}" for finding in findings),
+        f"Findings ({len(findings):,}, stored in cdr_quality_check):",
+        *(f"- {line}" for line in finding_lines(findings)),
     ]
     subject = f"[cdr-reports] LATE DATA {dag_id}: source count changed for {days} ({action})"
     return AlertMessage(subject=subject, text="\n".join(lines))
@@ -139,17 +140,12 @@ def check_volume_task(
     return {**findings_xcom(findings), "alerted_via": sent}
 
 
-# A heavy day can hold a finding per operator (a day of 100,000 new operators): the task's XCom
-# carries the counts and the first FINDINGS_IN_XCOM findings; all of them are in cdr_quality_check.
-FINDINGS_IN_XCOM = 20
-
-
 def findings_xcom(findings: Sequence[Finding]) -> dict[str, Any]:
     """The XCom form of a check's findings: their number by verdict, and a bounded sample."""
     return {
         "findings_total": len(findings),
         "findings_by_verdict": dict(Counter(finding.verdict for finding in findings)),
-        "findings": [finding.to_dict() for finding in findings[:FINDINGS_IN_XCOM]],
+        "findings": [finding.to_dict() for finding in findings[:FINDINGS_LISTED]],
     }
 
 

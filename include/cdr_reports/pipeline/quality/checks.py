@@ -28,6 +28,7 @@ from cdr_reports.pipeline.quality.rules import (
     WHOLE_PERIOD,
     Finding,
     Recount,
+    finding_lines,
     volume_findings,
 )
 from cdr_reports.pipeline.quality.store import (
@@ -78,7 +79,7 @@ def check_volume(
     log.info(
         "volume check of the %s report %s against %d previous report(s): %d finding(s)%s",
         report_type, period_start, len(previous), len(findings),
-        "".join(f"\n  {finding.line()}" for finding in findings),
+        "".join(f"\n  {line}" for line in finding_lines(findings)),
     )  # fmt: skip
     return findings
 

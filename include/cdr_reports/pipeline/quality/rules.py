@@ -54,6 +54,22 @@ class Finding:
         return f"{self.verdict.upper()} {self.report_type} {self.period_start.isoformat()} {who}: {self.detail}"
 
 
+# A day can hold a finding per operator (a day of 100,000 new operators: 100,000 findings). Alerts,
+# task logs and XCom list the first FINDINGS_LISTED and count the others; all are stored in
+# cdr_quality_check, where the report view and the report e-mail read them.
+FINDINGS_LISTED = 20
+
+
+def finding_lines(findings: Sequence[Finding]) -> list[str]:
+    """One line per finding (Finding.line), the first FINDINGS_LISTED, then how many more are stored."""
+    lines = [finding.line() for finding in findings[:FINDINGS_LISTED]]
+    if len(findings) > FINDINGS_LISTED:
+        lines.append(
+            f"... and {len(findings) - FINDINGS_LISTED:,} more: all {len(findings):,} are in cdr_quality_check"
+        )
+    return lines
+
+
 @dataclass(frozen=True)
 class Recount:
     """One past period re-counted: what was stored and what the source holds now."""
