@@ -219,7 +219,7 @@ def test_a_rebuilt_week_is_mailed_corrected_and_a_failed_rebuild_alerts_and_keep
     subject = alert["message"]["Subject"]
     assert subject.startswith("[cdr-reports] FAILED rebuild cdr_weekly_report.extract (weekly 2026-11-16..2026-11-22)")
     body = _text(alert["message"].get_body(preferencelist=("html", "plain")).get_content())
-    assert f"Rebuild: {request['conf']['rebuild_reason']}; the stored report keeps its previous numbers" in body
+    assert f"Rebuild: {request['conf']['rebuild_reason']} Try: 1" in body  # the line before Try
     assert "2026-11-19" in request["conf"]["rebuild_reason"] and "ServerSelectionTimeoutError" in body
     # The week and its finding are exactly what the last successful rebuild stored.
     assert _stored_totals(engine, schema, WEEK) == week_before

@@ -221,11 +221,12 @@ def failure_message(context: Mapping[str, Any], report_type: str | None, setting
         f"Try: {tries}",
         f"Error: {error}",
     ]
-    # A run started by the daily DAG's trigger_rebuilds (rollup_tasks.py) says what it was rebuilding:
-    # the stored week or month keeps its previous numbers (a load is one transaction) until a run succeeds.
+    # A run started by the daily DAG's trigger_rebuilds (rollup_tasks.py) says what it was rebuilding.
+    # (Whether the stored week changed depends on the task: a load is one transaction, so a failure up
+    # to and in `load` leaves the previous numbers; a check failing after it does not undo them.)
     rebuild_reason = _rebuild_reason(context)
     if rebuild_reason:
-        lines.insert(4, f"Rebuild: {rebuild_reason}; the stored report keeps its previous numbers until a run succeeds")
+        lines.insert(4, f"Rebuild: {rebuild_reason}")
     log_url = getattr(ti, "log_url", None)
     if log_url:
         lines.append(f"Log: {log_url}")
