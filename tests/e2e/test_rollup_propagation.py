@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 
@@ -26,8 +26,9 @@ from cdr_reports.pipeline.quality.store import read_findings
 from cdr_reports.pipeline.rollup import rules_fingerprint
 from cdr_reports.pipeline.runner import count_window, extract_period, plan_report_windows, run_report
 from tests.e2e.conftest import run_dag, task_instances
-from tests.support.processes import smtp_connection_uri
+from tests.support.processes import mail_text, smtp_connection_uri
 from tests.support.reference import expected_report, random_documents
+from tests.support.reports import store_daily_reports
 from tests.support.services import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
@@ -77,7 +78,7 @@ def test_a_late_cdr_and_a_manual_rerun_trigger_the_rebuild_of_the_stored_week_an
     docs = sources(random_documents(random.Random(18), 700, MONTH.start_utc, MONTH.end_utc))
     settings, collection = load_settings(), _collection()
     # The week's daily reports, then the week (rolled up) and the month (mixed) through their DAGs.
-    _store_daily_reports(collection, engine, settings, WEEK)
+    store_daily_reports(collection, engine, WEEK, settings)
     _, weekly = run_dag("weekly", WEEK.start_date)
     _, monthly = run_dag("monthly", MONTH.start_date)
     assert (weekly.state, monthly.state) == ("success", "success")
@@ -160,7 +161,7 @@ def test_a_rebuilt_week_is_mailed_corrected_and_a_failed_rebuild_alerts_and_keep
     run_env.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection_uri(smtp_server))
     docs = sources(random_documents(random.Random(22), 300, WEEK.start_utc, WEEK.end_utc))
     settings, collection = load_settings(), _collection()
-    _store_daily_reports(collection, engine, settings, WEEK)
+    store_daily_reports(collection, engine, WEEK, settings)
     first = run_dag("weekly", WEEK.start_date)[1]
     assert first.state == "success" and _stored_totals(engine, schema, WEEK)["method"] == "rollup"
     [mail] = smtp_server.received()
@@ -181,7 +182,7 @@ def test_a_rebuilt_week_is_mailed_corrected_and_a_failed_rebuild_alerts_and_keep
     assert len(mails) == 2 and mails[1]["to"] == [readers]
     corrected = mails[1]["message"]
     assert corrected["Subject"] == "[cdr-reports] CORRECTED weekly 2026-11-16..2026-11-22 report"
-    text = _text(corrected.get_body(preferencelist=("html",)).get_content())
+    text = mail_text(corrected)
     assert "CORRECTED: this report replaces the copy sent" in text and first.run_id in text
     assert f"rebuilt by run {rebuilt.run_id} (rollup, 0 day(s) read from MongoDB)" in text
     assert request["conf"]["rebuild_reason"] in text
@@ -218,7 +219,7 @@ def test_a_rebuilt_week_is_mailed_corrected_and_a_failed_rebuild_alerts_and_keep
     assert alert["to"] == [on_call]
     subject = alert["message"]["Subject"]
     assert subject.startswith("[cdr-reports] FAILED rebuild cdr_weekly_report.extract (weekly 2026-11-16..2026-11-22)")
-    body = _text(alert["message"].get_body(preferencelist=("html", "plain")).get_content())
+    body = mail_text(alert["message"])
     assert f"Rebuild: {request['conf']['rebuild_reason']} Try: 1" in body  # the line before Try
     assert "2026-11-19" in request["conf"]["rebuild_reason"] and "ServerSelectionTimeoutError" in body
     # The week and its finding are exactly what the last successful rebuild stored.
@@ -234,7 +235,7 @@ def test_a_load_whose_daily_reports_changed_since_extract_stores_the_week_built_
     engine, schema = sqlite_sink
     docs = sources(random_documents(random.Random(7), 200, WEEK.start_utc, WEEK.end_utc))
     settings, collection = load_settings(), _collection()
-    _store_daily_reports(collection, engine, settings, WEEK)
+    store_daily_reports(collection, engine, WEEK, settings)
     # What `aggregate` handed to `load`: the week rolled up from the days as they were.
     fingerprint = rules_fingerprint(settings)
     windows = plan_report_windows(engine, WEEK, settings, fingerprint)
@@ -284,20 +285,6 @@ def _asset_event_extra(dag_run) -> dict:
         )
         [event] = session.scalars(query).all()
         return dict(event.extra)
-
-
-def _store_daily_reports(collection, engine, settings, period) -> None:
-    """What the daily runs of the period's days leave behind: their stored reports."""
-    day = period.start_date
-    while day < period.end_date:
-        run_report(collection, engine, period_containing("daily", day, TZ), settings, f"seed-daily-{day}")
-        day += timedelta(days=1)
-
-
-def _text(html: str) -> str:
-    import html as html_module
-
-    return re.sub(r"\s+", " ", html_module.unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
 def _collection():

@@ -20,6 +20,7 @@ from cdr_reports.pipeline.rollup import StaleRollupError, period_days, rules_fin
 from cdr_reports.pipeline.runner import extract_period, run_report
 from cdr_reports.pipeline.schema import report_tables
 from tests.support.reference import expected_report, random_documents
+from tests.support.reports import store_daily_reports
 
 TZ = "Europe/Istanbul"
 WEEK = period_containing("weekly", date(2026, 11, 23), TZ)
@@ -55,19 +56,13 @@ def _comparable(report):
     )  # fmt: skip
 
 
-def _store_days(collection, engine, period, settings, skip=()):
-    for day in period_days(period):
-        if day not in skip:
-            run_report(collection, engine, period_containing("daily", day, TZ), settings, f"daily-{day}")
-
-
 @pytest.mark.parametrize("period", [WEEK, DST_MONTH], ids=["week", "dst-month"])
 def test_rollup_equals_a_direct_extract(cdr_db, sql_engine, period):
     docs = _documents(period, 30, seed=period.start_date.toordinal())
     cdr_db.db.CdrRecords.insert_many(docs)
     settings = cdr_db.settings()
     collection = cdr_db.db.CdrRecords
-    _store_days(collection, sql_engine, period, settings)
+    store_daily_reports(collection, sql_engine, period, settings)
 
     rolled = run_report(collection, sql_engine, period, settings, "rollup")
     direct = build_report(period, extract_period(collection, period, settings), dag_run_id="direct")
@@ -93,7 +88,7 @@ def test_mixed_week_extracts_missing_and_foreign_days_only(cdr_db, sql_engine):
     settings = cdr_db.settings()
     collection = cdr_db.db.CdrRecords
     days = period_days(WEEK)
-    _store_days(collection, sql_engine, WEEK, settings, skip={days[1], days[4]})
+    store_daily_reports(collection, sql_engine, WEEK, settings, skip={days[1], days[4]})
     # A day computed under another global filter does not qualify.
     other = replace(settings, global_filter={"IsDeleted": {"$ne": True}, "Operator.Id": {"$ne": 7}})
     run_report(collection, sql_engine, period_containing("daily", days[6], TZ), other, "other-rules")
@@ -113,7 +108,7 @@ def test_reports_of_earlier_releases_are_never_rolled_up(cdr_db, sql_engine):
     cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 10, seed=3))
     settings = cdr_db.settings()
     collection = cdr_db.db.CdrRecords
-    _store_days(collection, sql_engine, WEEK, settings)
+    store_daily_reports(collection, sql_engine, WEEK, settings)
     run = report_tables().run
     with sql_engine.begin() as conn:  # what release 0.4 stored: no fingerprint, no method
         conn.execute(
@@ -129,7 +124,7 @@ def test_a_stale_rollup_is_refused_and_built_again(cdr_db, sql_engine):
     cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 10, seed=11))
     settings = cdr_db.settings()
     collection = cdr_db.db.CdrRecords
-    _store_days(collection, sql_engine, WEEK, settings)
+    store_daily_reports(collection, sql_engine, WEEK, settings)
     first = run_report(collection, sql_engine, WEEK, settings, "week-1")
     # A late CDR, and its day re-reported, after the roll-up read the days but before it is stored:
     day = period_days(WEEK)[2]
@@ -156,7 +151,7 @@ def test_a_corrected_day_makes_its_stored_week_and_month_stale_until_rebuilt(cdr
     cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 10, seed=5))
     settings = cdr_db.settings()
     collection = cdr_db.db.CdrRecords
-    _store_days(collection, sql_engine, WEEK, settings)
+    store_daily_reports(collection, sql_engine, WEEK, settings)
     before = run_report(collection, sql_engine, WEEK, settings, "week")
     day = period_days(WEEK)[3]
     assert stale_rollups(sql_engine, [day], settings) == []  # the month is not stored: nothing to rebuild
@@ -196,7 +191,7 @@ def test_a_week_read_from_the_cdrs_is_stale_only_when_a_day_is_stored_after_it(c
     cdr_db.db.CdrRecords.insert_many(_documents(WEEK, 5, seed=8))
     settings = cdr_db.settings()
     collection = cdr_db.db.CdrRecords
-    _store_days(collection, sql_engine, WEEK, settings)
+    store_daily_reports(collection, sql_engine, WEEK, settings)
     extracted = run_report(collection, sql_engine, WEEK, replace(settings, rollup="off"), "week-direct")
     assert (extracted.method, extracted.rollup_inputs_sha256) == ("extract", None)
     days = period_days(WEEK)
@@ -225,7 +220,7 @@ def test_a_daily_load_waits_for_a_weekly_load_that_checked_its_inputs_then_the_w
     mongo_db.CdrRecords.insert_many(_documents(WEEK, 8, seed=13))
     settings = Settings()
     collection = mongo_db.CdrRecords
-    _store_days(collection, pg_engine, WEEK, settings)
+    store_daily_reports(collection, pg_engine, WEEK, settings)
     fingerprint = rules_fingerprint(settings)
     windows = plan_report_windows(pg_engine, WEEK, settings, fingerprint)
     assert [w["method"] for w in windows] == ["rollup"]

@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 
 from tests.support.services import free_port, port_open, skip_or_fail, wait_for
@@ -221,6 +222,18 @@ def running_smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         controller.stop()
+
+
+def mail_text(message: EmailMessage) -> str:
+    """The readable text of a received e-mail: its HTML (or plain) body without tags, entities decoded,
+    white space folded into single spaces."""
+    import html
+    import re
+
+    part = message.get_body(preferencelist=("html", "plain"))
+    assert part is not None, "an e-mail without an HTML or plain body"
+    body = part.get_content()
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
 
 
 def smtp_connection_uri(sink: SmtpSink, sender: str = "cdr-alerts@example.org") -> str:

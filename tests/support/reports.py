@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from cdr_reports.pipeline.aggregate import OperatorRow, Report
 from cdr_reports.pipeline.load import read_report
-from cdr_reports.pipeline.periods import period_containing
+from cdr_reports.pipeline.periods import ReportPeriod, period_containing
 from cdr_reports.pipeline.schema import report_tables
 
 TZ = "Europe/Istanbul"
@@ -118,3 +118,15 @@ def assert_stored_equals_reference(engine: sa.engine.Engine, expected: dict[str,
             assert got["avg_answered_duration_seconds"] is None, key
         else:
             assert got["avg_answered_duration_seconds"] == pytest.approx(want["avg_answered_duration_seconds"]), key
+
+
+def store_daily_reports(
+    collection: Any, engine: sa.engine.Engine, period: ReportPeriod, settings: Any, skip=()
+) -> None:
+    """What the daily runs of `period`'s local days leave behind: their stored reports (days in `skip` left out)."""
+    from cdr_reports.pipeline.rollup import period_days
+    from cdr_reports.pipeline.runner import run_report
+
+    for day in period_days(period):
+        if day not in skip:
+            run_report(collection, engine, period_containing("daily", day, period.tz_name), settings, f"daily-{day}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import sqlite3
 from datetime import timedelta
 from typing import Any
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cdr_reports.pipeline.schema import DELIVERY_TABLE
-from tests.support.processes import FAST_RETRIES, SmtpSink, build_dag, smtp_connection_uri, task_states
+from tests.support.processes import FAST_RETRIES, SmtpSink, build_dag, mail_text, smtp_connection_uri, task_states
 from tests.support.reports import DAY
 from tests.support.services import free_port
 from tests.ui.conftest import FORMULA_IDS, XSS_ATTR, XSS_SCRIPT
@@ -76,10 +75,6 @@ def states_before_email(run) -> set[str]:
     return {tid for tid, ti in tis.items() if tid.startswith("check_") and ti.end_date and ti.end_date <= started}
 
 
-def _text(html: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
-
-
 def _html(message) -> str:
     return message.get_body(preferencelist=("html",)).get_content()
 
@@ -120,7 +115,7 @@ def test_one_email_per_distinct_report_and_a_corrected_copy_after_a_change(repor
     assert message["Subject"] == "[cdr-reports] daily 2026-11-27 report"
     run, rows, sent = _stored(sink)
     html = _html(message)
-    text = _text(html)
+    text = mail_text(message)
     assert f"source {run['source_records']} · valid {run['valid_records']} · rejected 1 · operators {len(rows)}" in text
     assert "✓ source 18 = valid 17 + rejected 1" in text
     assert "CORRECTED" not in html
@@ -159,7 +154,7 @@ def test_one_email_per_distinct_report_and_a_corrected_copy_after_a_change(repor
     assert "CORRECTED: this report replaces the copy sent" in corrected_html and first.run_id in corrected_html
     run, rows, sent = _stored(sink)
     assert run["valid_records"] == 20
-    assert "source 21 = valid 20 + rejected 1" in _text(corrected_html)
+    assert "source 21 = valid 20 + rejected 1" in mail_text(corrected)
     acme = next(line for line in csv.reader(io.StringIO(_attachment(corrected)[1], newline="")) if line[2] == "ACME")
     assert acme[4] == "7"  # total_calls of ACME after the late calls
     assert [s["copies"] for s in sent] == [2] and sent[0]["dag_run_id"] == third.run_id

@@ -28,6 +28,7 @@ from typing import Any
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
+from cdr_reports.integration.rollup_tasks import rebuild_reason
 from cdr_reports.pipeline.config import Settings
 from cdr_reports.pipeline.periods import period_containing_instant
 from cdr_reports.pipeline.plan import resolve_period
@@ -194,12 +195,6 @@ def _period_text(context: Mapping[str, Any], report_type: str | None, settings: 
     return f"{period.label()} ({period.start_date} .. {period.end_date} exclusive, {period.tz_name})"
 
 
-def _rebuild_reason(context: Mapping[str, Any]) -> str | None:
-    conf = getattr(context.get("dag_run"), "conf", None) or {}
-    reason = conf.get("rebuild_reason") if isinstance(conf, Mapping) else None
-    return str(reason) if reason else None
-
-
 def failure_message(context: Mapping[str, Any], report_type: str | None, settings: Settings) -> AlertMessage:
     """Subject and text of a task-failure alert: DAG, run, task, period, rebuild reason, try number and error."""
     ti = context.get("ti") or context.get("task_instance")
@@ -224,13 +219,13 @@ def failure_message(context: Mapping[str, Any], report_type: str | None, setting
     # A run started by the daily DAG's trigger_rebuilds (rollup_tasks.py) says what it was rebuilding.
     # (Whether the stored week changed depends on the task: a load is one transaction, so a failure up
     # to and in `load` leaves the previous numbers; a check failing after it does not undo them.)
-    rebuild_reason = _rebuild_reason(context)
-    if rebuild_reason:
-        lines.insert(4, f"Rebuild: {rebuild_reason}")
+    reason = rebuild_reason(context)
+    if reason:
+        lines.insert(4, f"Rebuild: {reason}")
     log_url = getattr(ti, "log_url", None)
     if log_url:
         lines.append(f"Log: {log_url}")
-    what = "FAILED rebuild" if rebuild_reason else "FAILED"
+    what = "FAILED rebuild" if reason else "FAILED"
     subject = f"[cdr-reports] {what} {dag_id}.{task_id} ({period.split(' (')[0]}), try {try_number}"
     return AlertMessage(subject=subject, text="\n".join(lines))
 

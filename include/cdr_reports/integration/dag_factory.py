@@ -13,6 +13,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from cdr_reports.integration import tasks
 from cdr_reports.integration.alerts import daily_deadline_alert
@@ -20,7 +21,7 @@ from cdr_reports.integration.dag_docs import dag_doc, due_after, task_docs
 from cdr_reports.integration.email_task import add_email_task
 from cdr_reports.integration.quality_tasks import add_quality_tasks
 from cdr_reports.integration.report_assets import event_extra, report_asset
-from cdr_reports.integration.rollup_tasks import add_rebuild_tasks
+from cdr_reports.integration.rollup_tasks import add_rebuild_tasks, rebuild_reason
 from cdr_reports.integration.security import report_dag_access_control
 from cdr_reports.integration.task_policy import task_default_args
 from cdr_reports.integration.timetable import CalendarPeriodTimetable
@@ -104,8 +105,7 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
         @task(task_id="load", doc_md=docs["load"], outlets=[report_asset(report_type)])
         def load(report_data: dict[str, Any], **context: Any) -> dict[str, Any]:
             # A run started by the daily DAG's trigger_rebuilds says why in its conf (rollup_tasks.py).
-            reason = (getattr(context.get("dag_run"), "conf", None) or {}).get("rebuild_reason")
-            loaded = tasks.load(report_data, settings, rebuild_reason=reason)
+            loaded = tasks.load(report_data, settings, rebuild_reason=rebuild_reason(context))
             context["outlet_events"][report_asset(report_type)].extra = event_extra({**report_data, **loaded})
             return loaded
 
@@ -121,7 +121,37 @@ def build_report_dag(report_type: str, settings: Settings | None = None, *, dag_
         # E-mail delivery only when CDR_REPORT_EMAILS_<TYPE> names recipients, after the checks
         # so that it carries their findings (email_task.py).
         add_email_task(report_type, settings, loaded, after=checks)
+        add_failure_watcher(dag)
     return dag
+
+
+WATCHER_DOC = (
+    "### Fail the run when a task failed\n"
+    "Runs only when a task of this run failed (`one_failed`), and fails, so that the run is marked "
+    "failed. Without it the run would end as `success`: a last task that runs whatever happened before "
+    "it (`email_report`, trigger rule `all_done`) decides the run's state. The failed task has already "
+    "alerted; this one does not alert again."
+)
+
+
+def add_failure_watcher(dag: DAG) -> None:
+    """Add `watcher` after every task when a last task of `dag` does not need its upstreams to succeed.
+
+    Airflow decides a run's state from its last tasks: one with `all_done` succeeds or skips whatever
+    failed before it, and the run would end "success" (a weekly run with e-mail delivery whose extract
+    failed did). The watcher, the idiom of Airflow's own system tests, runs only when a task failed and
+    fails the run. Derived from the DAG's shape, so it follows any task added later with such a rule.
+    """
+    last_tasks = [t for t in dag.tasks if not t.downstream_task_ids]
+    if all(t.trigger_rule == "all_success" for t in last_tasks):
+        return  # a failure reaches a last task as upstream_failed: the run fails by itself
+    upstream = list(dag.tasks)
+
+    @task(task_id="watcher", doc_md=WATCHER_DOC, trigger_rule="one_failed", retries=0, on_failure_callback=None)
+    def watcher() -> None:
+        raise AirflowFailException("a task of this run failed (see the run's failed task and its alert)")
+
+    upstream >> watcher()
 
 
 def build_report_dags(settings: Settings | None = None) -> dict[str, DAG]:

@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from airflow.sdk import task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from cdr_reports.integration.failures import fail_fast
 from cdr_reports.pipeline.config import Settings
@@ -23,14 +23,6 @@ EMAIL_TASK_DOC = (
     "line, checks, data-quality findings, CSV attachment) to "
     "`CDR_REPORT_EMAILS_<TYPE>` through the SMTP connection `CDR_SMTP_CONN_ID`. A re-run whose stored "
     "content is unchanged sends nothing (skipped); a changed one sends a copy marked CORRECTED."
-)
-
-WATCHER_DOC = (
-    "### Fail the run when a task failed\n"
-    "Runs only when a task of this run failed (`one_failed`), and fails, so that the run is marked "
-    "failed. Without it the run would end as `success`: `email_report` runs whatever happened before "
-    "it (`all_done`) and, being the last task, decides the run's state. The failed task has already "
-    "alerted; this one does not alert again."
 )
 
 
@@ -71,18 +63,8 @@ def add_email_task(report_type: str, settings: Settings, loaded: Any, after: Seq
         loaded_summary = context["ti"].xcom_pull(task_ids="load")
         return email_report_task(report_type, settings, loaded_summary, context["run_id"])
 
-    email: Any = email_report()  # an XComArg (typed Any: mypy cannot follow TaskFlow)
+    email = email_report()
     loaded >> email
     for upstream in after:
         upstream >> email
-
-    # Airflow decides a run's state from its last tasks, and email_report (all_done) succeeds or
-    # skips whatever happened before it: a run whose extract failed would end "success". The
-    # watcher (the idiom of Airflow's own system tests) is downstream of every task and fails the run.
-    @task(task_id="watcher", doc_md=WATCHER_DOC, trigger_rule="one_failed", retries=0, on_failure_callback=None)
-    def watcher() -> None:
-        raise AirflowFailException("a task of this run failed (see the run's failed task and its alert)")
-
-    dag_tasks = list(email.operator.dag.tasks)
-    dag_tasks >> watcher()
     return email

@@ -46,11 +46,21 @@ TRIGGER_DOC = (
     "triggered is skipped."
 )
 RUN_ID_PREFIX = "rebuild__"
+# The conf key that makes a weekly or monthly run a rebuild: why (written by rebuild_requests, read by
+# the load, which records it in the `rebuilt` finding, and by the failure alert).
+REBUILD_REASON = "rebuild_reason"
 
 
 def rebuild_run_id(period_start: date, inputs_sha256: str | None) -> str:
     """The run id of the rebuild of one period from one state of its daily reports."""
     return f"{RUN_ID_PREFIX}{period_start.isoformat()}__{(inputs_sha256 or 'none')[:16]}"
+
+
+def rebuild_reason(context: Mapping[str, Any]) -> str | None:
+    """Why this run rebuilds its period (its conf, from trigger_rebuilds); None for any other run."""
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    reason = conf.get(REBUILD_REASON) if isinstance(conf, Mapping) else None
+    return str(reason) if reason else None
 
 
 def rebuild_requests(settings: Settings, loaded: Mapping[str, Any], run_id: str, dag_id: str) -> list[dict[str, Any]]:
@@ -75,7 +85,7 @@ def rebuild_requests(settings: Settings, loaded: Mapping[str, Any], run_id: str,
             {
                 "trigger_dag_id": report_types.of(period.report_type).dag_id,
                 "trigger_run_id": rebuild_run_id(period.start_date, item.inputs_sha256),
-                "conf": {"report_date": period.start_date.isoformat(), "rebuild_reason": item.reason},
+                "conf": {"report_date": period.start_date.isoformat(), REBUILD_REASON: item.reason},
                 "note": note,
             }
         )
