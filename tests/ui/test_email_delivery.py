@@ -102,7 +102,7 @@ def test_one_email_per_distinct_report_and_a_corrected_copy_after_a_change(repor
     sink = report_env({"CDR_REPORT_EMAILS_DAILY": ", ".join(RECIPIENTS)}, smtp_connection_uri(smtp_server, SENDER))
     mongo_db.CdrRecords.insert_many(_day_documents())
     dag = build_dag("daily")
-    # Last, after the e-mail: the watcher that fails the run when any task failed (email_task.py).
+    # Last, after the e-mail: the watcher that fails the run when any task failed (dag_factory.add_failure_watcher).
     assert [t.task_id for t in dag.tasks][-2:] == ["email_report", "watcher"]
 
     first = dag.test(run_conf=CONF)
